@@ -1,0 +1,23 @@
+//! cni-dhcp: a DHCP IPAM for container networking that works on ipvlan.
+//!
+//! The library every binary shares:
+//! - [`cni`]: CNI spec 1.1.0 types (network configuration, results in every supported version,
+//!   errors with the spec's codes, the `CNI_*` environment) and the plugin skeleton;
+//! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
+//!   client state machine that the daemon drives;
+//! - [`rpc`]: the versioned, size-limited protocol between the `dhcp` plugin and `dhcp daemon`;
+//! - [`netns`]: entering a network namespace on a short-lived thread;
+//! - [`link`]: rtnetlink helpers (links, addresses, routes) used by the daemon and `ipvlan`;
+//! - [`daemon`]: everything that runs long (lease table, timers, packet sockets, the Unix-socket
+//!   server). Its source lives in the top-level `daemon/` directory.
+//!
+//! The binaries (`src/bin/`) are thin front-ends over these modules.
+
+pub mod cni;
+pub mod dhcp;
+pub mod link;
+pub mod netns;
+pub mod rpc;
+
+#[path = "../daemon/mod.rs"]
+pub mod daemon;
