@@ -1,1 +1,106 @@
-//! (placeholder: filled in by the module's owner)
+//! `dhcp daemon`: the long-running lease daemon.
+//!
+//! The `dhcp` plugin process lives for one CNI command; a lease lives for as long as its
+//! container. This daemon holds the leases: for each attachment (container ID, network name,
+//! ifname) it enters the container's network namespace, acquires a lease with the sans-IO client
+//! of [`crate::dhcp::client`], renews and rebinds it (RFC 2131 §4.4.5) and releases it on DEL.
+//!
+//! Files, in the manner of tokio's mini-redis:
+//! - `server.rs`: the Unix-socket listener and one task per connection (framing in [`crate::rpc`]);
+//! - `command.rs`: what each request does to the shared state;
+//! - `table.rs`: the shared state, one slot per attachment;
+//! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
+//! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
+//!
+//! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
+//! number of workers; sockets are opened inside a namespace on a short-lived thread
+//! ([`crate::netns`]) and then driven from the runtime.
+
+pub mod command;
+pub mod driver;
+pub mod packet;
+pub mod server;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The daemon's settings: the reference daemon's flags (shared NOTES §2), same names and defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Unix socket to listen on (`-socketpath`, default `/run/cni/dhcp.sock`). Ignored when the
+    /// socket is passed by systemd socket activation (`LISTEN_FDS`).
+    pub socket_path: PathBuf,
+    /// File to write the daemon's PID to (`-pidfile`), if any.
+    pub pid_file: Option<PathBuf>,
+    /// Prefix for every `CNI_NETNS` path (`-hostprefix`), for a daemon running in a container
+    /// with the host's filesystem mounted under it (e.g. `/host`). Empty by default.
+    pub host_prefix: PathBuf,
+    /// The daemon-wide broadcast policy (`-broadcast`): `Some(b)` forces the BOOTP broadcast flag
+    /// on or off for every lease whose ipam config does not say; `None` (flag absent) lets the
+    /// daemon decide per link: on for ipvlan slaves, off otherwise.
+    pub broadcast: Option<bool>,
+    /// Budget for one acquisition (`-timeout`, default 10 s): an ADD fails after it.
+    pub timeout: Duration,
+    /// Cap on the retransmission interval (`-resendmax`, default 62 s; RFC 2131 §4.1 back-off).
+    pub resend_max: Duration,
+    /// Number of runtime worker threads (the daemon's thread count does not depend on leases).
+    pub worker_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket_path: PathBuf::from(crate::rpc::DEFAULT_SOCKET_PATH),
+            pid_file: None,
+            host_prefix: PathBuf::new(),
+            broadcast: None,
+            timeout: Duration::from_secs(10),
+            resend_max: Duration::from_secs(62),
+            worker_threads: 2,
+        }
+    }
+}
+
+impl Config {
+    /// The path of a container's namespace file as seen by the daemon: `-hostprefix` joined with
+    /// `CNI_NETNS` (which is absolute).
+    pub fn netns_path(&self, cni_netns: &str) -> PathBuf {
+        if self.host_prefix.as_os_str().is_empty() {
+            PathBuf::from(cni_netns)
+        } else {
+            self.host_prefix
+                .join(Path::new(cni_netns).strip_prefix("/").unwrap_or(Path::new(cni_netns)))
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Builds its own runtime.
+///
+/// Errors: the socket cannot be bound (path in use by a live daemon, no permission), the PID
+/// file cannot be written.
+pub fn run(config: Config) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads.max(1))
+        .max_blocking_threads(4)
+        .thread_name("dhcp-daemon")
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::serve(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_prefix_is_joined_to_absolute_netns() {
+        let mut c = Config::default();
+        assert_eq!(c.netns_path("/var/run/netns/a"), PathBuf::from("/var/run/netns/a"));
+        c.host_prefix = PathBuf::from("/host");
+        assert_eq!(
+            c.netns_path("/var/run/netns/a"),
+            PathBuf::from("/host/var/run/netns/a")
+        );
+    }
+}

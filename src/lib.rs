@@ -5,6 +5,7 @@
 //!   errors with the spec's codes, the `CNI_*` environment) and the plugin skeleton;
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
+//! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
 //! - [`rpc`]: the versioned, size-limited protocol between the `dhcp` plugin and `dhcp daemon`;
 //! - [`netns`]: entering a network namespace on a short-lived thread;
 //! - [`link`]: rtnetlink helpers (links, addresses, routes) used by the daemon and `ipvlan`;
@@ -15,6 +16,7 @@
 
 pub mod cni;
 pub mod dhcp;
+pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod rpc;

@@ -1,1 +1,388 @@
-//! (placeholder: filled in by the module's owner)
+//! The protocol between the `dhcp` IPAM plugin (and `dhcp-leases`) and `dhcp daemon`.
+//!
+//! The plugin is a short-lived process started by the container runtime for every CNI command;
+//! the daemon is long-lived and owns the leases. They talk over a Unix stream socket (default
+//! [`DEFAULT_SOCKET_PATH`]) with one request and one response per connection, each a single
+//! JSON object followed by a newline (`\n`). Every frame carries [`PROTOCOL_VERSION`]; a peer that
+//! receives another version answers with an error rather than guessing. Frames are bounded:
+//! requests by [`MAX_REQUEST_BYTES`], responses by [`MAX_RESPONSE_BYTES`] (a lease list of a busy
+//! node is larger than any request), so neither side can be made to buffer without limit.
+//!
+//! The protocol is ours, not the reference plugin's Go net/rpc: the plugin and daemon ship together.
+
+use std::io::{self, BufRead, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dhcp::Lease;
+
+/// Version of this protocol. Bumped on any incompatible change to [`Request`] or [`Response`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default path of the daemon's socket, the reference daemon's default (`-socketpath`).
+pub const DEFAULT_SOCKET_PATH: &str = "/run/cni/dhcp.sock";
+
+/// Largest request frame in bytes, newline included. A request is an attachment plus a few
+/// options, well under 1 KiB in practice.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Largest response frame in bytes, newline included (a lease list of thousands of leases).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One container interface, the unit a lease belongs to (CNI spec §"Attachment": container ID,
+/// network name and interface name identify it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// The network configuration's `name`.
+    pub network: String,
+    /// `CNI_IFNAME`, the interface inside the container.
+    pub ifname: String,
+}
+
+impl std::fmt::Display for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.container_id, self.network, self.ifname)
+    }
+}
+
+/// What the plugin passes for an ADD besides the attachment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddOptions {
+    /// `CNI_NETNS`: path of the container's network namespace file.
+    pub netns: String,
+    /// The ipam key `broadcast`: `Some` overrides the daemon's policy (see the daemon's docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<bool>,
+    /// Host name to send as option 12 (RFC 2132 §3.14), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// A request from a plugin. Serialized with a `command` tag, e.g.
+/// `{"version":1,"command":"add","attachment":{...},"options":{...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    /// CNI ADD: acquire (or return the already held) lease for the attachment.
+    Add {
+        /// Protocol version, [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The attachment.
+        attachment: Attachment,
+        /// ADD parameters.
+        options: AddOptions,
+    },
+    /// CNI DEL: send DHCPRELEASE and forget the lease. Unknown attachments succeed.
+    Del {
+        /// Protocol version.
+        version: u32,
+        /// The attachment.
+        attachment: Attachment,
+    },
+    /// CNI CHECK: the lease is held. Never acquires one.
+    Check {
+        /// Protocol version.
+        version: u32,
+        /// The attachment.
+        attachment: Attachment,
+    },
+    /// CNI STATUS: is the daemon able to serve ADDs.
+    Status {
+        /// Protocol version.
+        version: u32,
+    },
+    /// All leases, for `dhcp-leases`.
+    List {
+        /// Protocol version.
+        version: u32,
+    },
+}
+
+impl Request {
+    /// The request's protocol version field.
+    pub fn version(&self) -> u32 {
+        match self {
+            Request::Add { version, .. }
+            | Request::Del { version, .. }
+            | Request::Check { version, .. }
+            | Request::Status { version }
+            | Request::List { version } => *version,
+        }
+    }
+}
+
+/// What the daemon knows of one lease: the payload of ADD, CHECK and LIST responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Whose lease.
+    pub attachment: Attachment,
+    /// `CNI_NETNS` at ADD time.
+    pub netns: String,
+    /// Option 61 bytes as sent, lower-case hex without separators.
+    pub client_id: String,
+    /// RFC 2131 client state name: `SELECTING`, `REQUESTING`, `BOUND`, `RENEWING`,
+    /// `REBINDING`, `EXPIRED`, ...
+    pub state: String,
+    /// Whether DISCOVER/REQUEST carry the BOOTP broadcast flag, and why (`ipam`, `daemon`, or
+    /// `auto: ipvlan slave` / `auto: not ipvlan`).
+    pub broadcast: bool,
+    /// Where [`LeaseRecord::broadcast`] came from.
+    pub broadcast_reason: String,
+    /// The lease as last acknowledged by the server; `None` before the first DHCPACK.
+    pub lease: Option<Lease>,
+    /// Seconds from the response until T1, T2 and expiry; `None` when not bound.
+    pub t1_in: Option<u64>,
+    /// Seconds until T2.
+    pub t2_in: Option<u64>,
+    /// Seconds until the lease expires.
+    pub expires_in: Option<u64>,
+    /// Successful renewals (RENEWING or REBINDING answered with DHCPACK).
+    pub renewals: u32,
+    /// The last error met, for operators.
+    pub last_error: Option<String>,
+}
+
+/// The daemon's answer. `{"version":1,"result":"lease","record":{...}}` and so on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Response {
+    /// ADD and CHECK: the attachment's lease.
+    Lease {
+        /// Protocol version.
+        version: u32,
+        /// The lease.
+        record: Box<LeaseRecord>,
+    },
+    /// DEL and STATUS: done.
+    Ok {
+        /// Protocol version.
+        version: u32,
+    },
+    /// LIST.
+    Leases {
+        /// Protocol version.
+        version: u32,
+        /// Every lease the daemon holds, sorted by attachment.
+        records: Vec<LeaseRecord>,
+    },
+    /// Any failure, as a CNI error (code per the CNI spec's table: 7 bad config, 11 try again
+    /// later, 50 plugin not available, ...).
+    Error {
+        /// Protocol version.
+        version: u32,
+        /// CNI error code.
+        code: u32,
+        /// One-line message.
+        msg: String,
+        /// Longer explanation.
+        details: String,
+    },
+}
+
+impl Response {
+    /// An error response with the current version.
+    pub fn error(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Response {
+        Response::Error {
+            version: PROTOCOL_VERSION,
+            code,
+            msg: msg.into(),
+            details: details.into(),
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Transport error, including a read timeout.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent more than the limit without a newline.
+    #[error("frame larger than {0} bytes")]
+    TooLarge(usize),
+    /// The peer closed the connection before a complete frame.
+    #[error("connection closed before a complete frame")]
+    Truncated,
+    /// The frame is not the JSON we expect.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// The peer speaks another version of this protocol.
+    #[error("protocol version {0} not supported (this build speaks {PROTOCOL_VERSION})")]
+    Version(u32),
+}
+
+/// Serializes `value` as one frame: compact JSON and a newline.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own types cannot fail: they hold no maps with non-string keys.
+    let mut out = serde_json::to_vec(value).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Decodes one frame (with or without its trailing newline) and checks its version.
+pub fn decode_request(frame: &[u8]) -> Result<Request, FrameError> {
+    if frame.len() > MAX_REQUEST_BYTES {
+        return Err(FrameError::TooLarge(MAX_REQUEST_BYTES));
+    }
+    // Read the version first so that a newer peer gets a clear version error, not a field error.
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let v: Versioned = serde_json::from_slice(frame)?;
+    if v.version != PROTOCOL_VERSION {
+        return Err(FrameError::Version(v.version));
+    }
+    Ok(serde_json::from_slice(frame)?)
+}
+
+/// Reads one newline-terminated frame of at most `limit` bytes from a blocking reader.
+pub fn read_frame(reader: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::new();
+    let n = reader.take(limit as u64).read_until(b'\n', &mut buf)?;
+    if buf.last() != Some(&b'\n') {
+        return Err(if n >= limit {
+            FrameError::TooLarge(limit)
+        } else {
+            FrameError::Truncated
+        });
+    }
+    Ok(buf)
+}
+
+/// Error of [`call`]: could not reach the daemon, or it failed to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// `connect(2)` failed: the daemon is not running or the path is wrong.
+    #[error(
+        "cannot reach the DHCP daemon at {path}: {source}; start it with `dhcp daemon -socketpath {path}` (or enable the cni-dhcp.socket systemd unit)"
+    )]
+    Connect {
+        /// The socket path tried.
+        path: String,
+        /// The connect error.
+        source: io::Error,
+    },
+    /// Sending or receiving failed after connecting.
+    #[error("talking to the DHCP daemon at {path}: {source}")]
+    Frame {
+        /// The socket path.
+        path: String,
+        /// What went wrong.
+        source: FrameError,
+    },
+}
+
+/// Sends `request` to the daemon at `socket_path` and waits up to `timeout` for its response.
+///
+/// Blocking; used by the short-lived plugin processes.
+pub fn call(socket_path: &Path, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+    let path = socket_path.display().to_string();
+    let mut stream = UnixStream::connect(socket_path).map_err(|source| CallError::Connect {
+        path: path.clone(),
+        source,
+    })?;
+    let frame_err = |source: FrameError| CallError::Frame {
+        path: path.clone(),
+        source,
+    };
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .and_then(|()| stream.write_all(&encode(request)))
+        .map_err(|e| frame_err(e.into()))?;
+    let mut reader = io::BufReader::new(stream);
+    let frame = read_frame(&mut reader, MAX_RESPONSE_BYTES).map_err(frame_err)?;
+    let response: Response = serde_json::from_slice(&frame).map_err(|e| frame_err(e.into()))?;
+    let version = match &response {
+        Response::Lease { version, .. }
+        | Response::Ok { version }
+        | Response::Leases { version, .. }
+        | Response::Error { version, .. } => *version,
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(frame_err(FrameError::Version(version)));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment() -> Attachment {
+        Attachment {
+            container_id: "c1".into(),
+            network: "net".into(),
+            ifname: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let req = Request::Add {
+            version: PROTOCOL_VERSION,
+            attachment: attachment(),
+            options: AddOptions {
+                netns: "/var/run/netns/x".into(),
+                broadcast: Some(true),
+                hostname: None,
+            },
+        };
+        let frame = encode(&req);
+        assert_eq!(frame.last(), Some(&b'\n'));
+        assert_eq!(decode_request(&frame).unwrap(), req);
+    }
+
+    #[test]
+    fn other_version_is_refused_by_version() {
+        let frame = br#"{"command":"status","version":2}"#;
+        assert!(matches!(decode_request(frame), Err(FrameError::Version(2))));
+    }
+
+    #[test]
+    fn unknown_command_and_garbage_are_malformed() {
+        assert!(matches!(
+            decode_request(br#"{"command":"format-disk","version":1}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(b"\x00\xff garbage"),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn read_frame_enforces_limit() {
+        let big = vec![b'a'; 100];
+        let mut r = io::Cursor::new(big);
+        assert!(matches!(
+            read_frame(&mut r, 10),
+            Err(FrameError::TooLarge(10))
+        ));
+        let mut r = io::Cursor::new(b"abc".to_vec());
+        assert!(matches!(read_frame(&mut r, 10), Err(FrameError::Truncated)));
+        let mut r = io::Cursor::new(b"abc\nrest".to_vec());
+        assert_eq!(read_frame(&mut r, 10).unwrap(), b"abc\n");
+    }
+
+    #[test]
+    fn connect_error_names_path_and_how_to_start() {
+        let err = call(
+            Path::new("/nonexistent/dhcp.sock"),
+            &Request::Status {
+                version: PROTOCOL_VERSION,
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/dhcp.sock"), "{text}");
+        assert!(text.contains("dhcp daemon"), "{text}");
+    }
+}

@@ -1,1 +1,123 @@
-fn main() {}
+//! `dhcp`: the CNI IPAM plugin, and with `dhcp daemon` the lease daemon it talks to.
+//!
+//! As a plugin (invoked by a runtime or a main plugin with `CNI_COMMAND` set) it forwards ADD,
+//! DEL, CHECK and STATUS to the daemon over its Unix socket and prints the CNI result. As
+//! `dhcp daemon` it runs [`cni_dhcp::daemon`], accepting the reference daemon's Go-style flags
+//! (`-socketpath /run/cni/dhcp.sock`, `-broadcast=true`, `-timeout 10s`, ...) as well as the
+//! `--double-dash` forms, so existing systemd units keep working.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use cni_dhcp::daemon;
+
+/// The reference daemon's flags (containernetworking/plugins `plugins/ipam/dhcp`), same names
+/// and defaults.
+#[derive(Parser, Debug)]
+#[command(name = "dhcp daemon", about = "Run the DHCP lease daemon for the dhcp CNI plugin")]
+struct DaemonArgs {
+    /// Unix socket the plugin connects to (ignored under systemd socket activation).
+    #[arg(long = "socketpath", default_value = cni_dhcp::rpc::DEFAULT_SOCKET_PATH)]
+    socket_path: PathBuf,
+    /// Write the daemon's PID to this file.
+    #[arg(long = "pidfile")]
+    pid_file: Option<PathBuf>,
+    /// Prefix for CNI_NETNS paths, for a daemon running in a container (e.g. /host).
+    #[arg(long = "hostprefix", default_value = "")]
+    host_prefix: PathBuf,
+    /// Force the BOOTP broadcast flag on (`-broadcast`, `-broadcast=true`) or off
+    /// (`-broadcast=false`) when the ipam config does not say; absent: on for ipvlan slaves only.
+    #[arg(long = "broadcast", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    broadcast: Option<bool>,
+    /// Budget for one lease acquisition (Go duration: 10s, 1m30s, 500ms).
+    #[arg(long = "timeout", default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Cap on the retransmission interval (RFC 2131 §4.1 back-off).
+    #[arg(long = "resendmax", default_value = "62s", value_parser = parse_duration)]
+    resend_max: Duration,
+}
+
+/// Parses a Go-style duration (`10s`, `1m30s`, `500ms`, `2h`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Go's flag package accepts `-name` as well as `--name`; clap wants `--name` for long flags.
+fn go_flags_to_clap(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| {
+        if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
+            format!("-{a}")
+        } else {
+            a
+        }
+    })
+    .collect()
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_else(|| "dhcp".into());
+    let rest: Vec<String> = args.collect();
+    if rest.first().map(String::as_str) == Some("daemon") {
+        let flags = go_flags_to_clap(rest.into_iter().skip(1));
+        let parsed = match DaemonArgs::try_parse_from(std::iter::once("dhcp daemon".to_string()).chain(flags)) {
+            Ok(p) => p,
+            Err(e) => e.exit(),
+        };
+        init_logging();
+        let config = daemon::Config {
+            socket_path: parsed.socket_path,
+            pid_file: parsed.pid_file,
+            host_prefix: parsed.host_prefix,
+            broadcast: parsed.broadcast,
+            timeout: parsed.timeout,
+            resend_max: parsed.resend_max,
+            ..daemon::Config::default()
+        };
+        return match daemon::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{argv0} daemon: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    cni_dhcp::ipam::main()
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> DaemonArgs {
+        let flags = go_flags_to_clap(args.iter().map(|s| s.to_string()));
+        DaemonArgs::try_parse_from(std::iter::once("dhcp daemon".to_string()).chain(flags)).unwrap()
+    }
+
+    #[test]
+    fn reference_flags_parse() {
+        let a = parse(&["-socketpath", "/tmp/x.sock", "-timeout", "1m30s", "-broadcast"]);
+        assert_eq!(a.socket_path, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(a.timeout, Duration::from_secs(90));
+        assert_eq!(a.broadcast, Some(true));
+        let a = parse(&["-broadcast=false", "--resendmax=5s", "-hostprefix", "/host"]);
+        assert_eq!(a.broadcast, Some(false));
+        assert_eq!(a.resend_max, Duration::from_secs(5));
+        assert_eq!(a.host_prefix, PathBuf::from("/host"));
+        let a = parse(&[]);
+        assert_eq!(a.broadcast, None);
+        assert_eq!(a.timeout, Duration::from_secs(10));
+        assert_eq!(a.socket_path, PathBuf::from("/run/cni/dhcp.sock"));
+    }
+}

@@ -1,0 +1,102 @@
+//! What each request does to the shared state.
+//!
+//! One function per [`Request`] variant. ADD is idempotent (an attachment that already holds a
+//! lease gets that lease back, no second one is acquired); DEL of an unknown attachment
+//! succeeds and DEL is safe to repeat or run concurrently (the slot's lock orders them); CHECK
+//! never acquires anything (the reference does, NOTES §2).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::driver;
+use super::server::Shared;
+use crate::cni::code;
+use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response};
+
+/// Applies `request` and returns the response to send.
+pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
+    match request {
+        Request::Add {
+            attachment,
+            options,
+            ..
+        } => add(shared, attachment, options).await,
+        Request::Del { attachment, .. } => del(shared, attachment).await,
+        Request::Check { attachment, .. } => check(shared, attachment).await,
+        Request::Status { .. } => Response::Ok {
+            version: PROTOCOL_VERSION,
+        },
+        Request::List { .. } => {
+            let now = Instant::now();
+            Response::Leases {
+                version: PROTOCOL_VERSION,
+                records: shared.table.all().iter().map(|s| s.record(now)).collect(),
+            }
+        }
+    }
+}
+
+fn lease_response(slot: &super::table::Slot) -> Response {
+    Response::Lease {
+        version: PROTOCOL_VERSION,
+        record: Box::new(slot.record(Instant::now())),
+    }
+}
+
+async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) -> Response {
+    let slot = shared.table.slot(&attachment);
+    let mut op = slot.op.lock().await;
+    if let Some(handle) = op.as_ref() {
+        if handle.is_alive() && slot.status().lease.is_some() {
+            return lease_response(&slot);
+        }
+    }
+    // No live lease: (re)acquire. A finished driver (expired, lost) is replaced.
+    *op = None;
+    match driver::start(&shared.config, slot.clone(), &options).await {
+        Ok(handle) => {
+            *op = Some(handle);
+            lease_response(&slot)
+        }
+        Err(e) => {
+            shared.table.remove(&slot);
+            Response::error(e.code, e.msg, e.details)
+        }
+    }
+}
+
+async fn del(shared: &Arc<Shared>, attachment: Attachment) -> Response {
+    if let Some(slot) = shared.table.get(&attachment) {
+        let mut op = slot.op.lock().await;
+        if let Some(handle) = op.take() {
+            driver::release(handle).await;
+        }
+        shared.table.remove(&slot);
+    }
+    Response::Ok {
+        version: PROTOCOL_VERSION,
+    }
+}
+
+async fn check(shared: &Arc<Shared>, attachment: Attachment) -> Response {
+    let Some(slot) = shared.table.get(&attachment) else {
+        return Response::error(
+            code::UNKNOWN_CONTAINER,
+            format!("no DHCP lease held for {attachment}"),
+            "CHECK never acquires a lease; run ADD first",
+        );
+    };
+    let op = slot.op.lock().await;
+    let alive = op.as_ref().is_some_and(|h| h.is_alive());
+    let has_lease = slot.status().lease.is_some();
+    if alive && has_lease {
+        lease_response(&slot)
+    } else {
+        let st = slot.status();
+        Response::error(
+            code::UNKNOWN_CONTAINER,
+            format!("the DHCP lease for {attachment} is no longer held (state {})", st.state),
+            st.last_error.clone().unwrap_or_default(),
+        )
+    }
+}

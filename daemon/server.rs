@@ -1,0 +1,144 @@
+//! The Unix-socket listener and one task per connection.
+//!
+//! Each connection carries one request frame and one response frame ([`crate::rpc`]). A client
+//! that connects and sends nothing, or sends more than [`MAX_REQUEST_BYTES`] without a newline,
+//! or garbage, gets an error (or is dropped) after [`REQUEST_DEADLINE`] and cannot hold the
+//! daemon: every connection is its own task and the accept loop never waits on one.
+//!
+//! The socket is created mode 0600 in a directory made if missing; a stale socket file left by a
+//! crashed daemon is replaced, a live daemon's socket is not. Under systemd socket activation
+//! (`LISTEN_PID`/`LISTEN_FDS`, sd_listen_fds(3)) the passed fd 3 is used instead.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use super::Config;
+use super::command;
+use super::table::Table;
+use crate::cni::code;
+use crate::rpc::{self, FrameError, MAX_REQUEST_BYTES, Response};
+
+/// Time a client has to send its whole request.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// The daemon's settings.
+    pub config: Config,
+    /// The leases.
+    pub table: Table,
+}
+
+/// Binds the socket (or takes the activated one), writes the PID file, and serves until
+/// SIGTERM/SIGINT. Leases are not released on exit: containers outlive a daemon restart.
+pub async fn serve(config: Config) -> io::Result<()> {
+    let listener = listen(&config)?;
+    if let Some(pid_file) = &config.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
+    }
+    info!(socket = %config.socket_path.display(), "dhcp daemon listening");
+    let shared = Arc::new(Shared {
+        config,
+        table: Table::default(),
+    });
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { connection(shared, stream).await });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = sigterm.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    info!(leases = shared.table.len(), "dhcp daemon stopping; leases are not released");
+    if let Some(pid_file) = &shared.config.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    Ok(())
+}
+
+fn listen(config: &Config) -> io::Result<UnixListener> {
+    if let Some(fd) = activated_fd() {
+        // SAFETY: systemd passed us fd 3 as a listening Unix socket (sd_listen_fds(3)).
+        let std_listener = std::os::unix::net::UnixListener::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        std_listener.set_nonblocking(true)?;
+        return UnixListener::from_std(std_listener);
+    }
+    let path = &config.socket_path;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running daemon", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The socket passed by systemd, if this process is the one it was meant for.
+fn activated_fd() -> Option<i32> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    (pid == std::process::id() && fds >= 1).then_some(3)
+}
+
+async fn connection(shared: Arc<Shared>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64);
+    let mut frame = Vec::new();
+    let read = tokio::time::timeout(REQUEST_DEADLINE, reader.read_until(b'\n', &mut frame)).await;
+    let response = match read {
+        Err(_) => Some(Response::error(
+            code::DECODING_FAILURE,
+            "request not received in time",
+            format!("send the whole request within {}s", REQUEST_DEADLINE.as_secs()),
+        )),
+        Ok(Err(e)) => {
+            debug!(error = %e, "connection read failed");
+            None
+        }
+        Ok(Ok(_)) if frame.last() != Some(&b'\n') => {
+            let e = if frame.len() >= MAX_REQUEST_BYTES {
+                FrameError::TooLarge(MAX_REQUEST_BYTES)
+            } else {
+                FrameError::Truncated
+            };
+            Some(Response::error(code::DECODING_FAILURE, "bad request frame", e.to_string()))
+        }
+        Ok(Ok(_)) => Some(match rpc::decode_request(&frame) {
+            Ok(request) => command::apply(&shared, request).await,
+            Err(e @ FrameError::Version(_)) => {
+                Response::error(code::INCOMPATIBLE_VERSION, "plugin and daemon versions differ", e.to_string())
+            }
+            Err(e) => Response::error(code::DECODING_FAILURE, "bad request", e.to_string()),
+        }),
+    };
+    if let Some(response) = response {
+        let _ = write.write_all(&rpc::encode(&response)).await;
+        let _ = write.shutdown().await;
+    }
+}

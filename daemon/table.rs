@@ -1,0 +1,249 @@
+//! The daemon's shared state: one slot per attachment.
+//!
+//! A [`Slot`] serialises every request for its attachment (an async mutex held for the whole of
+//! an ADD or DEL, so a DEL that races an ADD waits for it, and two DELs run one after the other)
+//! while requests for different attachments never wait for each other: the table's own lock is
+//! a plain mutex held only to look a slot up or insert one, never across an `.await`.
+//!
+//! Each slot also carries a [`Status`] snapshot that the lease's driver task updates as it goes,
+//! so `dhcp-leases` can list a lease while an ADD is still acquiring it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dhcp::Lease;
+use crate::rpc::{Attachment, LeaseRecord};
+
+/// A request to a running driver task.
+#[derive(Debug)]
+pub enum DriverCommand {
+    /// Send DHCPRELEASE (if a lease is held), stop, and answer on the channel.
+    Release(oneshot::Sender<()>),
+}
+
+/// The running driver task of a lease.
+#[derive(Debug)]
+pub struct Handle {
+    /// Commands to the task.
+    pub commands: mpsc::Sender<DriverCommand>,
+    /// The task itself; finished once the lease is released, expired or lost.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// Whether the driver still runs (the lease is still being kept).
+    pub fn is_alive(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+/// What the daemon knows of a lease right now (the source of a [`LeaseRecord`]).
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// `CNI_NETNS` as given at ADD.
+    pub netns: String,
+    /// Option 61 bytes.
+    pub client_id: Vec<u8>,
+    /// RFC 2131 state name, upper case.
+    pub state: String,
+    /// BOOTP broadcast flag in use.
+    pub broadcast: bool,
+    /// Why ([`LeaseRecord::broadcast_reason`]).
+    pub broadcast_reason: String,
+    /// Last acknowledged lease.
+    pub lease: Option<Lease>,
+    /// When that DHCPACK arrived: the origin of T1, T2 and expiry.
+    pub bound_at: Option<Instant>,
+    /// DHCPACKs received in RENEWING or REBINDING.
+    pub renewals: u32,
+    /// Last error, for operators.
+    pub last_error: Option<String>,
+}
+
+/// One attachment's slot.
+#[derive(Debug)]
+pub struct Slot {
+    /// Whose slot.
+    pub attachment: Attachment,
+    /// Held for the whole of a request on this attachment; holds the driver, if one runs.
+    pub op: tokio::sync::Mutex<Option<Handle>>,
+    status: Mutex<Status>,
+}
+
+impl Slot {
+    /// The status snapshot, locked. Never hold it across an `.await`.
+    pub fn status(&self) -> MutexGuard<'_, Status> {
+        // A poisoned lock only means a thread panicked while holding it; the data is plain.
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The snapshot as a protocol record, with times relative to `now`.
+    pub fn record(&self, now: Instant) -> LeaseRecord {
+        let s = self.status().clone();
+        let secs_until = |offset: u32| {
+            s.bound_at.map(|at| {
+                (at + std::time::Duration::from_secs(offset.into()))
+                    .saturating_duration_since(now)
+                    .as_secs()
+            })
+        };
+        let (t1_in, t2_in, expires_in) = match &s.lease {
+            Some(l) if s.bound_at.is_some() => (
+                secs_until(l.renewal_time),
+                secs_until(l.rebinding_time),
+                secs_until(l.lease_time),
+            ),
+            _ => (None, None, None),
+        };
+        LeaseRecord {
+            attachment: self.attachment.clone(),
+            netns: s.netns,
+            client_id: s.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+            state: s.state,
+            broadcast: s.broadcast,
+            broadcast_reason: s.broadcast_reason,
+            lease: s.lease,
+            t1_in,
+            t2_in,
+            expires_in,
+            renewals: s.renewals,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// All slots.
+#[derive(Debug, Default)]
+pub struct Table {
+    slots: Mutex<HashMap<Attachment, Arc<Slot>>>,
+}
+
+impl Table {
+    fn slots(&self) -> MutexGuard<'_, HashMap<Attachment, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attachment's slot, created empty if there is none.
+    pub fn slot(&self, attachment: &Attachment) -> Arc<Slot> {
+        self.slots()
+            .entry(attachment.clone())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    attachment: attachment.clone(),
+                    op: tokio::sync::Mutex::new(None),
+                    status: Mutex::new(Status::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The attachment's slot, if it has one.
+    pub fn get(&self, attachment: &Attachment) -> Option<Arc<Slot>> {
+        self.slots().get(attachment).cloned()
+    }
+
+    /// Removes `slot` from the table if it is still the attachment's slot. Call while holding
+    /// the slot's `op` lock with no driver in it, so no request is lost: a request that got the
+    /// slot before removal finds it empty and starts over.
+    pub fn remove(&self, slot: &Arc<Slot>) {
+        let mut slots = self.slots();
+        if slots
+            .get(&slot.attachment)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            slots.remove(&slot.attachment);
+        }
+    }
+
+    /// Every slot, sorted by attachment.
+    pub fn all(&self) -> Vec<Arc<Slot>> {
+        let mut all: Vec<_> = self.slots().values().cloned().collect();
+        all.sort_by(|a, b| {
+            (&a.attachment.container_id, &a.attachment.network, &a.attachment.ifname).cmp(&(
+                &b.attachment.container_id,
+                &b.attachment.network,
+                &b.attachment.ifname,
+            ))
+        });
+        all
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots().len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(c: &str) -> Attachment {
+        Attachment {
+            container_id: c.into(),
+            network: "n".into(),
+            ifname: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn slot_is_shared_until_removed() {
+        let t = Table::default();
+        let a = t.slot(&att("a"));
+        let a2 = t.slot(&att("a"));
+        assert!(Arc::ptr_eq(&a, &a2));
+        let b = t.slot(&att("b"));
+        assert!(!Arc::ptr_eq(&a, &b));
+        t.remove(&a);
+        assert!(t.get(&att("a")).is_none());
+        // A stale slot does not remove its successor.
+        let a3 = t.slot(&att("a"));
+        t.remove(&a);
+        assert!(t.get(&att("a")).is_some_and(|s| Arc::ptr_eq(&s, &a3)));
+        assert_eq!(t.all().len(), 2);
+    }
+
+    #[test]
+    fn record_reports_times_relative_to_now() {
+        let t = Table::default();
+        let s = t.slot(&att("a"));
+        let start = Instant::now();
+        {
+            let mut st = s.status();
+            st.bound_at = Some(start);
+            st.state = "BOUND".into();
+            st.client_id = vec![0, 0x61];
+            st.lease = Some(Lease {
+                address: "198.18.0.5".parse().unwrap(),
+                prefix_len: 24,
+                routers: vec![],
+                dns_servers: vec![],
+                domain_name: None,
+                domain_search: vec![],
+                classless_routes: vec![],
+                static_routes: vec![],
+                mtu: None,
+                broadcast_address: None,
+                server_id: "198.18.0.1".parse().unwrap(),
+                lease_time: 100,
+                renewal_time: 50,
+                rebinding_time: 87,
+            });
+        }
+        let r = s.record(start + std::time::Duration::from_secs(10));
+        assert_eq!(r.t1_in, Some(40));
+        assert_eq!(r.t2_in, Some(77));
+        assert_eq!(r.expires_in, Some(90));
+        assert_eq!(r.client_id, "0061");
+        let r = s.record(start + std::time::Duration::from_secs(200));
+        assert_eq!(r.expires_in, Some(0));
+    }
+}
