@@ -335,3 +335,230 @@ pub fn validate_network_name(s: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(vars: &[(&str, &str)]) -> Result<Env, Error> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_lookup(|k| m.get(k).cloned())
+    }
+
+    const ADD: &[(&str, &str)] = &[
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "cid-1"),
+        ("CNI_NETNS", "/run/netns/c1"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web-0;X=a=b"),
+        ("CNI_PATH", "/opt/cni/bin::/usr/lib/cni"),
+    ];
+
+    #[test]
+    fn add_with_every_variable() {
+        let e = env_of(ADD).unwrap();
+        assert_eq!(e.command, Command::Add);
+        assert_eq!(e.container_id().unwrap(), "cid-1");
+        assert_eq!(e.netns().unwrap(), Path::new("/run/netns/c1"));
+        assert_eq!(e.ifname().unwrap(), "eth0");
+        assert_eq!(e.arg("K8S_POD_NAME"), Some("web-0"));
+        assert_eq!(e.arg("X"), Some("a=b"));
+        assert_eq!(e.arg("k8s_pod_name"), None);
+        assert_eq!(
+            e.path,
+            vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+    }
+
+    fn without(
+        vars: &[(&'static str, &'static str)],
+        key: &str,
+    ) -> Vec<(&'static str, &'static str)> {
+        vars.iter().filter(|(k, _)| *k != key).copied().collect()
+    }
+
+    fn with(
+        vars: &[(&'static str, &'static str)],
+        key: &'static str,
+        val: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut v = without(vars, key);
+        v.push((key, val));
+        v
+    }
+
+    #[test]
+    fn add_and_check_require_containerid_netns_ifname() {
+        for cmd in ["ADD", "CHECK"] {
+            for key in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+                let vars = with(&without(ADD, key), "CNI_COMMAND", cmd);
+                let err = env_of(&vars).unwrap_err();
+                assert_eq!(err.code, code::INVALID_ENV, "{cmd} without {key}");
+                assert_eq!(err.details, key);
+                // Empty counts as missing.
+                let err = env_of(&with(&vars, key, "")).unwrap_err();
+                assert_eq!(err.details, key);
+            }
+        }
+    }
+
+    #[test]
+    fn del_allows_an_empty_netns_but_needs_the_rest() {
+        let vars = with(&with(ADD, "CNI_COMMAND", "DEL"), "CNI_NETNS", "");
+        let e = env_of(&vars).unwrap();
+        assert_eq!(e.command, Command::Del);
+        assert_eq!(e.netns, None);
+        assert_eq!(e.netns().unwrap_err().code, code::INVALID_ENV);
+        assert_eq!(
+            env_of(&without(&vars, "CNI_IFNAME")).unwrap_err().code,
+            code::INVALID_ENV
+        );
+        assert_eq!(
+            env_of(&without(&vars, "CNI_CONTAINERID")).unwrap_err().code,
+            code::INVALID_ENV
+        );
+    }
+
+    #[test]
+    fn status_gc_version_need_nothing_else() {
+        for (cmd, want) in [
+            ("STATUS", Command::Status),
+            ("GC", Command::Gc),
+            ("VERSION", Command::Version),
+        ] {
+            let e = env_of(&[("CNI_COMMAND", cmd)]).unwrap();
+            assert_eq!(e.command, want);
+            assert!(e.container_id().is_err() && e.ifname().is_err() && e.netns().is_err());
+            assert!(e.args.is_empty() && e.path.is_empty());
+        }
+    }
+
+    #[test]
+    fn command_is_required_and_checked() {
+        let err = env_of(&without(ADD, "CNI_COMMAND")).unwrap_err();
+        assert_eq!(
+            (err.code, err.details.as_str()),
+            (code::INVALID_ENV, "CNI_COMMAND")
+        );
+        let err = env_of(&with(ADD, "CNI_COMMAND", "add")).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENV);
+        assert!(err.msg.contains("add"), "{}", err.msg);
+        for c in [
+            Command::Add,
+            Command::Del,
+            Command::Check,
+            Command::Status,
+            Command::Gc,
+            Command::Version,
+        ] {
+            assert_eq!(Command::parse(c.as_str()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn invalid_ids_and_names_in_env_are_refused() {
+        let err = env_of(&with(ADD, "CNI_CONTAINERID", "../etc")).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENV);
+        let err = env_of(&with(ADD, "CNI_IFNAME", "eth0:1")).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENV);
+        let err = env_of(&with(ADD, "CNI_ARGS", "FOO")).unwrap_err();
+        assert_eq!(
+            (err.code, err.details.as_str()),
+            (code::INVALID_ENV, "CNI_ARGS")
+        );
+        // VERSION ignores everything but CNI_COMMAND.
+        let v = with(&with(ADD, "CNI_ARGS", "FOO"), "CNI_COMMAND", "VERSION");
+        assert!(env_of(&v).is_ok());
+    }
+
+    #[test]
+    fn cni_args_parsing() {
+        let pairs = |s| parse_args(s).unwrap();
+        assert_eq!(pairs(""), vec![]);
+        assert_eq!(
+            pairs("FOO=BAR;ABC=123"),
+            vec![("FOO".into(), "BAR".into()), ("ABC".into(), "123".into())]
+        );
+        assert_eq!(
+            pairs("A=;;B=x=y;"),
+            vec![("A".into(), "".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(
+            parse_args("A=1;noequals").unwrap_err().code,
+            code::INVALID_ENV
+        );
+        assert_eq!(parse_args("=v").unwrap_err().code, code::INVALID_ENV);
+    }
+
+    #[test]
+    fn ifname_rules() {
+        assert!(validate_ifname("eth0").is_ok());
+        assert!(validate_ifname("a").is_ok());
+        assert!(validate_ifname("abcdefghijklmno").is_ok()); // 15 bytes
+        assert!(validate_ifname("abcdefghijklmnop").is_err()); // 16 bytes
+        assert!(validate_ifname(&"é".repeat(7)).is_ok()); // 14 bytes
+        assert!(validate_ifname(&"é".repeat(8)).is_err()); // 16 bytes, 8 chars
+        for bad in [
+            "", ".", "..", "a/b", "/", "eth0:1", "et h0", "eth\t0", "eth0\n", "a\u{a0}b",
+        ] {
+            let err = validate_ifname(bad).unwrap_err();
+            assert_eq!(err.code, code::INVALID_ENV, "{bad:?}");
+        }
+        assert!(validate_ifname("...").is_ok());
+    }
+
+    #[test]
+    fn container_id_rules() {
+        for ok in ["a", "0", "cid-1", "A.b_c-D", "abc123def456"] {
+            assert!(validate_container_id(ok).is_ok(), "{ok:?}");
+        }
+        assert_eq!(
+            validate_container_id("").unwrap_err().code,
+            code::UNKNOWN_CONTAINER
+        );
+        for bad in ["-a", "_a", ".a", "a/b", "a b", "a:b", "ä", "a\0"] {
+            assert_eq!(
+                validate_container_id(bad).unwrap_err().code,
+                code::INVALID_ENV,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_name_rules() {
+        assert!(validate_network_name("labnet").is_ok());
+        assert!(validate_network_name("lab-net.1_x").is_ok());
+        for bad in ["", "-lab", "lab net", "lab/net", "ünet"] {
+            assert_eq!(
+                validate_network_name(bad).unwrap_err().code,
+                code::INVALID_NETWORK_CONFIG,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn to_vars_round_trips_through_from_lookup() {
+        let e = env_of(ADD).unwrap();
+        let vars: HashMap<&str, Option<String>> = e.to_vars(Command::Del).into_iter().collect();
+        assert_eq!(vars["CNI_COMMAND"].as_deref(), Some("DEL"));
+        let back = Env::from_lookup(|k| vars.get(k).cloned().flatten()).unwrap();
+        assert_eq!(
+            back,
+            Env {
+                command: Command::Del,
+                ..e.clone()
+            }
+        );
+        let mut no_netns = e;
+        no_netns.netns = None;
+        let vars: HashMap<&str, Option<String>> =
+            no_netns.to_vars(Command::Del).into_iter().collect();
+        assert_eq!(vars["CNI_NETNS"], None);
+    }
+}

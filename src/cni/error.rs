@@ -97,3 +97,73 @@ impl Error {
         Some(Error { code, msg, details })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn well_known_codes_match_the_spec_table() {
+        let got = [
+            code::INCOMPATIBLE_VERSION,
+            code::UNSUPPORTED_FIELD,
+            code::UNKNOWN_CONTAINER,
+            code::INVALID_ENV,
+            code::IO_FAILURE,
+            code::DECODING_FAILURE,
+            code::INVALID_NETWORK_CONFIG,
+            code::TRY_AGAIN_LATER,
+            code::PLUGIN_NOT_AVAILABLE,
+            code::LIMITED_CONNECTIVITY,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 11, 50, 51]);
+    }
+
+    #[test]
+    fn error_json_has_the_spec_shape() {
+        let e = Error::new(
+            code::INVALID_NETWORK_CONFIG,
+            "Invalid Configuration",
+            "Network 192.168.0.0/31 too small",
+        );
+        let v: Value = serde_json::from_str(&e.to_json("1.1.0")).unwrap();
+        assert_eq!(
+            v,
+            json!({"cniVersion": "1.1.0", "code": 7, "msg": "Invalid Configuration",
+                   "details": "Network 192.168.0.0/31 too small"})
+        );
+    }
+
+    #[test]
+    fn empty_details_are_omitted() {
+        let v: Value = serde_json::from_str(&Error::new(11, "busy", "").to_json("0.4.0")).unwrap();
+        assert_eq!(v, json!({"cniVersion": "0.4.0", "code": 11, "msg": "busy"}));
+    }
+
+    #[test]
+    fn from_value_reads_an_error_and_refuses_a_result() {
+        // As printed by the reference host-local 1.1.1 for an unsupported version.
+        let v = json!({"code": 1, "msg": "incompatible CNI versions",
+                       "details": "config is \"9.9.9\", plugin supports [\"0.1.0\"]"});
+        let e = Error::from_value(&v).unwrap();
+        assert_eq!(e.code, 1);
+        assert_eq!(e.msg, "incompatible CNI versions");
+        assert!(e.details.contains("9.9.9"));
+        let no_details = Error::from_value(&json!({"code": 6, "msg": "x"})).unwrap();
+        assert_eq!(no_details.details, "");
+        assert_eq!(
+            Error::from_value(&json!({"cniVersion": "1.0.0", "ips": []})),
+            None
+        );
+        assert_eq!(Error::from_value(&json!({"code": -1, "msg": "x"})), None);
+        assert_eq!(Error::from_value(&json!({"code": "7", "msg": "x"})), None);
+    }
+
+    #[test]
+    fn display_includes_code_msg_and_details() {
+        let s = Error::new(5, "io", "disk on fire").to_string();
+        assert_eq!(s, "CNI error 5: io (disk on fire)");
+        assert_eq!(Error::new(5, "io", "").to_string(), "CNI error 5: io");
+    }
+}
