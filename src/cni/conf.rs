@@ -201,3 +201,188 @@ pub fn parse_conf<T: DeserializeOwned>(stdin: &[u8]) -> Result<T, Error> {
     conf_version(&v)?;
     T::deserialize(v).map_err(|e| invalid(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err_of<T: DeserializeOwned + std::fmt::Debug>(s: &str) -> Error {
+        parse_conf::<T>(s.as_bytes()).unwrap_err()
+    }
+
+    const IPVLAN: &str = r#"{
+        "cniVersion": "1.0.0", "name": "labnet", "type": "ipvlan",
+        "master": "eth0", "mode": "l2", "mtu": 1400,
+        "ipam": {"type": "dhcp", "daemonSocketPath": "/run/cni/dhcp.sock"},
+        "dns": {"nameservers": ["198.18.0.1"]},
+        "runtimeConfig": {"mac": "aa:bb:cc:dd:ee:ff"},
+        "args": {"cni": {"ips": ["198.18.0.9"]}}
+    }"#;
+
+    #[test]
+    fn netconf_keeps_shared_and_extra_keys() {
+        let c: NetConf = parse_conf(IPVLAN.as_bytes()).unwrap();
+        assert_eq!(
+            (
+                c.cni_version.as_str(),
+                c.name.as_str(),
+                c.plugin_type.as_str()
+            ),
+            ("1.0.0", "labnet", "ipvlan")
+        );
+        assert_eq!(c.ipam.as_ref().unwrap()["type"], "dhcp");
+        assert_eq!(
+            c.dns.as_ref().unwrap().nameservers,
+            vec!["198.18.0.1".to_owned()]
+        );
+        assert_eq!(c.runtime_config, Some(json!({"mac": "aa:bb:cc:dd:ee:ff"})));
+        assert_eq!(c.prev_result, None);
+        let mut keys: Vec<&str> = c.extra.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["args", "master", "mode", "mtu"]);
+        assert_eq!(c.get::<String>("master").unwrap().as_deref(), Some("eth0"));
+        assert_eq!(c.require::<u32>("mtu").unwrap(), 1400);
+        assert_eq!(c.get::<String>("absent").unwrap(), None);
+        // Serialising gives back the same object.
+        let original: Value = serde_json::from_str(IPVLAN).unwrap();
+        assert_eq!(serde_json::to_value(&c).unwrap(), original);
+    }
+
+    #[test]
+    fn netconf_helpers_name_the_key() {
+        let c: NetConf = parse_conf(IPVLAN.as_bytes()).unwrap();
+        let e = c.get::<u32>("master").unwrap_err();
+        assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+        assert!(
+            e.details.starts_with("master: invalid type"),
+            "{}",
+            e.details
+        );
+        let e = c.require::<String>("parent").unwrap_err();
+        assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+        assert_eq!(e.details, "missing field `parent`");
+    }
+
+    #[test]
+    fn not_json_is_a_decoding_failure() {
+        for s in ["", "garbage", "{\"cniVersion\": \"1.0.0\"", "\u{0}"] {
+            assert_eq!(err_of::<NetConf>(s).code, code::DECODING_FAILURE, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_or_missing_version_is_code_1() {
+        for s in [
+            r#"{"cniVersion": "0.2.0", "name": "n", "type": "t"}"#,
+            r#"{"cniVersion": "9.9.9", "name": "n", "type": "t"}"#,
+            r#"{"cniVersion": "", "name": "n", "type": "t"}"#,
+            r#"{"name": "n", "type": "t"}"#,
+        ] {
+            let e = err_of::<NetConf>(s);
+            assert_eq!(e.code, code::INCOMPATIBLE_VERSION, "{s}");
+            assert_eq!(e.msg, "incompatible CNI versions");
+        }
+        let e = err_of::<NetConf>(r#"{"cniVersion": "9.9.9", "name": "n", "type": "t"}"#);
+        assert_eq!(
+            e.details,
+            r#"config is "9.9.9", plugin supports ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]"#
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_missing_keys_are_code_7_naming_the_key() {
+        let cases = [
+            (
+                r#"{"cniVersion": "1.0.0", "name": 5, "type": "t"}"#,
+                "name: invalid type",
+            ),
+            (
+                r#"{"cniVersion": "1.0.0", "name": "n"}"#,
+                "missing field `type`",
+            ),
+            (
+                r#"{"cniVersion": "1.0.0", "type": "t"}"#,
+                "missing field `name`",
+            ),
+            (
+                r#"{"cniVersion": "1.0.0", "name": "n", "type": "t", "dns": {"nameservers": "x"}}"#,
+                "dns: invalid type",
+            ),
+            (
+                r#"{"cniVersion": 1, "name": "n", "type": "t"}"#,
+                "cniVersion: invalid type",
+            ),
+            (r#"["cniVersion"]"#, "not a JSON object"),
+        ];
+        for (s, want) in cases {
+            let e = err_of::<NetConf>(s);
+            assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{s}");
+            assert!(e.details.contains(want), "{s}: {}", e.details);
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct IpvlanConf {
+        #[serde(flatten)]
+        net: NetConf,
+        master: String,
+        #[serde(default)]
+        mtu: Option<u32>,
+    }
+
+    #[test]
+    fn plugin_types_can_flatten_netconf() {
+        let c: IpvlanConf = parse_conf(IPVLAN.as_bytes()).unwrap();
+        assert_eq!((c.master.as_str(), c.mtu), ("eth0", Some(1400)));
+        assert_eq!(c.net.name, "labnet");
+        assert!(c.net.extra.contains_key("mode"));
+        let e = err_of::<IpvlanConf>(r#"{"cniVersion": "1.0.0", "name": "n", "type": "ipvlan"}"#);
+        assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+        assert!(
+            e.details.contains("missing field `master`"),
+            "{}",
+            e.details
+        );
+        let e = err_of::<IpvlanConf>(
+            r#"{"cniVersion": "1.0.0", "name": [], "type": "ipvlan", "master": "x"}"#,
+        );
+        assert!(e.details.contains("name: invalid type"), "{}", e.details);
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_at_least("1.1.0", "1.1.0"));
+        assert!(version_at_least("1.10.0", "1.9.0"));
+        assert!(version_at_least("0.4.0", "0.3.1"));
+        assert!(!version_at_least("0.3.1", "0.4.0"));
+        assert!(!version_at_least("1.0.0", "1.1.0"));
+        for v in SUPPORTED_VERSIONS {
+            assert!(check_version(v).is_ok());
+        }
+        assert_eq!(
+            check_version("1.0").unwrap_err().code,
+            code::INCOMPATIBLE_VERSION
+        );
+    }
+
+    #[test]
+    fn prev_result_is_parsed_with_the_conf_version_when_it_has_none() {
+        let c: NetConf = parse_conf(
+            br#"{"cniVersion": "0.4.0", "name": "n", "type": "t",
+                 "prevResult": {"ips": [{"version": "4", "address": "198.18.0.2/24"}]}}"#,
+        )
+        .unwrap();
+        let r = c.prev_result().unwrap().unwrap();
+        assert_eq!(r.cni_version, "0.4.0");
+        assert_eq!(r.ips[0].address.to_string(), "198.18.0.2/24");
+        let bad: NetConf = parse_conf(
+            br#"{"cniVersion": "1.0.0", "name": "n", "type": "t", "prevResult": {"ips": [{"address": "x"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            bad.prev_result().unwrap_err().code,
+            code::INVALID_NETWORK_CONFIG
+        );
+    }
+}
