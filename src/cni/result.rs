@@ -372,3 +372,305 @@ impl CniResult {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> CniResult {
+        CniResult {
+            cni_version: "1.1.0".into(),
+            interfaces: vec![
+                Interface {
+                    name: "ipvl0".into(),
+                    mac: Some("aa:bb:cc:dd:ee:ff".into()),
+                    ..Interface::default()
+                },
+                Interface {
+                    name: "eth0".into(),
+                    mac: Some("aa:bb:cc:dd:ee:ff".into()),
+                    mtu: Some(1400),
+                    sandbox: Some("/run/netns/c1".into()),
+                    socket_path: None,
+                    pci_id: Some("0000:00:1f.6".into()),
+                },
+            ],
+            ips: vec![
+                IpConfig {
+                    address: "198.18.0.5/24".parse().unwrap(),
+                    gateway: Some("198.18.0.1".parse().unwrap()),
+                    interface: Some(1),
+                },
+                IpConfig {
+                    address: "2001:db8::5/64".parse().unwrap(),
+                    gateway: None,
+                    interface: Some(1),
+                },
+            ],
+            routes: vec![
+                Route {
+                    dst: "0.0.0.0/0".parse().unwrap(),
+                    gw: Some("198.18.0.1".parse().unwrap()),
+                    mtu: None,
+                    advmss: None,
+                    priority: Some(100),
+                    table: None,
+                    scope: None,
+                },
+                Route {
+                    dst: "198.19.0.0/16".parse().unwrap(),
+                    gw: None,
+                    mtu: Some(1300),
+                    advmss: Some(1260),
+                    priority: None,
+                    table: Some(200),
+                    scope: Some(253),
+                },
+            ],
+            dns: Dns {
+                nameservers: vec!["198.18.0.1".into()],
+                domain: Some("lab.example".into()),
+                search: vec!["lab.example".into()],
+                options: vec![],
+            },
+        }
+    }
+
+    /// Written by hand from spec 1.1.0 "ADD Success".
+    fn expected_1x(version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "interfaces": [
+                {"name": "ipvl0", "mac": "aa:bb:cc:dd:ee:ff"},
+                {"name": "eth0", "mac": "aa:bb:cc:dd:ee:ff", "mtu": 1400,
+                 "sandbox": "/run/netns/c1", "pciID": "0000:00:1f.6"}
+            ],
+            "ips": [
+                {"address": "198.18.0.5/24", "gateway": "198.18.0.1", "interface": 1},
+                {"address": "2001:db8::5/64", "interface": 1}
+            ],
+            "routes": [
+                {"dst": "0.0.0.0/0", "gw": "198.18.0.1", "priority": 100},
+                {"dst": "198.19.0.0/16", "mtu": 1300, "advmss": 1260, "table": 200, "scope": 253}
+            ],
+            "dns": {"nameservers": ["198.18.0.1"], "domain": "lab.example", "search": ["lab.example"]}
+        })
+    }
+
+    /// Written by hand from spec 0.4.0 "Result" (same shape in 0.3.0 and 0.3.1).
+    fn expected_0x(version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "interfaces": [
+                {"name": "ipvl0", "mac": "aa:bb:cc:dd:ee:ff"},
+                {"name": "eth0", "mac": "aa:bb:cc:dd:ee:ff", "sandbox": "/run/netns/c1"}
+            ],
+            "ips": [
+                {"version": "4", "address": "198.18.0.5/24", "gateway": "198.18.0.1", "interface": 1},
+                {"version": "6", "address": "2001:db8::5/64", "interface": 1}
+            ],
+            "routes": [
+                {"dst": "0.0.0.0/0", "gw": "198.18.0.1"},
+                {"dst": "198.19.0.0/16"}
+            ],
+            "dns": {"nameservers": ["198.18.0.1"], "domain": "lab.example", "search": ["lab.example"]}
+        })
+    }
+
+    #[test]
+    fn renders_1x_shape() {
+        for v in ["1.1.0", "1.0.0"] {
+            assert_eq!(sample().to_version(v).unwrap(), expected_1x(v), "{v}");
+        }
+        assert!(
+            sample().to_version("1.0.0").unwrap()["ips"][0]
+                .get("version")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn renders_0x_shape() {
+        for v in ["0.4.0", "0.3.1", "0.3.0"] {
+            assert_eq!(sample().to_version(v).unwrap(), expected_0x(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn unsupported_output_version_is_code_1() {
+        for v in ["0.2.0", "0.1.0", "2.0.0", ""] {
+            assert_eq!(
+                sample().to_version(v).unwrap_err().code,
+                code::INCOMPATIBLE_VERSION
+            );
+        }
+    }
+
+    #[test]
+    fn empty_parts_are_omitted() {
+        let r = CniResult {
+            ips: vec![IpConfig {
+                address: "198.18.0.5/24".parse().unwrap(),
+                gateway: None,
+                interface: None,
+            }],
+            ..CniResult::default()
+        };
+        assert_eq!(
+            r.to_version("1.1.0").unwrap(),
+            json!({"cniVersion": "1.1.0", "ips": [{"address": "198.18.0.5/24"}]})
+        );
+    }
+
+    #[test]
+    fn round_trips_through_every_version() {
+        let r = sample();
+        assert_eq!(
+            CniResult::from_value(&r.to_version("1.1.0").unwrap()).unwrap(),
+            r
+        );
+        let r10 = CniResult::from_value(&r.to_version("1.0.0").unwrap()).unwrap();
+        assert_eq!(
+            r10,
+            CniResult {
+                cni_version: "1.0.0".into(),
+                ..r.clone()
+            }
+        );
+        // 0.x loses the 1.1.0-only fields and nothing else.
+        let mut lossy = r.clone();
+        for i in &mut lossy.interfaces {
+            (i.mtu, i.socket_path, i.pci_id) = (None, None, None);
+        }
+        for rt in &mut lossy.routes {
+            (rt.mtu, rt.advmss, rt.priority, rt.table, rt.scope) = (None, None, None, None, None);
+        }
+        for v in ["0.4.0", "0.3.1", "0.3.0"] {
+            let back = CniResult::from_value(&r.to_version(v).unwrap()).unwrap();
+            assert_eq!(
+                back,
+                CniResult {
+                    cni_version: v.into(),
+                    ..lossy.clone()
+                },
+                "{v}"
+            );
+        }
+    }
+
+    /// Output of the reference host-local 1.1.1 (Debian containernetworking-plugins), ADD with
+    /// cniVersion 0.3.1, captured on this machine.
+    const HOST_LOCAL_031: &str = r#"{
+        "cniVersion": "0.3.1",
+        "ips": [
+            {"version": "4", "address": "198.18.0.2/24", "gateway": "198.18.0.1"},
+            {"version": "6", "address": "2001:db8::2/64", "gateway": "2001:db8::1"}
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "198.19.0.0/16", "gw": "198.18.0.254"}],
+        "dns": {}
+    }"#;
+
+    /// The same, with cniVersion 1.0.0.
+    const HOST_LOCAL_100: &str = r#"{
+        "cniVersion": "1.0.0",
+        "ips": [
+            {"address": "198.18.0.2/24", "gateway": "198.18.0.1"},
+            {"address": "2001:db8::2/64", "gateway": "2001:db8::1"}
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "198.19.0.0/16", "gw": "198.18.0.254"}],
+        "dns": {}
+    }"#;
+
+    #[test]
+    fn reads_reference_host_local_output() {
+        for (text, version) in [(HOST_LOCAL_031, "0.3.1"), (HOST_LOCAL_100, "1.0.0")] {
+            let r = CniResult::from_value(&serde_json::from_str(text).unwrap()).unwrap();
+            assert_eq!(r.cni_version, version);
+            assert!(r.interfaces.is_empty());
+            assert_eq!(r.ips.len(), 2);
+            assert_eq!(r.ips[0].address, "198.18.0.2/24".parse::<IpNet>().unwrap());
+            assert_eq!(r.ips[0].address.addr().to_string(), "198.18.0.2");
+            assert_eq!(r.ips[0].gateway, Some("198.18.0.1".parse().unwrap()));
+            assert_eq!(r.ips[1].gateway, Some("2001:db8::1".parse().unwrap()));
+            assert_eq!(r.ips[1].interface, None);
+            assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+            assert_eq!(r.routes[0].gw, None);
+            assert_eq!(r.routes[1].gw, Some("198.18.0.254".parse().unwrap()));
+            assert!(r.dns.is_empty());
+        }
+        // And back out in the version of the chain (0.3.1 -> 1.1.0 -> 0.3.1 loses nothing).
+        let v: Value = serde_json::from_str(HOST_LOCAL_031).unwrap();
+        let mut want = v.clone();
+        want.as_object_mut().unwrap().remove("dns");
+        let r = CniResult::from_value(&v).unwrap();
+        assert_eq!(r.to_version("0.3.1").unwrap(), want);
+    }
+
+    #[test]
+    fn lenient_input_nulls_empties_and_no_version() {
+        let v = json!({
+            "interfaces": [{"name": "eth0", "mac": "", "sandbox": "", "mtu": 0}],
+            "ips": null, "routes": [{"dst": "0.0.0.0/0", "priority": 0}],
+            "dns": {"nameservers": null, "domain": "", "search": null}
+        });
+        let r = CniResult::from_value(&v).unwrap();
+        assert_eq!(r.cni_version, CURRENT_VERSION);
+        assert_eq!(
+            r.interfaces,
+            vec![Interface {
+                name: "eth0".into(),
+                ..Interface::default()
+            }]
+        );
+        assert!(r.ips.is_empty() && r.dns.is_empty());
+        assert_eq!(r.routes[0].priority, None);
+    }
+
+    #[test]
+    fn from_value_refuses_bad_input() {
+        let invalid = [
+            json!("1.0.0"),
+            json!({"cniVersion": 100}),
+            json!({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.2"}]}),
+            json!({"cniVersion": "1.0.0", "ips": [{"address": "not-an-ip/24"}]}),
+            json!({"cniVersion": "1.0.0", "ips": {"address": "198.18.0.2/24"}}),
+            json!({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.2/24", "interface": -1}]}),
+            json!({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.2/24", "interface": 0}]}),
+            json!({"cniVersion": "0.4.0", "ips": [{"version": "6", "address": "198.18.0.2/24"}]}),
+            json!({"cniVersion": "0.4.0", "ips": [{"version": "5", "address": "198.18.0.2/24"}]}),
+            json!({"cniVersion": "1.0.0", "routes": [{"gw": "198.18.0.1"}]}),
+            json!({"cniVersion": "1.0.0", "interfaces": [{"mac": "aa:bb:cc:dd:ee:ff"}]}),
+            json!({"cniVersion": "1.0.0", "dns": {"nameservers": "198.18.0.1"}}),
+        ];
+        for v in invalid {
+            let e = CniResult::from_value(&v).unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{v}");
+        }
+        let old = [
+            json!({"cniVersion": "0.2.0", "ip4": {"ip": "198.18.0.2/24"}}),
+            json!({"ip4": {"ip": "198.18.0.2/24"}}),
+            json!({"cniVersion": "7.0.0"}),
+        ];
+        for v in old {
+            let e = CniResult::from_value(&v).unwrap_err();
+            assert_eq!(e.code, code::INCOMPATIBLE_VERSION, "{v}");
+        }
+    }
+
+    #[test]
+    fn dns_serialises_without_empty_fields() {
+        let d = Dns {
+            nameservers: vec!["198.18.0.1".into()],
+            ..Dns::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"nameservers": ["198.18.0.1"]})
+        );
+        assert_eq!(serde_json::to_value(Dns::default()).unwrap(), json!({}));
+        let back: Dns = serde_json::from_value(json!({"options": ["ndots:2"]})).unwrap();
+        assert_eq!(back.options, vec!["ndots:2".to_owned()]);
+        assert!(!back.is_empty());
+    }
+}
