@@ -2,7 +2,7 @@
 //! skeleton every binary of this project uses.
 //!
 //! - [`error`]: the error JSON and the well-known codes ([`Error`], [`code`]);
-//! - [`env`]: the `CNI_*` environment ([`Env`], [`Command`]) and name validation;
+//! - [`env`](mod@env): the `CNI_*` environment ([`Env`], [`Command`]) and name validation;
 //! - [`conf`]: the network configuration on stdin ([`NetConf`], [`parse_conf`]);
 //! - [`result`]: results in the 1.1.0 shape and conversion to/from older versions
 //!   ([`CniResult`]);

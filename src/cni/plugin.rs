@@ -752,6 +752,61 @@ echo '{"cniVersion":"1.1.0","ips":[{"address":"198.18.0.8/24"}]}'"#,
         assert!(r.ips.is_empty());
     }
 
+    /// Interop with the reference Go host-local (Debian containernetworking-plugins, NOTES §2)
+    /// when it is installed; its allocations go to a temporary dataDir.
+    #[test]
+    fn exec_plugin_with_reference_host_local() {
+        let dir = Path::new("/usr/lib/cni");
+        if !dir.join("host-local").is_file() {
+            eprintln!("skipped: /usr/lib/cni/host-local not installed");
+            return;
+        }
+        let data = tempfile::tempdir().unwrap();
+        for version in ["0.3.1", "1.0.0"] {
+            let stdin = json!({
+                "cniVersion": version, "name": "labnet", "type": "ipvlan",
+                "ipam": {
+                    "type": "host-local", "dataDir": data.path(),
+                    "ranges": [[{"subnet": "198.18.0.0/24", "gateway": "198.18.0.1"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            })
+            .to_string();
+            let e = Env {
+                path: vec![dir.to_path_buf()],
+                container_id: Some(format!("cid-{version}")),
+                // As runtimes pass it, so host-local tolerates K8S_POD_NAME.
+                args: vec![
+                    ("IgnoreUnknown".into(), "1".into()),
+                    ("K8S_POD_NAME".into(), "web-0".into()),
+                ],
+                ..env(Command::Add)
+            };
+            let r = exec_plugin("host-local", Command::Add, stdin.as_bytes(), &e)
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.cni_version, version);
+            assert_eq!(r.ips.len(), 1);
+            assert!(
+                r.ips[0].address.to_string().starts_with("198.18.0."),
+                "{r:?}"
+            );
+            assert_eq!(r.ips[0].address.prefix_len(), 24);
+            assert_eq!(r.ips[0].gateway, Some("198.18.0.1".parse().unwrap()));
+            assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+            let del = exec_plugin("host-local", Command::Del, stdin.as_bytes(), &e).unwrap();
+            assert_eq!(del, None);
+        }
+        // Its errors come back with their code: 1.1.0 is newer than host-local 1.1.1 knows.
+        let stdin = br#"{"cniVersion": "1.1.0", "name": "labnet", "type": "host-local"}"#;
+        let e = Env {
+            path: vec![dir.to_path_buf()],
+            ..env(Command::Add)
+        };
+        let err = exec_plugin("host-local", Command::Add, stdin, &e).unwrap_err();
+        assert_eq!(err.code, code::INCOMPATIBLE_VERSION, "{err:?}");
+    }
+
     #[test]
     fn find_in_path_rules() {
         let a = tempfile::tempdir().unwrap();
