@@ -702,3 +702,432 @@ fn decode_static_routes(d: &[u8]) -> Result<Vec<Route>, &'static str> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    const YIADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+    /// A BOOTREPLY with xid 0x01020304, yiaddr 198.18.0.10, the given raw `file`/`sname`
+    /// contents and raw options area (after the cookie), built by hand so that malformed
+    /// encodings can be expressed.
+    fn raw_with(options: &[u8], file: &[u8], sname: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; HEADER_LEN];
+        m[OFF_OP] = 2;
+        m[OFF_HTYPE] = 1;
+        m[OFF_HLEN] = 6;
+        m[OFF_XID..OFF_XID + 4].copy_from_slice(&[1, 2, 3, 4]);
+        m[OFF_FLAGS] = 0x80;
+        m[OFF_YIADDR..OFF_YIADDR + 4].copy_from_slice(&YIADDR.octets());
+        m[OFF_CHADDR..OFF_CHADDR + 6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        m[OFF_FILE..OFF_FILE + file.len()].copy_from_slice(file);
+        m[OFF_SNAME..OFF_SNAME + sname.len()].copy_from_slice(sname);
+        m[OFF_COOKIE..HEADER_LEN].copy_from_slice(&MAGIC_COOKIE);
+        m.extend_from_slice(options);
+        m
+    }
+
+    fn raw(options: &[u8]) -> Vec<u8> {
+        raw_with(options, &[], &[])
+    }
+
+    /// Options 53 = ACK, 54 = SERVER, 51 = 3600 s: the minimum for a lease.
+    const BASE: &[u8] = &[53, 1, 5, 54, 4, 198, 18, 0, 1, 51, 4, 0, 0, 0x0e, 0x10];
+
+    fn with_base(extra: &[u8]) -> Vec<u8> {
+        let mut o = BASE.to_vec();
+        o.extend_from_slice(extra);
+        o.push(255);
+        raw(&o)
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn header_fields_by_offset() {
+        let r = parse_reply(&with_base(&[61, 3, 0, b'a', b'b'])).unwrap();
+        assert_eq!(r.op, 2);
+        assert_eq!(r.xid, 0x0102_0304);
+        assert!(r.broadcast());
+        assert_eq!(r.yiaddr, YIADDR);
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(&r.chaddr[..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(r.message_type, Some(MessageType::Ack));
+        assert_eq!(r.server_id, Some(SERVER));
+        assert_eq!(r.client_id.as_deref(), Some(&[0, b'a', b'b'][..]));
+        assert!(r.malformed.is_empty());
+    }
+
+    #[test]
+    fn full_lease() {
+        let extra = [
+            1, 4, 255, 255, 255, 0, // mask /24
+            3, 8, 198, 18, 0, 1, 198, 18, 0, 2, // routers
+            6, 4, 198, 18, 0, 53, // dns
+            15, 12, b'e', b'x', b'a', b'm', b'p', b'l', b'e', b'.', b'c', b'o', b'm',
+            0, // NUL
+            26, 2, 0x05, 0xdc, // mtu 1500
+            28, 4, 198, 18, 0, 255, // broadcast
+        ];
+        let lease = parse_reply(&with_base(&extra)).unwrap().to_lease().unwrap();
+        assert_eq!(
+            lease,
+            Lease {
+                address: YIADDR,
+                prefix_len: 24,
+                routers: vec![SERVER, Ipv4Addr::new(198, 18, 0, 2)],
+                dns_servers: vec![Ipv4Addr::new(198, 18, 0, 53)],
+                domain_name: Some("example.com".into()),
+                domain_search: vec![],
+                classless_routes: vec![],
+                static_routes: vec![],
+                mtu: Some(1500),
+                broadcast_address: Some(Ipv4Addr::new(198, 18, 0, 255)),
+                server_id: SERVER,
+                lease_time: 3600,
+                renewal_time: 1800,
+                rebinding_time: 3150,
+            }
+        );
+        assert_eq!(lease.gateway(), Some(SERVER));
+        assert_eq!(lease.address_net(), net("198.18.0.10/24"));
+        assert_eq!(
+            lease.routes(),
+            vec![Route {
+                dst: net("0.0.0.0/0"),
+                gateway: SERVER
+            }]
+        );
+    }
+
+    #[test]
+    fn classful_prefix_when_mask_absent_or_bad() {
+        let lease = parse_reply(&with_base(&[])).unwrap().to_lease().unwrap();
+        assert_eq!(lease.prefix_len, 24, "198.x is class C");
+        assert_eq!(classful_prefix(Ipv4Addr::new(10, 1, 2, 3)), 8);
+        assert_eq!(classful_prefix(Ipv4Addr::new(172, 16, 0, 1)), 16);
+        assert_eq!(classful_prefix(Ipv4Addr::new(224, 0, 0, 1)), 32);
+        // Non-contiguous mask: ignored and reported, classful used.
+        let r = parse_reply(&with_base(&[1, 4, 255, 0, 255, 0])).unwrap();
+        assert_eq!(r.to_lease().unwrap().prefix_len, 24);
+        assert_eq!(r.malformed.len(), 1);
+        assert_eq!(r.malformed[0].code, 1);
+    }
+
+    #[test]
+    fn malformed_option_does_not_hide_later_ones() {
+        // Option 1 with 3 bytes, then a valid router and DNS server.
+        let r = parse_reply(&with_base(&[
+            1, 3, 255, 255, 0, 3, 4, 198, 18, 0, 1, 6, 4, 198, 18, 0, 53, 26, 1, 9,
+        ]))
+        .unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.prefix_len, 24);
+        assert_eq!(lease.routers, vec![SERVER]);
+        assert_eq!(lease.dns_servers, vec![Ipv4Addr::new(198, 18, 0, 53)]);
+        assert_eq!(lease.mtu, None);
+        let codes: Vec<u8> = r.malformed.iter().map(|m| m.code).collect();
+        assert_eq!(codes, vec![1, 26]);
+    }
+
+    #[test]
+    fn pad_and_zero_length_options_are_skipped() {
+        let r = parse_reply(&with_base(&[0, 0, 3, 0, 0, 6, 4, 1, 1, 1, 1])).unwrap();
+        assert!(!r.options.contains_key(&3));
+        assert_eq!(
+            r.to_lease().unwrap().dns_servers,
+            vec![Ipv4Addr::new(1, 1, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn truncated_input_keeps_what_was_valid() {
+        // Router OK, then DNS claims 8 bytes but the buffer ends after 4 (no end option).
+        let mut o = BASE.to_vec();
+        o.extend_from_slice(&[3, 4, 198, 18, 0, 1, 6, 8, 1, 1, 1, 1]);
+        let r = parse_reply(&raw(&o)).unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.routers, vec![SERVER]);
+        assert!(lease.dns_servers.is_empty());
+        assert_eq!(r.malformed[0].code, 6);
+        // A code byte with no length byte at the very end.
+        let mut o = BASE.to_vec();
+        o.push(3);
+        let r = parse_reply(&raw(&o)).unwrap();
+        assert_eq!(r.malformed.len(), 1);
+        assert!(r.to_lease().is_ok());
+        // Shorter than the header, or no cookie.
+        let full = with_base(&[]);
+        assert_eq!(parse_reply(&full[..239]), Err(ParseError::TooShort(239)));
+        let mut bad = full.clone();
+        bad[OFF_COOKIE] = 0;
+        assert!(matches!(parse_reply(&bad), Err(ParseError::BadCookie(_))));
+    }
+
+    #[test]
+    fn rfc3396_split_options_are_concatenated() {
+        // DNS split over two instances; option 121 split in the middle of a route.
+        let r = parse_reply(&with_base(&[
+            6, 4, 1, 1, 1, 1, 121, 3, 24, 10, 1, 3, 4, 198, 18, 0, 1, 6, 4, 8, 8, 8, 8, 121, 5, 2,
+            198, 18, 0, 254,
+        ]))
+        .unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(
+            lease.dns_servers,
+            vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(8, 8, 8, 8)]
+        );
+        assert_eq!(
+            lease.classless_routes,
+            vec![Route {
+                dst: net("10.1.2.0/24"),
+                gateway: Ipv4Addr::new(198, 18, 0, 254)
+            }]
+        );
+        assert!(r.malformed.is_empty());
+    }
+
+    #[test]
+    fn option_overload_into_file_and_sname() {
+        // 52 = 3: options continue in file (router, DNS part 1) then sname (DNS part 2).
+        let mut o = BASE.to_vec();
+        o.extend_from_slice(&[52, 1, 3, 255]);
+        let file = [3, 4, 198, 18, 0, 1, 6, 4, 1, 1, 1, 1, 255];
+        let sname = [6, 4, 9, 9, 9, 9, 255];
+        let r = parse_reply(&raw_with(&o, &file, &sname)).unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.routers, vec![SERVER]);
+        assert_eq!(
+            lease.dns_servers,
+            vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(9, 9, 9, 9)]
+        );
+        assert!(r.file.is_empty() && r.sname.is_empty());
+        // Without 52 the same bytes are just file and sname names, not options.
+        let mut o = BASE.to_vec();
+        o.push(255);
+        let r = parse_reply(&raw_with(&o, b"boot.img", b"srv")).unwrap();
+        assert_eq!(r.file, b"boot.img");
+        assert_eq!(r.sname, b"srv");
+        assert!(r.to_lease().unwrap().routers.is_empty());
+        // Overload with an unterminated option running to the end of `file`: no panic, kept
+        // what was valid, reported.
+        let mut o = BASE.to_vec();
+        o.extend_from_slice(&[52, 1, 1, 255]);
+        let mut file = [0u8; FILE_LEN];
+        file[..6].copy_from_slice(&[3, 4, 198, 18, 0, 1]);
+        file[FILE_LEN - 2] = 6;
+        file[FILE_LEN - 1] = 200;
+        let r = parse_reply(&raw_with(&o, &file, &[])).unwrap();
+        assert_eq!(r.to_lease().unwrap().routers, vec![SERVER]);
+        assert_eq!(r.malformed[0].code, 6);
+        // Bad overload value: ignored and reported.
+        let mut o = BASE.to_vec();
+        o.extend_from_slice(&[52, 1, 7, 255]);
+        let r = parse_reply(&raw_with(&o, &[3, 4, 1, 2, 3, 4, 255], &[])).unwrap();
+        assert!(r.to_lease().unwrap().routers.is_empty());
+        assert_eq!(r.malformed[0].code, 52);
+    }
+
+    #[test]
+    fn classless_routes_replace_router_and_static_routes() {
+        let r = parse_reply(&with_base(&[
+            3, 4, 198, 18, 0, 1, // router
+            33, 8, 10, 9, 9, 9, 198, 18, 0, 7, // static 10.0.0.0/8 (classful) via .7
+            121, 14, 0, 198, 18, 0, 254, // default via .254
+            32, 192, 0, 2, 1, 0, 0, 0, 0, // 192.0.2.1/32 on-link
+        ]))
+        .unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(
+            lease.static_routes,
+            vec![Route {
+                dst: net("10.0.0.0/8"),
+                gateway: Ipv4Addr::new(198, 18, 0, 7)
+            }]
+        );
+        let expected = vec![
+            Route {
+                dst: net("0.0.0.0/0"),
+                gateway: Ipv4Addr::new(198, 18, 0, 254),
+            },
+            Route {
+                dst: net("192.0.2.1/32"),
+                gateway: Ipv4Addr::UNSPECIFIED,
+            },
+        ];
+        assert_eq!(lease.routes(), expected);
+        assert_eq!(lease.gateway(), Some(SERVER));
+        // Without 121: 33 then default via the first router.
+        let lease = parse_reply(&with_base(&[
+            3, 4, 198, 18, 0, 1, 33, 8, 172, 16, 5, 0, 198, 18, 0, 7,
+        ]))
+        .unwrap()
+        .to_lease()
+        .unwrap();
+        assert_eq!(
+            lease.routes(),
+            vec![
+                Route {
+                    dst: net("172.16.0.0/16"),
+                    gateway: Ipv4Addr::new(198, 18, 0, 7)
+                },
+                Route {
+                    dst: net("0.0.0.0/0"),
+                    gateway: SERVER
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_classless_routes_are_rejected_whole() {
+        // Second entry has width 33.
+        let r = parse_reply(&with_base(&[
+            3, 4, 198, 18, 0, 1, 121, 10, 0, 198, 18, 0, 254, 33, 1, 2, 3, 4,
+        ]))
+        .unwrap();
+        let lease = r.to_lease().unwrap();
+        assert!(lease.classless_routes.is_empty());
+        assert_eq!(lease.routes()[0].gateway, SERVER);
+        assert_eq!(r.malformed[0].code, 121);
+        // Truncated router.
+        let r = parse_reply(&with_base(&[121, 4, 8, 10, 1, 2])).unwrap();
+        assert!(r.to_lease().unwrap().classless_routes.is_empty());
+        assert_eq!(r.malformed[0].code, 121);
+    }
+
+    #[test]
+    fn domain_search_with_compression() {
+        // "example.com" at 0, "sub" + pointer to 0, "corp" + pointer to "com" (offset 8).
+        let d = [
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, // 0..13
+            3, b's', b'u', b'b', 0xc0, 0, // 13..19
+            4, b'c', b'o', b'r', b'p', 0xc0, 8, // 19..26
+        ];
+        let mut extra = vec![119, d.len() as u8];
+        extra.extend_from_slice(&d);
+        let r = parse_reply(&with_base(&extra)).unwrap();
+        assert!(r.malformed.is_empty());
+        assert_eq!(
+            r.to_lease().unwrap().domain_search,
+            vec!["example.com", "sub.example.com", "corp.com"]
+        );
+    }
+
+    #[test]
+    fn domain_search_pointer_loops_and_out_of_range() {
+        // Self pointer, forward pointer, pointer to a later loop, pointer past the end.
+        for d in [
+            &[0xc0, 0][..],
+            &[3, b'a', b'b', b'c', 0xc0, 0][..],
+            &[3, b'a', b'b', b'c', 0, 0xc0, 5][..],
+            &[3, b'a', b'b', b'c', 0, 1, b'x', 0xc0, 60][..],
+            &[0xc0][..],
+            &[0x40, 1][..],
+        ] {
+            let (names, err) = decode_domain_search(d);
+            assert!(err.is_some(), "{d:?} accepted: {names:?}");
+        }
+        // Names before the bad one are kept.
+        let (names, err) = decode_domain_search(&[3, b'a', b'b', b'c', 0, 0xc0, 9]);
+        assert_eq!(names, vec!["abc"]);
+        assert!(err.is_some());
+        // Unsafe characters: the name is dropped, the others kept.
+        let (names, err) = decode_domain_search(&[3, b'a', b';', b'c', 0, 2, b'o', b'k', 0]);
+        assert_eq!(names, vec!["ok"]);
+        assert!(err.is_none());
+    }
+
+    #[test]
+    fn unsafe_domain_name_is_rejected() {
+        let r = parse_reply(&with_base(&[
+            15, 8, b'a', b'$', b'(', b'x', b')', b'.', b'c', b'o',
+        ]))
+        .unwrap();
+        assert_eq!(r.to_lease().unwrap().domain_name, None);
+        assert_eq!(r.malformed[0].code, 15);
+    }
+
+    #[test]
+    fn lease_requires_server_id_lease_time_and_usable_address() {
+        let mut m = raw(&[53, 1, 5, 51, 4, 0, 0, 1, 0, 255]);
+        assert_eq!(
+            parse_reply(&m).unwrap().to_lease(),
+            Err(ParseError::MissingOption(54))
+        );
+        m = raw(&[53, 1, 5, 54, 4, 198, 18, 0, 1, 51, 2, 0, 1, 255]);
+        assert_eq!(
+            parse_reply(&m).unwrap().to_lease(),
+            Err(ParseError::MissingOption(51))
+        );
+        let mut m = with_base(&[]);
+        m[OFF_YIADDR..OFF_YIADDR + 4].copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(
+            parse_reply(&m).unwrap().to_lease(),
+            Err(ParseError::BadAddress(Ipv4Addr::UNSPECIFIED))
+        );
+        m[OFF_YIADDR..OFF_YIADDR + 4].copy_from_slice(&[224, 0, 0, 1]);
+        assert!(parse_reply(&m).unwrap().to_lease().is_err());
+    }
+
+    #[test]
+    fn t1_t2_defaults_and_clamping() {
+        assert_eq!(lease_times(3600, None, None), (1800, 3150));
+        assert_eq!(lease_times(0, None, None), (0, 0));
+        assert_eq!(lease_times(1, None, None), (0, 0));
+        assert_eq!(
+            lease_times(u32::MAX, None, None),
+            (2_147_483_647, 3_758_096_383)
+        );
+        // Server T1 > T2 > lease: clamped to T1 <= T2 <= lease.
+        assert_eq!(lease_times(100, Some(500), Some(400)), (100, 100));
+        assert_eq!(lease_times(100, Some(90), Some(80)), (80, 80));
+        assert_eq!(lease_times(100, Some(10), None), (10, 87));
+        let lease = parse_reply(&with_base(&[58, 4, 0, 0, 0, 100, 59, 4, 0, 0, 0, 200]))
+            .unwrap()
+            .to_lease()
+            .unwrap();
+        assert_eq!((lease.renewal_time, lease.rebinding_time), (100, 200));
+    }
+
+    #[test]
+    fn never_panics_on_mutated_or_random_input() {
+        let seed = with_base(&[
+            1, 4, 255, 255, 255, 0, 3, 4, 198, 18, 0, 1, 52, 1, 3, 119, 7, 1, b'a', 0, 0xc0, 0, 1,
+            b'b', 121, 5, 8, 10, 1, 2, 3, 33, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        let mut rng = SmallRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let mut m = seed.clone();
+            for _ in 0..rng.random_range(1..8) {
+                let i = rng.random_range(0..m.len());
+                m[i] = rng.random();
+            }
+            m.truncate(rng.random_range(200..=m.len()));
+            if let Ok(r) = parse_reply(&m) {
+                if let Ok(l) = r.to_lease() {
+                    assert!(l.renewal_time <= l.rebinding_time);
+                    assert!(l.rebinding_time <= l.lease_time);
+                    assert!(l.prefix_len <= 32);
+                    let _ = l.routes();
+                }
+            }
+        }
+        for _ in 0..2_000 {
+            let len = rng.random_range(0..600);
+            let mut m: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if m.len() >= HEADER_LEN {
+                m[OFF_COOKIE..HEADER_LEN].copy_from_slice(&MAGIC_COOKIE);
+            }
+            if let Ok(r) = parse_reply(&m) {
+                let _ = r.to_lease();
+            }
+        }
+    }
+}
