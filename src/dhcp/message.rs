@@ -147,3 +147,143 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     }
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::options::{code, parse_reply};
+    use dhcproto::Decodable;
+
+    fn config() -> ClientConfig {
+        let mut c = ClientConfig::new(client_id("cid-c1", "labnet", "eth0"), [2, 0, 0, 0, 0, 1]);
+        c.hostname = Some("pod-a".into());
+        c
+    }
+
+    #[test]
+    fn client_id_matches_reference_bytes() {
+        // As seen in dnsmasq's lease file for the reference: 00:63:69:64:2d:... = "cid-c1/labnet/eth0".
+        let id = client_id("cid-c1", "labnet", "eth0");
+        let mut expected = vec![0x00];
+        expected.extend_from_slice(b"cid-c1/labnet/eth0");
+        assert_eq!(id, expected);
+        assert_eq!(&id[..5], &[0x00, 0x63, 0x69, 0x64, 0x2d]);
+    }
+
+    #[test]
+    fn client_id_is_truncated_to_255_bytes() {
+        let long = "c".repeat(300);
+        let id = client_id(&long, "net", "eth0");
+        assert_eq!(id.len(), 255);
+        assert_eq!(id[0], 0);
+        assert!(id[1..].iter().all(|&b| b == b'c'));
+        let id = client_id(&"x".repeat(250), "net", "eth0");
+        assert_eq!(id.len(), 255);
+        assert_eq!(&id[251..], b"/net");
+    }
+
+    #[test]
+    fn discover_contents() {
+        let bytes = build(&config(), Kind::Discover, 0xdead_beef, 3);
+        assert!(bytes.len() >= MIN_MESSAGE_LEN);
+        let r = parse_reply(&bytes).unwrap();
+        assert_eq!(r.op, 1);
+        assert_eq!(r.xid, 0xdead_beef);
+        assert_eq!(r.secs, 3);
+        assert!(r.broadcast());
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(&r.chaddr[..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(r.hlen, 6);
+        assert_eq!(r.message_type, Some(MessageType::Discover));
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert_eq!(
+            r.option(code::PARAMETER_REQUEST_LIST),
+            Some(DEFAULT_PARAMETER_REQUEST_LIST)
+        );
+        assert_eq!(r.option(code::MAX_MESSAGE_SIZE), Some(&[0x05, 0xdc][..]));
+        assert_eq!(r.option(code::HOSTNAME), Some(&b"pod-a"[..]));
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.option(code::SERVER_ID), None);
+        // dhcproto's own decoder agrees (a second, independent reading).
+        let m = v4::Message::decode(&mut dhcproto::Decoder::new(&bytes)).unwrap();
+        assert!(m.flags().broadcast());
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+    }
+
+    #[test]
+    fn broadcast_flag_follows_config() {
+        let mut c = config();
+        c.broadcast = false;
+        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        assert!(!r.broadcast());
+        assert_eq!(r.flags, 0);
+    }
+
+    #[test]
+    fn select_request_contents() {
+        let kind = Kind::Select {
+            requested: Ipv4Addr::new(198, 18, 0, 10),
+            server_id: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let r = parse_reply(&build(&config(), kind, 7, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert!(r.broadcast());
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(r.server_id, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(r.client_id.is_some());
+    }
+
+    #[test]
+    fn renew_request_contents() {
+        let kind = Kind::Renew {
+            ciaddr: Ipv4Addr::new(198, 18, 0, 10),
+        };
+        let r = parse_reply(&build(&config(), kind, 7, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert!(!r.broadcast(), "the ACK is unicast to ciaddr");
+        assert_eq!(r.ciaddr, Ipv4Addr::new(198, 18, 0, 10));
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.server_id, None);
+        assert!(r.option(code::PARAMETER_REQUEST_LIST).is_some());
+    }
+
+    #[test]
+    fn release_contents() {
+        let kind = Kind::Release {
+            ciaddr: Ipv4Addr::new(198, 18, 0, 10),
+            server_id: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let r = parse_reply(&build(&config(), kind, 9, 5)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Release));
+        assert_eq!(r.ciaddr, Ipv4Addr::new(198, 18, 0, 10));
+        assert_eq!(r.server_id, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert_eq!(r.flags, 0);
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
+        assert_eq!(r.option(code::HOSTNAME), None);
+    }
+
+    #[test]
+    fn empty_client_id_and_list_are_omitted() {
+        let mut c = config();
+        c.client_id.clear();
+        c.parameter_request_list.clear();
+        c.hostname = None;
+        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        assert_eq!(r.client_id, None);
+        assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
+        assert_eq!(r.option(code::HOSTNAME), None);
+    }
+
+    #[test]
+    fn default_request_list_covers_what_the_lease_uses() {
+        for c in [1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121] {
+            assert!(
+                DEFAULT_PARAMETER_REQUEST_LIST.contains(&c),
+                "option {c} not requested"
+            );
+        }
+    }
+}
