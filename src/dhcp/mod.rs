@@ -1,1 +1,22 @@
-//! (placeholder: filled in by the module's owner)
+//! DHCPv4 for containers on ipvlan: pure protocol code, no sockets, no clocks, no netlink.
+//!
+//! - [`message`]: what we send: the client identifier (option 61, byte-identical to the reference
+//!   plugin) and DHCPDISCOVER / DHCPREQUEST / DHCPRELEASE built with dhcproto (RFC 2131, RFC 2132);
+//! - [`options`]: what we receive: a defensive parser of server messages into a [`Reply`] (fixed
+//!   BOOTP header by offsets, options walked by hand with RFC 3396 concatenation and option 52
+//!   overload) and the [`Lease`] it grants (RFC 3442 classless routes, RFC 3397 search list);
+//! - [`client`]: the sans-IO client state machine (RFC 2131 §4.4) the lease daemon drives with
+//!   received payloads and the current time.
+//!
+//! On ipvlan all slaves share the master's MAC, so every message carries option 61 and, when
+//! configured, the BOOTP broadcast flag, and replies are filtered by xid and echoed option 61
+//! (RFC 6842), never by chaddr (shared NOTES §1).
+
+pub mod client;
+pub mod message;
+pub mod options;
+
+pub use client::{Client, ClientConfig, Event, Ignored, State, Transmit};
+pub use dhcproto::v4::MessageType;
+pub use message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
+pub use options::{Lease, MalformedOption, ParseError, Reply, Route, parse_reply};

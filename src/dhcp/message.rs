@@ -1,0 +1,289 @@
+//! Send side: the client identifier and the DHCP messages the client builds (DHCPDISCOVER,
+//! DHCPREQUEST in its SELECTING / RENEWING / REBINDING forms, DHCPRELEASE), encoded with dhcproto.
+//!
+//! Every message carries option 61 (RFC 2132 §9.14) because on ipvlan all slaves share the
+//! master's MAC, so chaddr cannot tell containers apart; and, when configured, the BOOTP broadcast
+//! flag (RFC 2131 §4.1) because a unicast reply to a not-yet-configured slave never reaches it
+//! (shared NOTES §1). The output is a UDP payload (client port 68 to server port 67), padded to
+//! the 300-byte BOOTP minimum (RFC 1542 §2.1) that some relays and servers insist on.
+
+use std::net::Ipv4Addr;
+
+use dhcproto::Encodable;
+use dhcproto::v4::{self, DhcpOption, Flags, MessageType, OptionCode};
+
+use super::client::ClientConfig;
+
+/// Options the client asks for (option 55, RFC 2132 §9.8) unless configured otherwise: subnet
+/// mask 1, router 3, DNS 6, domain name 15, MTU 26, broadcast 28, static routes 33, lease time 51,
+/// server id 54, T1 58, T2 59, domain search 119 (RFC 3397), classless routes 121 (RFC 3442).
+pub const DEFAULT_PARAMETER_REQUEST_LIST: &[u8] =
+    &[1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121];
+
+/// Option 57 (RFC 2132 §9.10) value we send: the largest DHCP message, IP and UDP headers included,
+/// we accept. 1500 = a full Ethernet frame; a reply that big on a link with a smaller MTU would be
+/// fragmented, which packet sockets do not reassemble.
+pub const MAX_MESSAGE_SIZE: u16 = 1500;
+
+/// Minimum BOOTP message length (RFC 1542 §2.1, RFC 951's 64-byte vend field): we pad to it.
+pub const MIN_MESSAGE_LEN: usize = 300;
+
+/// Client identifier (option 61 data) for one container interface, byte-identical to the
+/// reference Go plugin (shared NOTES §2): 0x00 (type "not a hardware address", RFC 2132 §9.14)
+/// followed by the ASCII string `containerID/networkName/ifName`, truncated to 255 bytes in all
+/// (the longest an option can be without RFC 3396 splitting).
+pub fn client_id(container_id: &str, network: &str, ifname: &str) -> Vec<u8> {
+    let mut id = Vec::with_capacity(256);
+    id.push(0);
+    id.extend_from_slice(container_id.as_bytes());
+    id.push(b'/');
+    id.extend_from_slice(network.as_bytes());
+    id.push(b'/');
+    id.extend_from_slice(ifname.as_bytes());
+    id.truncate(255);
+    id
+}
+
+/// Which of the client's messages to build, with what only that kind needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// DHCPDISCOVER (RFC 2131 §4.4.1): ciaddr 0, broadcast flag per config.
+    Discover,
+    /// DHCPREQUEST in SELECTING (RFC 2131 §4.3.2): ciaddr 0, option 50 = the offered yiaddr,
+    /// option 54 = the offering server, broadcast flag per config.
+    Select {
+        /// Option 50: the address being requested (the offer's yiaddr).
+        requested: Ipv4Addr,
+        /// Option 54: the server whose offer is accepted.
+        server_id: Ipv4Addr,
+    },
+    /// DHCPREQUEST in RENEWING or REBINDING (RFC 2131 §4.3.2): ciaddr = the leased address, no
+    /// option 50 or 54, broadcast flag clear (the server unicasts the ACK to ciaddr, §4.1).
+    Renew {
+        /// ciaddr: the leased address.
+        ciaddr: Ipv4Addr,
+    },
+    /// DHCPRELEASE (RFC 2131 §4.4.6): ciaddr = the leased address, option 54 = the lease's
+    /// server; no option 50 or 55, secs 0.
+    Release {
+        /// ciaddr: the leased address.
+        ciaddr: Ipv4Addr,
+        /// Option 54: the server that granted the lease.
+        server_id: Ipv4Addr,
+    },
+}
+
+/// Build one client message as a UDP payload.
+///
+/// `xid` is the transaction id, `secs` the seconds since the acquisition or renewal started
+/// (RFC 2131 §2). Options: 53, 61 (skipped when `config.client_id` is empty), 57 and 55 (except on
+/// DHCPRELEASE), 12 when `config.hostname` is set (except on DHCPRELEASE), and what `kind` adds.
+pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> {
+    let ciaddr = match kind {
+        Kind::Renew { ciaddr } | Kind::Release { ciaddr, .. } => ciaddr,
+        Kind::Discover | Kind::Select { .. } => Ipv4Addr::UNSPECIFIED,
+    };
+    let unspecified = Ipv4Addr::UNSPECIFIED;
+    let mut msg = v4::Message::new_with_id(
+        xid,
+        ciaddr,
+        unspecified,
+        unspecified,
+        unspecified,
+        &config.chaddr,
+    );
+    msg.set_opcode(v4::Opcode::BootRequest);
+    msg.set_secs(secs);
+    let broadcast = config.broadcast && matches!(kind, Kind::Discover | Kind::Select { .. });
+    msg.set_flags(if broadcast {
+        Flags::default().set_broadcast()
+    } else {
+        Flags::default()
+    });
+    let opts = msg.opts_mut();
+    let mtype = match kind {
+        Kind::Discover => MessageType::Discover,
+        Kind::Select { .. } | Kind::Renew { .. } => MessageType::Request,
+        Kind::Release { .. } => MessageType::Release,
+    };
+    opts.insert(DhcpOption::MessageType(mtype));
+    if !config.client_id.is_empty() {
+        opts.insert(DhcpOption::ClientIdentifier(config.client_id.clone()));
+    }
+    match kind {
+        Kind::Select {
+            requested,
+            server_id,
+        } => {
+            opts.insert(DhcpOption::RequestedIpAddress(requested));
+            opts.insert(DhcpOption::ServerIdentifier(server_id));
+        }
+        Kind::Release { server_id, .. } => {
+            opts.insert(DhcpOption::ServerIdentifier(server_id));
+        }
+        Kind::Discover | Kind::Renew { .. } => {}
+    }
+    if !matches!(kind, Kind::Release { .. }) {
+        opts.insert(DhcpOption::MaxMessageSize(MAX_MESSAGE_SIZE));
+        if !config.parameter_request_list.is_empty() {
+            opts.insert(DhcpOption::ParameterRequestList(
+                config
+                    .parameter_request_list
+                    .iter()
+                    .map(|&c| OptionCode::from(c))
+                    .collect(),
+            ));
+        }
+        if let Some(hostname) = config.hostname.as_ref().filter(|h| !h.is_empty()) {
+            opts.insert(DhcpOption::Hostname(hostname.clone()));
+        }
+    }
+    // Encoding into a Vec cannot fail for these options (long ones are split per RFC 3396); an
+    // empty payload would only mean a dhcproto bug, and sending nothing is the safe answer.
+    let mut bytes = msg.to_vec().unwrap_or_default();
+    if !bytes.is_empty() && bytes.len() < MIN_MESSAGE_LEN {
+        // Pad octets (code 0) after the end option (RFC 2132 §3.1).
+        bytes.resize(MIN_MESSAGE_LEN, 0);
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::options::{code, parse_reply};
+    use dhcproto::Decodable;
+
+    fn config() -> ClientConfig {
+        let mut c = ClientConfig::new(client_id("cid-c1", "labnet", "eth0"), [2, 0, 0, 0, 0, 1]);
+        c.hostname = Some("pod-a".into());
+        c
+    }
+
+    #[test]
+    fn client_id_matches_reference_bytes() {
+        // As seen in dnsmasq's lease file for the reference: 00:63:69:64:2d:... = "cid-c1/labnet/eth0".
+        let id = client_id("cid-c1", "labnet", "eth0");
+        let mut expected = vec![0x00];
+        expected.extend_from_slice(b"cid-c1/labnet/eth0");
+        assert_eq!(id, expected);
+        assert_eq!(&id[..5], &[0x00, 0x63, 0x69, 0x64, 0x2d]);
+    }
+
+    #[test]
+    fn client_id_is_truncated_to_255_bytes() {
+        let long = "c".repeat(300);
+        let id = client_id(&long, "net", "eth0");
+        assert_eq!(id.len(), 255);
+        assert_eq!(id[0], 0);
+        assert!(id[1..].iter().all(|&b| b == b'c'));
+        let id = client_id(&"x".repeat(250), "net", "eth0");
+        assert_eq!(id.len(), 255);
+        assert_eq!(&id[251..], b"/net");
+    }
+
+    #[test]
+    fn discover_contents() {
+        let bytes = build(&config(), Kind::Discover, 0xdead_beef, 3);
+        assert!(bytes.len() >= MIN_MESSAGE_LEN);
+        let r = parse_reply(&bytes).unwrap();
+        assert_eq!(r.op, 1);
+        assert_eq!(r.xid, 0xdead_beef);
+        assert_eq!(r.secs, 3);
+        assert!(r.broadcast());
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(&r.chaddr[..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(r.hlen, 6);
+        assert_eq!(r.message_type, Some(MessageType::Discover));
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert_eq!(
+            r.option(code::PARAMETER_REQUEST_LIST),
+            Some(DEFAULT_PARAMETER_REQUEST_LIST)
+        );
+        assert_eq!(r.option(code::MAX_MESSAGE_SIZE), Some(&[0x05, 0xdc][..]));
+        assert_eq!(r.option(code::HOSTNAME), Some(&b"pod-a"[..]));
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.option(code::SERVER_ID), None);
+        // dhcproto's own decoder agrees (a second, independent reading).
+        let m = v4::Message::decode(&mut dhcproto::Decoder::new(&bytes)).unwrap();
+        assert!(m.flags().broadcast());
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+    }
+
+    #[test]
+    fn broadcast_flag_follows_config() {
+        let mut c = config();
+        c.broadcast = false;
+        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        assert!(!r.broadcast());
+        assert_eq!(r.flags, 0);
+    }
+
+    #[test]
+    fn select_request_contents() {
+        let kind = Kind::Select {
+            requested: Ipv4Addr::new(198, 18, 0, 10),
+            server_id: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let r = parse_reply(&build(&config(), kind, 7, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert!(r.broadcast());
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(r.server_id, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(r.client_id.is_some());
+    }
+
+    #[test]
+    fn renew_request_contents() {
+        let kind = Kind::Renew {
+            ciaddr: Ipv4Addr::new(198, 18, 0, 10),
+        };
+        let r = parse_reply(&build(&config(), kind, 7, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert!(!r.broadcast(), "the ACK is unicast to ciaddr");
+        assert_eq!(r.ciaddr, Ipv4Addr::new(198, 18, 0, 10));
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.server_id, None);
+        assert!(r.option(code::PARAMETER_REQUEST_LIST).is_some());
+    }
+
+    #[test]
+    fn release_contents() {
+        let kind = Kind::Release {
+            ciaddr: Ipv4Addr::new(198, 18, 0, 10),
+            server_id: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let r = parse_reply(&build(&config(), kind, 9, 5)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Release));
+        assert_eq!(r.ciaddr, Ipv4Addr::new(198, 18, 0, 10));
+        assert_eq!(r.server_id, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert_eq!(r.flags, 0);
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
+        assert_eq!(r.option(code::HOSTNAME), None);
+    }
+
+    #[test]
+    fn empty_client_id_and_list_are_omitted() {
+        let mut c = config();
+        c.client_id.clear();
+        c.parameter_request_list.clear();
+        c.hostname = None;
+        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        assert_eq!(r.client_id, None);
+        assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
+        assert_eq!(r.option(code::HOSTNAME), None);
+    }
+
+    #[test]
+    fn default_request_list_covers_what_the_lease_uses() {
+        for c in [1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121] {
+            assert!(
+                DEFAULT_PARAMETER_REQUEST_LIST.contains(&c),
+                "option {c} not requested"
+            );
+        }
+    }
+}
