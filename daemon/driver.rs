@@ -119,22 +119,24 @@ pub async fn start(config: &Config, slot: Arc<Slot>, options: &AddOptions) -> Re
         )
     })?;
     let ifname = attachment.ifname.clone();
-    let link_kind = {
-        let ifname = ifname.clone();
-        let info = ns
-            .run_async(move || crate::link::link_info_in_current(&ifname))
-            .await;
-        match info {
-            Ok(info) => info.kind,
-            Err(e) => {
-                return Err(Error::new(
-                    code::INVALID_NETWORK_CONFIG,
-                    format!("no interface {ifname} in {}", netns_path.display()),
-                    e.to_string(),
-                ));
-            }
-        }
-    };
+    // link_info_in blocks (it runs a netlink query on a thread inside the namespace): keep it
+    // off the runtime's workers.
+    let ifname2 = ifname.clone();
+    let (ns, info) = tokio::task::spawn_blocking(move || {
+        let info = crate::link::link_info_in(&ns, &ifname2);
+        (ns, info)
+    })
+    .await
+    .map_err(|e| Error::new(code::INTERNAL, "link query task failed", e.to_string()))?;
+    let link_kind = info
+        .map_err(|e| {
+            Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                format!("no interface {ifname} in {}", netns_path.display()),
+                e.to_string(),
+            )
+        })?
+        .kind;
     let (broadcast, broadcast_reason) =
         broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
     let ifname2 = ifname.clone();

@@ -219,10 +219,10 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Wraps a socket returned by [`open`]. Must be called within the tokio runtime.
     pub fn new(fd: OwnedFd, link: LinkAddr) -> io::Result<PacketSocket> {
-        Ok(PacketSocket {
-            fd: AsyncFd::with_interest(fd, Interest::READABLE)?,
-            link,
-        })
+        // SAFETY: an OwnedFd is a valid open descriptor, owned by the AsyncFd for its whole life.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| io::Error::from(e))?;
+        Ok(PacketSocket { fd, link })
     }
 
     /// The interface's index and MAC.

@@ -90,7 +90,11 @@ pub fn result_from_lease(lease: &Lease, cni_version: &str) -> CniResult {
             .map(|r| cni::Route {
                 dst: r.dst.into(),
                 gw: (r.gateway != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(r.gateway)),
-                ..Default::default()
+                mtu: None,
+                advmss: None,
+                priority: None,
+                table: None,
+                scope: None,
             })
             .collect(),
         dns: Dns {

@@ -244,7 +244,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, FrameError> {
 /// Reads one newline-terminated frame of at most `limit` bytes from a blocking reader.
 pub fn read_frame(reader: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut buf = Vec::new();
-    let n = reader.take(limit as u64).read_until(b'\n', &mut buf)?;
+    let n = io::Read::take(reader, limit as u64).read_until(b'\n', &mut buf)?;
     if buf.last() != Some(&b'\n') {
         return Err(if n >= limit {
             FrameError::TooLarge(limit)
