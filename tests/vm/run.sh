@@ -7,7 +7,7 @@
 #   GUEST_SCRIPT  run in the guest as /test.sh under `sh -e` (busybox ash; sourced after a prelude
 #                 that makes `ip` mean /usr/sbin/ip); it may `. /lab.sh` (tests/vm/lab.sh)
 #   BIN_DIR       where dhcp, ipvlan, dhcp-leases are (default target/release; missing ones are
-#                 skipped with a warning). They land in /opt/cni/bin in the guest.
+#                 skipped with a warning; "none": none wanted). They land in /opt/cni/bin in the guest.
 # Env:
 #   CNI_DHCP_VM_CACHE    kernel cache (default /var/cache/cni-dhcp-vm), filled by kernel.sh
 #   CNI_DHCP_VM_TIMEOUT  hard timeout for the VM in seconds (default 300)
@@ -105,6 +105,7 @@ printf '%s\n' "${order[@]}" >"$root/lib/modules/load.order"
 
 # Our binaries.
 for b in dhcp ipvlan dhcp-leases; do
+    [ "$bindir" = none ] && break
     if [ -x "$bindir/$b" ]; then copy_elf "$(cd "$bindir" && pwd)/$b" "/opt/cni/bin/$b"
     else echo "run.sh: warning: $bindir/$b not found, not in the guest" >&2; fi
 done
