@@ -6,6 +6,7 @@
 # Env:   CNI_DHCP_VM_CACHE (default /var/cache/cni-dhcp-vm)
 #        CNI_DHCP_VM_KPKG  (default: whatever linux-image-cloud-amd64 depends on)
 set -euo pipefail
+trap 'echo "kernel.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 export DEBIAN_FRONTEND=noninteractive
 
 CACHE=${CNI_DHCP_VM_CACHE:-/var/cache/cni-dhcp-vm}

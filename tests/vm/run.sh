@@ -19,6 +19,7 @@
 # Exit: the guest script's status; 124 on timeout; 2 if the VM never reported a status.
 # Prints timing lines "vm-timing: ..." to stderr.
 set -euo pipefail
+trap 'echo "run.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 guest=${1:?usage: run.sh GUEST_SCRIPT [BIN_DIR]}
@@ -32,7 +33,7 @@ MEM=${CNI_DHCP_VM_MEM:-1024}
 REF=${CNI_DHCP_VM_REF_PLUGINS-dhcp ipvlan macvlan host-local static loopback}
 mkdir -p "$CACHE/logs"
 # keep the 30 newest console logs
-ls -1t "$CACHE"/logs/*.log 2>/dev/null | tail -n +30 | xargs -r rm -f
+find "$CACHE/logs" -maxdepth 1 -name '*.log' -printf '%T@ %p\n' | sort -rn | tail -n +30 | cut -d' ' -f2- | xargs -r rm -f
 LOG=${CNI_DHCP_VM_LOG:-$CACHE/logs/$(basename "$guest" .sh).$$.log}
 
 now() { echo "${EPOCHREALTIME/,/.}"; }
