@@ -1,0 +1,562 @@
+//! Test lab: a real DHCP server (dnsmasq) and a "host" network namespace with a master link, all
+//! in network namespaces this process makes, so integration tests run the CNI plugins against a
+//! real server without touching the machine's own interfaces. Needs root, `ip` (iproute2) and
+//! `dnsmasq` (dnsmasq-base).
+//!
+//! ```text
+//!  netns <p>-srv : s0 198.18.0.1/24, dnsmasq (DHCP only, range .100-.250, 1h, router+dns+domain)
+//!        | veth
+//!  netns <p>-host: m0, up, no address   <- the master; run plugins here (command_in)
+//!  netns <p>-<name>: containers (Lab::container), slaves of m0 added with add_macvlan
+//! ```
+//!
+//! `<p>` is `cdl.<pid>.<seq>.<prefix>`, unique per Lab, so tests run in parallel. Drop kills
+//! dnsmasq and deletes every namespace the Lab made; namespaces left by a killed test process are
+//! swept by the next `Lab::new` (their pid is gone). dnsmasq gets `PR_SET_PDEATHSIG`, so it dies
+//! with the thread that made the Lab: keep the Lab on that thread.
+//!
+//! Usage from `tests/foo.rs`:
+//! ```ignore
+//! mod common;
+//! let lab = common::Lab::builder("foo").no_ping(true).build();
+//! let ns = lab.container("c1");            // PathBuf /var/run/netns/<p>-c1
+//! lab.add_macvlan(&ns, "eth0");            // down, no address
+//! let out = lab.command_in(lab.host_ns(), "target/debug/ipvlan").env(...).output();
+//! assert!(lab.wait_for_log("DHCPACK", Duration::from_secs(5)));
+//! ```
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SERVER_IP: &str = "198.18.0.1";
+pub const PREFIX_LEN: u8 = 24;
+pub const RANGE_START: &str = "198.18.0.100";
+pub const RANGE_END: &str = "198.18.0.250";
+pub const DOMAIN: &str = "lab.test";
+pub const MASTER: &str = "m0";
+const NETNS_DIR: &str = "/var/run/netns";
+const NAME_TAG: &str = "cdl.";
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Why a lab cannot be built here (not root, a tool missing), or `None` when it can.
+/// Tests may skip on `Some` outside CI; [`Lab::new`] panics instead.
+pub fn unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("the lab needs root (network namespaces)".into());
+    }
+    for tool in ["ip", "dnsmasq"] {
+        if which(tool).is_none() {
+            return Some(format!(
+                "`{tool}` not found (apt-get install iproute2 dnsmasq-base)"
+            ));
+        }
+    }
+    None
+}
+
+/// True when a test should be skipped: the lab is unavailable and CI is not set. Under CI=true a
+/// missing prerequisite is a failure, not a silent skip.
+pub fn skip_unless_available(test: &str) -> bool {
+    match unavailable() {
+        None => false,
+        Some(why) if std::env::var("CI").map(|v| v == "true").unwrap_or(false) => {
+            panic!("{test}: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIP {test}: {why}");
+            true
+        }
+    }
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// One line of dnsmasq's lease file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub expiry: u64,
+    pub mac: String,
+    pub ip: String,
+    pub hostname: String,
+    /// Colon-separated hex as dnsmasq writes it (`00:63:69:64`), `*` when none.
+    pub client_id: String,
+}
+
+pub struct LabBuilder {
+    prefix: String,
+    no_ping: bool,
+    lease_time: String,
+    extra: Vec<String>,
+}
+
+impl LabBuilder {
+    /// `--no-ping`: dnsmasq skips its ping check before an offer (it blocks DHCP up to 3 s).
+    pub fn no_ping(mut self, yes: bool) -> Self {
+        self.no_ping = yes;
+        self
+    }
+    /// Lease time as dnsmasq takes it (`1h` default; dnsmasq raises anything under 2m to 2m).
+    pub fn lease_time(mut self, t: &str) -> Self {
+        self.lease_time = t.to_string();
+        self
+    }
+    /// Any extra dnsmasq argument, e.g. `--dhcp-host=...` or `--dhcp-option=121,...`.
+    pub fn dnsmasq_arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
+        self
+    }
+    pub fn build(self) -> Lab {
+        Lab::start(self)
+    }
+}
+
+pub struct Lab {
+    prefix: String,
+    srv: String,
+    host: String,
+    dir: tempfile::TempDir,
+    dnsmasq: Mutex<Option<Child>>,
+    /// Every netns this lab made, in creation order (deleted in reverse).
+    netns: Mutex<Vec<String>>,
+    ifseq: AtomicUsize,
+}
+
+impl Lab {
+    /// A lab with the defaults (dnsmasq pings before offering). Panics with the reason on failure.
+    pub fn new(prefix: &str) -> Lab {
+        Lab::builder(prefix).build()
+    }
+
+    pub fn builder(prefix: &str) -> LabBuilder {
+        LabBuilder {
+            prefix: prefix.to_string(),
+            no_ping: false,
+            lease_time: "1h".into(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn start(b: LabBuilder) -> Lab {
+        if let Some(why) = unavailable() {
+            panic!("Lab::new({}): {why}", b.prefix);
+        }
+        sweep_stale();
+        assert!(!b.prefix.contains('/'), "lab prefix must not contain '/'");
+        let prefix = format!(
+            "{NAME_TAG}{}.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst),
+            b.prefix,
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}."))
+            .tempdir()
+            .expect("lab temp dir");
+        let lab = Lab {
+            srv: format!("{prefix}-srv"),
+            host: format!("{prefix}-host"),
+            prefix,
+            dir,
+            dnsmasq: Mutex::new(None),
+            netns: Mutex::new(Vec::new()),
+            ifseq: AtomicUsize::new(0),
+        };
+        // From here on a panic drops `lab`, which cleans up what was made so far.
+        lab.add_netns(&lab.srv.clone());
+        lab.add_netns(&lab.host.clone());
+        ip(&[
+            "-n", &lab.host, "link", "add", MASTER, "type", "veth", "peer", "name", "s0", "netns",
+            &lab.srv,
+        ]);
+        ip(&[
+            "-n",
+            &lab.srv,
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/{PREFIX_LEN}"),
+            "dev",
+            "s0",
+        ]);
+        ip(&["-n", &lab.srv, "link", "set", "s0", "up"]);
+        ip(&["-n", &lab.host, "link", "set", MASTER, "up"]);
+
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            lab.srv.clone(),
+            which("dnsmasq").unwrap().to_string_lossy().into_owned(),
+            "--keep-in-foreground".into(),
+            "--conf-file=/dev/null".into(),
+            "--port=0".into(),
+            "--user=root".into(),
+            "--group=root".into(),
+            "--interface=s0".into(),
+            "--bind-interfaces".into(),
+            format!(
+                "--dhcp-range={RANGE_START},{RANGE_END},255.255.255.0,{}",
+                b.lease_time
+            ),
+            format!("--dhcp-option=option:router,{SERVER_IP}"),
+            format!("--dhcp-option=option:dns-server,{SERVER_IP}"),
+            format!("--domain={DOMAIN}"),
+            format!("--dhcp-option=option:domain-name,{DOMAIN}"),
+            "--dhcp-authoritative".into(),
+            format!("--dhcp-leasefile={}", lab.lease_path().display()),
+            "--log-dhcp".into(),
+            format!("--log-facility={}", lab.log_path().display()),
+            format!(
+                "--pid-file={}",
+                lab.dir.path().join("dnsmasq.pid").display()
+            ),
+        ];
+        if b.no_ping {
+            args.push("--no-ping".into());
+        }
+        args.extend(b.extra);
+        fs::write(lab.lease_path(), "").unwrap();
+        fs::write(lab.log_path(), "").unwrap();
+        let mut cmd = Command::new(which("ip").unwrap());
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(lab.dir.path().join("dnsmasq.stderr")).unwrap());
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn dnsmasq");
+        *lab.dnsmasq.lock().unwrap() = Some(child);
+
+        // Ready when dnsmasq has logged its DHCP range (its sockets are bound by then).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if lab.dnsmasq_log().contains("DHCP, IP range") {
+                break;
+            }
+            if let Some(st) = lab
+                .dnsmasq
+                .lock()
+                .unwrap()
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+            {
+                panic!(
+                    "dnsmasq exited ({st}) at start: {}\n{}",
+                    fs::read_to_string(lab.dir.path().join("dnsmasq.stderr")).unwrap_or_default(),
+                    lab.dnsmasq_log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("dnsmasq not ready after 10 s:\n{}", lab.dnsmasq_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lab
+    }
+
+    /// The unique prefix (`cdl.<pid>.<seq>.<prefix>`) of every name this lab makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Name of the server netns.
+    pub fn srv_ns(&self) -> &str {
+        &self.srv
+    }
+    /// Name of the host netns holding `m0`; run the plugins here.
+    pub fn host_ns(&self) -> &str {
+        &self.host
+    }
+    pub fn host_ns_path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.host)
+    }
+    /// The master link's name in [`Lab::host_ns`].
+    pub fn master(&self) -> &str {
+        MASTER
+    }
+    /// A temp dir that lives as long as the lab (for daemon sockets, configs, ...).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn lease_path(&self) -> PathBuf {
+        self.dir.path().join("dnsmasq.leases")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("dnsmasq.log")
+    }
+    /// dnsmasq's pid (for tests that restart or stop the server).
+    pub fn dnsmasq_pid(&self) -> Option<u32> {
+        self.dnsmasq.lock().unwrap().as_ref().map(|c| c.id())
+    }
+
+    /// A new netns `<prefix>-<name>` for a container, with lo up. Returns its path
+    /// (`/var/run/netns/<prefix>-<name>`), what CNI_NETNS takes.
+    pub fn container(&self, name: &str) -> PathBuf {
+        let ns = format!("{}-{name}", self.prefix);
+        self.add_netns(&ns);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        Path::new(NETNS_DIR).join(ns)
+    }
+
+    /// A macvlan (bridge mode) slave of m0 named `ifname` inside `container` (a name or path),
+    /// left down and unaddressed, as a plugin would find it before IPAM. Returns its MAC.
+    pub fn add_macvlan(&self, container: impl AsRef<Path>, ifname: &str) -> String {
+        let ns = ns_name(container.as_ref());
+        let tmp = format!("mv{}", self.ifseq.fetch_add(1, Ordering::SeqCst));
+        ip(&[
+            "-n", &self.host, "link", "add", "link", MASTER, "name", &tmp, "type", "macvlan",
+            "mode", "bridge",
+        ]);
+        ip(&["-n", &self.host, "link", "set", &tmp, "netns", &ns]);
+        ip(&["-n", &ns, "link", "set", &tmp, "name", ifname]);
+        self.mac_of(&ns, ifname)
+    }
+
+    /// A veth pair between `container` (`ifname`, down) and the host netns (`host_ifname`, up, not
+    /// attached to anything): for tests that need a link that is not a slave of m0.
+    pub fn add_veth_container(&self, container: impl AsRef<Path>, ifname: &str, host_ifname: &str) {
+        let ns = ns_name(container.as_ref());
+        ip(&[
+            "-n",
+            &self.host,
+            "link",
+            "add",
+            host_ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "netns",
+            &ns,
+        ]);
+        ip(&["-n", &self.host, "link", "set", host_ifname, "up"]);
+    }
+
+    /// The MAC of `ifname` in `netns` (a name or path).
+    pub fn mac_of(&self, netns: impl AsRef<Path>, ifname: &str) -> String {
+        // `ip netns exec` mounts a /sys of the target netns.
+        let out = self.exec_ok(netns, &["cat", &format!("/sys/class/net/{ifname}/address")]);
+        out.trim().to_string()
+    }
+
+    /// IPv4 addresses (with prefix length) on `ifname` in `netns`.
+    pub fn ipv4_of(&self, netns: impl AsRef<Path>, ifname: &str) -> Vec<String> {
+        let ns = ns_name(netns.as_ref());
+        let out = ip_out(&["-n", &ns, "-4", "-o", "addr", "show", "dev", ifname]);
+        out.lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `ip netns exec <netns> cmd...` (netns: a name or path), waiting for it; never panics.
+    pub fn exec_in<S: AsRef<OsStr>>(&self, netns: impl AsRef<Path>, cmd: &[S]) -> Output {
+        let mut c = self.command_in(netns, cmd[0].as_ref());
+        c.args(&cmd[1..]).stdin(Stdio::null());
+        c.output().expect("run ip netns exec")
+    }
+
+    /// Like [`Lab::exec_in`] but panics unless the command succeeds; returns its stdout.
+    pub fn exec_ok<S: AsRef<OsStr>>(&self, netns: impl AsRef<Path>, cmd: &[S]) -> String {
+        let out = self.exec_in(netns.as_ref(), cmd);
+        if !out.status.success() {
+            panic!(
+                "in {}: {:?} failed ({}): {}{}",
+                netns.as_ref().display(),
+                cmd.iter()
+                    .map(|s| s.as_ref().to_string_lossy())
+                    .collect::<Vec<_>>(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A `Command` that runs `program` inside `netns`; add args, env and stdin yourself
+    /// (e.g. a CNI plugin with CNI_COMMAND=ADD and its config on stdin).
+    pub fn command_in(&self, netns: impl AsRef<Path>, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new(which("ip").expect("ip"));
+        c.args(["netns", "exec"])
+            .arg(ns_name(netns.as_ref()))
+            .arg(program);
+        c
+    }
+
+    /// dnsmasq's lease file as it is now.
+    pub fn lease_file(&self) -> String {
+        fs::read_to_string(self.lease_path()).unwrap_or_default()
+    }
+
+    /// The lease file parsed.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.lease_file()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 5).then(|| Lease {
+                    expiry: f[0].parse().unwrap_or(0),
+                    mac: f[1].into(),
+                    ip: f[2].into(),
+                    hostname: f[3].into(),
+                    client_id: f[4].into(),
+                })
+            })
+            .collect()
+    }
+
+    /// dnsmasq's log (`--log-dhcp`) as it is now.
+    pub fn dnsmasq_log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `pattern` (a plain substring); false on timeout.
+    pub fn wait_for_log(&self, pattern: &str, timeout: Duration) -> bool {
+        self.wait_for_log_count(pattern, 1, timeout)
+    }
+
+    /// Waits until `pattern` occurs on at least `n` lines of the log; false on timeout.
+    pub fn wait_for_log_count(&self, pattern: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .dnsmasq_log()
+                .lines()
+                .filter(|l| l.contains(pattern))
+                .count()
+                >= n
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Names of the namespaces this lab made and still holds.
+    pub fn netns_names(&self) -> Vec<String> {
+        self.netns.lock().unwrap().clone()
+    }
+
+    fn add_netns(&self, name: &str) {
+        ip(&["netns", "add", name]);
+        self.netns.lock().unwrap().push(name.to_string());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self
+            .dnsmasq
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            // `ip netns exec` execs dnsmasq, so the child's pid is dnsmasq's.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let names = std::mem::take(&mut *self.netns.lock().unwrap_or_else(|e| e.into_inner()));
+        for ns in names.iter().rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Deletes netns left by earlier test processes that were killed before their Drop ran:
+/// names `cdl.<pid>.<seq>.<prefix>-...` whose pid no longer exists.
+fn sweep_stale() {
+    let Ok(rd) = fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(NAME_TAG) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '.');
+        let (Some(Ok(pid)), Some(Ok(_seq)), Some(_)) = (
+            parts.next().map(str::parse::<u32>),
+            parts.next().map(str::parse::<u32>),
+            parts.next(),
+        ) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A netns name from a name or a `/var/run/netns/NAME` path.
+fn ns_name(p: &Path) -> String {
+    if p.components().count() > 1 {
+        p.file_name()
+            .expect("netns path")
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// Runs `ip ARGS`, panicking with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    ip_out(args);
+}
+
+/// Runs `ip ARGS`, panicking with its stderr on failure; returns stdout.
+pub fn ip_out(args: &[&str]) -> String {
+    let out = Command::new(which("ip").expect("ip"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip");
+    if !out.status.success() {
+        panic!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
