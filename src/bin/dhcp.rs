@@ -25,8 +25,8 @@ struct DaemonArgs {
     #[arg(long = "pidfile")]
     pid_file: Option<PathBuf>,
     /// Prefix for CNI_NETNS paths, for a daemon running in a container (e.g. /host).
-    #[arg(long = "hostprefix", default_value = "")]
-    host_prefix: PathBuf,
+    #[arg(long = "hostprefix")]
+    host_prefix: Option<PathBuf>,
     /// Force the BOOTP broadcast flag on (`-broadcast`, `-broadcast=true`) or off
     /// (`-broadcast=false`) when the ipam config does not say; absent: on for ipvlan slaves only.
     #[arg(long = "broadcast", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         let config = daemon::Config {
             socket_path: parsed.socket_path,
             pid_file: parsed.pid_file,
-            host_prefix: parsed.host_prefix,
+            host_prefix: parsed.host_prefix.unwrap_or_default(),
             broadcast: parsed.broadcast,
             timeout: parsed.timeout,
             resend_max: parsed.resend_max,
@@ -114,7 +114,7 @@ mod tests {
         let a = parse(&["-broadcast=false", "--resendmax=5s", "-hostprefix", "/host"]);
         assert_eq!(a.broadcast, Some(false));
         assert_eq!(a.resend_max, Duration::from_secs(5));
-        assert_eq!(a.host_prefix, PathBuf::from("/host"));
+        assert_eq!(a.host_prefix, Some(PathBuf::from("/host")));
         let a = parse(&[]);
         assert_eq!(a.broadcast, None);
         assert_eq!(a.timeout, Duration::from_secs(10));

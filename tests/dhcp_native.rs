@@ -1,0 +1,444 @@
+//! The `dhcp` plugin and `dhcp daemon` against a real dnsmasq in a netns lab, on this kernel:
+//! macvlan and veth containers (ipvlan needs the VM: tests/vm_ipvlan.rs). Needs root.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Lab;
+use serde_json::{Value, json};
+
+const DHCP: &str = env!("CARGO_BIN_EXE_dhcp");
+const LEASES: &str = env!("CARGO_BIN_EXE_dhcp-leases");
+
+/// A `dhcp daemon` on a socket in the lab's temp dir; killed on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        let socket = dir.join("dhcp.sock");
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let child = Command::new(DHCP)
+            .arg("daemon")
+            .arg("-socketpath")
+            .arg(&socket)
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dhcp daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "daemon socket never appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon { child, socket }
+    }
+
+    fn threads(&self) -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn conf(socket: &Path, ipam_extra: Value) -> Value {
+    let mut ipam = json!({"type": "dhcp", "daemonSocketPath": socket});
+    if let (Some(m), Some(extra)) = (ipam.as_object_mut(), ipam_extra.as_object()) {
+        m.extend(extra.clone());
+    }
+    json!({"cniVersion": "1.1.0", "name": "labnet", "type": "macvlan", "ipam": ipam})
+}
+
+/// Runs a plugin binary with the CNI environment and `stdin`; returns (exit ok, stdout JSON).
+fn cni(
+    program: &str,
+    command: &str,
+    container_id: &str,
+    netns: &Path,
+    ifname: &str,
+    stdin: &Value,
+) -> (bool, Value) {
+    cni_in(Command::new(program), command, container_id, netns, ifname, stdin)
+}
+
+fn cni_in(
+    mut cmd: Command,
+    command: &str,
+    container_id: &str,
+    netns: &Path,
+    ifname: &str,
+    stdin: &Value,
+) -> (bool, Value) {
+    let bin_dir = Path::new(DHCP).parent().unwrap();
+    let mut child = cmd
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", format!("{}:/usr/lib/cni", bin_dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "{program:?} {command}: stdout is not JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr),
+                program = cmd.get_program()
+            )
+        })
+    };
+    (out.status.success(), value)
+}
+
+/// dnsmasq writes client IDs as colon-separated hex.
+fn client_id_hex(container_id: &str, network: &str, ifname: &str) -> String {
+    std::iter::once(0u8)
+        .chain(format!("{container_id}/{network}/{ifname}").bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[test]
+fn add_check_del_on_macvlan_against_dnsmasq() {
+    if common::skip_unless_available("add_check_del_on_macvlan_against_dnsmasq") {
+        return;
+    }
+    let lab = Lab::builder("acd").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let ns = lab.container("c1");
+    let mac = lab.add_macvlan(&ns, "eth0");
+    let config = conf(&daemon.socket, json!({}));
+
+    let started = Instant::now();
+    let (ok, result) = cni(DHCP, "ADD", "ctr-one", &ns, "eth0", &config);
+    let add_time = started.elapsed();
+    println!("ADD against dnsmasq --no-ping: {:.1} ms", add_time.as_secs_f64() * 1e3);
+    assert!(ok, "ADD failed: {result}");
+    assert_eq!(result["cniVersion"], "1.1.0");
+    let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+    let ip = address.strip_suffix("/24").expect("prefix /24 from option 1");
+    let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!((100..=250).contains(&last), "{ip} outside the dnsmasq range");
+    assert_eq!(result["ips"][0]["gateway"], common::SERVER_IP);
+    assert_eq!(result["routes"], json!([{"dst": "0.0.0.0/0", "gw": common::SERVER_IP}]));
+    assert_eq!(result["dns"]["nameservers"], json!([common::SERVER_IP]));
+    assert_eq!(result["dns"]["domain"], common::DOMAIN);
+
+    // The server keyed the lease by our option 61, byte-identical to the reference's.
+    let leases = lab.leases();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].ip, ip);
+    assert_eq!(leases[0].mac, mac);
+    assert_eq!(leases[0].client_id, client_id_hex("ctr-one", "labnet", "eth0"));
+
+    // ADD again: the same lease, no second one on the server.
+    let (ok, again) = cni(DHCP, "ADD", "ctr-one", &ns, "eth0", &config);
+    assert!(ok, "{again}");
+    assert_eq!(again["ips"][0]["address"], address.as_str());
+    assert_eq!(lab.leases().len(), 1);
+
+    // The lease list shows it.
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["state"], "BOUND");
+    assert_eq!(list[0]["lease"]["address"], ip);
+    assert_eq!(list[0]["broadcast"], false, "macvlan: auto policy leaves the flag off");
+
+    // CHECK agrees with a matching prevResult and refuses a wrong one.
+    let mut with_prev = config.clone();
+    with_prev["prevResult"] = result.clone();
+    let (ok, out) = cni(DHCP, "CHECK", "ctr-one", &ns, "eth0", &with_prev);
+    assert!(ok, "CHECK failed: {out}");
+    let mut wrong = result.clone();
+    wrong["ips"][0]["address"] = json!("198.18.0.99/24");
+    with_prev["prevResult"] = wrong;
+    let (ok, out) = cni(DHCP, "CHECK", "ctr-one", &ns, "eth0", &with_prev);
+    assert!(!ok && out["code"] == 7, "{out}");
+
+    // DEL releases from the leased address (dnsmasq logs it and drops the lease).
+    let (ok, out) = cni(DHCP, "DEL", "ctr-one", &ns, "eth0", &config);
+    assert!(ok, "DEL failed: {out}");
+    assert!(
+        lab.wait_for_log(&format!("DHCPRELEASE(s0) {ip}"), Duration::from_secs(5)),
+        "no release seen by dnsmasq:\n{}",
+        lab.dnsmasq_log()
+    );
+    assert!(lab.leases().is_empty(), "{}", lab.lease_file());
+    // DEL again, and DEL of something never added, succeed.
+    assert!(cni(DHCP, "DEL", "ctr-one", &ns, "eth0", &config).0);
+    assert!(cni(DHCP, "DEL", "never-added", &ns, "eth0", &config).0);
+    // CHECK never acquires: no lease is held now, so it fails and the server sees nothing.
+    let (ok, out) = cni(DHCP, "CHECK", "ctr-one", &ns, "eth0", &config);
+    assert!(!ok && out["code"] == 3, "{out}");
+    assert!(lab.leases().is_empty());
+}
+
+#[test]
+fn reference_macvlan_plugin_works_with_our_dhcp() {
+    if common::skip_unless_available("reference_macvlan_plugin_works_with_our_dhcp") {
+        return;
+    }
+    let reference = Path::new("/usr/lib/cni/macvlan");
+    if !reference.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install containernetworking-plugins"
+        );
+        eprintln!("SKIP: {} not installed", reference.display());
+        return;
+    }
+    let lab = Lab::builder("refmv").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let ns = lab.container("c1");
+    let mut config = conf(&daemon.socket, json!({}));
+    config["cniVersion"] = json!("1.0.0");
+    config["master"] = json!(common::MASTER);
+    config["mode"] = json!("bridge");
+    // The reference macvlan looks its master up in the current netns: run it in the host netns.
+    let cmd = lab.command_in(lab.host_ns(), reference);
+    let (ok, result) = cni_in(cmd, "ADD", "ref-c1", &ns, "eth0", &config);
+    assert!(ok, "reference macvlan + our dhcp: {result}");
+    let address = result["ips"][0]["address"].as_str().unwrap();
+    assert_eq!(lab.ipv4_of(&ns, "eth0"), vec![address.to_string()]);
+    // The container reaches the server with the leased address.
+    lab.exec_ok(&ns, &["busybox", "ping", "-c1", "-W2", common::SERVER_IP]);
+    let cmd = lab.command_in(lab.host_ns(), reference);
+    let (ok, out) = cni_in(cmd, "DEL", "ref-c1", &ns, "eth0", &config);
+    assert!(ok, "{out}");
+    let ip = address.split('/').next().unwrap();
+    assert!(lab.wait_for_log(&format!("DHCPRELEASE(s0) {ip}"), Duration::from_secs(5)));
+}
+
+#[test]
+fn parallel_adds_get_distinct_leases_and_threads_stay_flat() {
+    if common::skip_unless_available("parallel_adds_get_distinct_leases_and_threads_stay_flat") {
+        return;
+    }
+    const N: usize = 24;
+    let lab = Lab::builder("par").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let config = conf(&daemon.socket, json!({}));
+    let containers: Vec<PathBuf> = (0..N)
+        .map(|i| {
+            let ns = lab.container(&format!("p{i}"));
+            lab.add_macvlan(&ns, "eth0");
+            ns
+        })
+        .collect();
+    let threads_before = daemon.threads();
+    let started = Instant::now();
+    let results: Vec<(bool, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let config = &config;
+                s.spawn(move || cni(DHCP, "ADD", &format!("par-{i}"), ns, "eth0", config))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    println!("{N} parallel ADDs: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    let mut addresses: Vec<String> = results
+        .iter()
+        .map(|(ok, r)| {
+            assert!(ok, "{r}");
+            r["ips"][0]["address"].as_str().unwrap().to_string()
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), N, "duplicate addresses handed out");
+    assert_eq!(lab.leases().len(), N);
+    let threads_after = daemon.threads();
+    println!("daemon threads: {threads_before} before, {threads_after} with {N} leases; fds {}", daemon.fds());
+    // The runtime's fixed pool: main + 2 workers + at most 4 blocking threads (daemon::run);
+    // netns threads are short-lived. A thread per lease would show N here.
+    assert!(
+        threads_after <= 10,
+        "threads grew with leases: {threads_before} -> {threads_after}"
+    );
+    // Bound leases hold no socket.
+    assert!(daemon.fds() < 16, "fds held while bound: {}", daemon.fds());
+
+    std::thread::scope(|s| {
+        for (i, ns) in containers.iter().enumerate() {
+            let config = &config;
+            s.spawn(move || {
+                let (ok, out) = cni(DHCP, "DEL", &format!("par-{i}"), ns, "eth0", config);
+                assert!(ok, "{out}");
+            });
+        }
+    });
+    assert!(lab.wait_for_log_count("DHCPRELEASE", N, Duration::from_secs(5)));
+    assert!(lab.leases().is_empty(), "{}", lab.lease_file());
+}
+
+#[test]
+fn no_server_fails_within_timeout_with_a_cause() {
+    if common::skip_unless_available("no_server_fails_within_timeout_with_a_cause") {
+        return;
+    }
+    let lab = Lab::builder("nosrv").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &["-timeout", "2s"]);
+    let ns = lab.container("c1");
+    // A veth whose host end goes nowhere: no server can answer.
+    lab.add_veth_container(&ns, "eth0", "dead0");
+    let started = Instant::now();
+    let (ok, out) = cni(DHCP, "ADD", "lonely", &ns, "eth0", &conf(&daemon.socket, json!({})));
+    let took = started.elapsed();
+    assert!(!ok);
+    assert_eq!(out["code"], 11, "{out}");
+    let msg = out["msg"].as_str().unwrap();
+    assert!(msg.contains("no DHCP lease within 2s"), "{msg}");
+    assert!(out["details"].as_str().unwrap().contains("sent"), "{out}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
+    // The failed attachment leaves nothing behind.
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list, json!([]));
+}
+
+#[test]
+fn bad_input_gets_cni_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let netns = Path::new("/proc/self/ns/net");
+    let run_raw = |stdin: &str, env: &[(&str, &str)]| -> (bool, Value) {
+        let mut child = Command::new(DHCP)
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let add_env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/proc/self/ns/net"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/nonexistent"),
+    ];
+    let good = conf(&socket, json!({})).to_string();
+
+    let (ok, out) = run_raw("{not json", &add_env);
+    assert!(!ok && out["code"] == 6, "{out}");
+    let (ok, out) = run_raw(&good, &add_env[..3]);
+    assert!(!ok && out["code"] == 4, "missing CNI_IFNAME: {out}");
+    let mut bad_version = conf(&socket, json!({}));
+    bad_version["cniVersion"] = json!("9.9.9");
+    let (ok, out) = run_raw(&bad_version.to_string(), &add_env);
+    assert!(!ok && out["code"] == 1, "{out}");
+    let (ok, out) = run_raw(&conf(&socket, json!({"broadcast": "yes"})).to_string(), &add_env);
+    assert!(!ok && out["code"] == 7, "{out}");
+    assert!(out["details"].as_str().unwrap().contains("bool"), "{out}");
+    // No daemon: the error names the socket and how to start the daemon.
+    let (ok, out) = cni(DHCP, "ADD", "c1", netns, "eth0", &conf(&socket, json!({})));
+    assert!(!ok && out["code"] == 11, "{out}");
+    let msg = out["msg"].as_str().unwrap();
+    assert!(msg.contains(&socket.display().to_string()) && msg.contains("dhcp daemon"), "{msg}");
+    // VERSION needs nothing else.
+    let (ok, out) = run_raw("", &[("CNI_COMMAND", "VERSION")]);
+    assert!(ok, "{out}");
+    assert!(out["supportedVersions"].as_array().unwrap().contains(&json!("0.3.1")));
+}
+
+#[test]
+fn daemon_survives_garbage_on_its_socket() {
+    if common::skip_unless_available("daemon_survives_garbage_on_its_socket") {
+        return;
+    }
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    // Garbage, an oversized frame, a silent client, a wrong version: each answered or dropped,
+    // and the daemon still serves afterwards.
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(b"\x00\xffgarbage\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("\"code\":6"), "{reply}");
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    let _ = s.write_all(&vec![b'a'; 200_000]);
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let _silent = UnixStream::connect(&daemon.socket).unwrap();
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(b"{\"command\":\"status\",\"version\":99}\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("\"code\":1"), "{reply}");
+    let status = conf(&daemon.socket, json!({}));
+    let mut status = status.clone();
+    status["cniVersion"] = json!("1.1.0");
+    let mut child = Command::new(DHCP)
+        .env("CNI_COMMAND", "STATUS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(status.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
