@@ -77,7 +77,7 @@ copy_elf() {
     done || true
 }
 
-cp "$(command -v busybox)" "$root/bin/busybox"
+copy_elf "$(command -v busybox)" /bin/busybox
 ln -s busybox "$root/bin/sh"
 copy_elf "$(command -v ip)" /usr/sbin/ip
 copy_elf "$(command -v dnsmasq)" /usr/sbin/dnsmasq
