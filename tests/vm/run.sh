@@ -107,7 +107,10 @@ printf '%s\n' "${order[@]}" >"$root/lib/modules/load.order"
 # Our binaries.
 for b in dhcp ipvlan dhcp-leases; do
     [ "$bindir" = none ] && break
-    if [ -x "$bindir/$b" ]; then copy_elf "$(cd "$bindir" && pwd)/$b" "/opt/cni/bin/$b"
+    if [ -x "$bindir/$b" ]; then
+        copy_elf "$(cd "$bindir" && pwd)/$b" "/opt/cni/bin/$b"
+        # Debug builds carry ~90 MB of DWARF each: keep the initramfs small and quick to gzip.
+        if command -v strip >/dev/null; then strip --strip-debug "$root/opt/cni/bin/$b"; fi
     else echo "run.sh: warning: $bindir/$b not found, not in the guest" >&2; fi
 done
 # Reference plugins (Go, static), for interop tests.
