@@ -33,6 +33,7 @@ for c in c1 c2 c3; do
     t0=$(now_ms)
     if out=$(cni ADD $c "$CONF"); then
         t1=$(now_ms)
+        echo "$out" >/tmp/add-$c.json
         pass "ADD $c: $(field "$out" address) in $((t1 - t0)) ms (plugin exec + netlink + DHCP, TCG VM)"
         echo "ADD-MS $c $((t1 - t0))"
     else
@@ -70,8 +71,8 @@ if ip netns exec c1 ping -c 1 -W 2 "$a2" >/dev/null; then pass "c1 pings c2 ($a2
 if ip netns exec c3 ping -c 1 -W 2 "$LAB_SERVER_IP" >/dev/null; then pass "c3 pings the server"; else fail "c3 cannot ping the server"; fi
 
 # --- CHECK with prevResult
-prev=$(cni ADD c1 "$CONF")
-checkconf=$(echo "$CONF" | sed "s/}\$/,\"prevResult\":$(echo "$prev" | tr -d '\n' | sed 's/[&/\]/\\&/g')}/")
+prev=$(cat /tmp/add-c1.json)
+checkconf="${CONF%\}},\"prevResult\":$(echo "$prev" | tr -d '\n')}"
 if out=$(cni CHECK c1 "$checkconf"); then pass "CHECK c1"; else fail "CHECK c1: $out"; fi
 
 # --- "broadcast": false on ipvlan fails within the timeout and names the cause
