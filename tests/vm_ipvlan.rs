@@ -4,7 +4,7 @@
 //! master get three leases, distinct client IDs, distinct IPv6 link-locals without DAD failure,
 //! ping each other; `"broadcast": false` fails naming the cause; L3 mode is refused; DEL leaves
 //! no link and dnsmasq sees the releases; our ipvlan works with the reference host-local and
-//! static IPAM. Needs root and tests/vm/deps.sh's packages; under CI=true missing ones fail.
+//! static IPAM. Needs root and scripts/deps.sh's packages; under CI=true missing ones fail.
 
 mod common;
 
@@ -18,9 +18,9 @@ fn ipvlan_l2_three_containers_in_vm() {
         if common::which(tool).is_none() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{tool} missing under CI: tests/vm/deps.sh installs it"
+                "{tool} missing under CI: scripts/deps.sh installs it"
             );
-            eprintln!("SKIP: {tool} not found (tests/vm/deps.sh)");
+            eprintln!("SKIP: {tool} not found (scripts/deps.sh)");
             return;
         }
     }

@@ -6,7 +6,7 @@
 //!   we replace, and an example of a guest script driving CNI plugins.
 //!
 //! Needs root, qemu-system-x86, busybox-static, cpio, iproute2, dnsmasq-base,
-//! containernetworking-plugins (tests/vm/deps.sh installs them) and apt access to Debian's archive
+//! containernetworking-plugins (scripts/deps.sh installs them) and apt access to Debian's archive
 //! for the first kernel download. Outside CI a missing prerequisite skips; under CI=true it fails.
 
 mod common;
@@ -38,7 +38,7 @@ fn skip(test: &str, extra: &[&str]) -> bool {
             common::which(t).is_some()
         };
         if why.is_none() && !found {
-            why = Some(format!("`{t}` not found (tests/vm/deps.sh installs it)"));
+            why = Some(format!("`{t}` not found (scripts/deps.sh installs it)"));
         }
     }
     match why {

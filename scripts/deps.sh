@@ -1,0 +1,38 @@
+#!/bin/bash
+# Installs every Debian package the demo and the tests need: the netns lab (iproute2, dnsmasq),
+# the ipvlan VM (qemu, busybox, cpio, binutils for strip; the kernel itself is fetched by
+# tests/vm/kernel.sh), and the reference Go plugins for interop tests. Always runs apt-get update
+# and apt-get install (a no-op for what is already there), so a fresh machine and CI get exactly
+# the same set. Run as root.
+#   scripts/deps.sh            install
+#   scripts/deps.sh --check    only report; exit 1 if something is missing
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# tool-or-path:package
+need=(
+    ip:iproute2
+    unshare:util-linux
+    dnsmasq:dnsmasq-base
+    qemu-system-x86_64:qemu-system-x86
+    /bin/busybox:busybox-static
+    cpio:cpio
+    strip:binutils
+    /usr/lib/cni/dhcp:containernetworking-plugins
+)
+if [ "${1:-}" = --check ]; then
+    missing=()
+    for pair in "${need[@]}"; do
+        t=${pair%%:*} p=${pair#*:}
+        if [[ $t == /* ]]; then [ -e "$t" ] && continue; else command -v "$t" >/dev/null && continue; fi
+        missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && { echo "deps.sh: all present"; exit 0; }
+    echo "deps.sh: missing: ${missing[*]}"
+    exit 1
+fi
+packages=()
+for pair in "${need[@]}"; do packages+=("${pair#*:}"); done
+echo "deps.sh: apt-get install ${packages[*]}"
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" </dev/null >/dev/null
