@@ -95,7 +95,10 @@ async fn check(shared: &Arc<Shared>, attachment: Attachment) -> Response {
         let st = slot.status();
         Response::error(
             code::UNKNOWN_CONTAINER,
-            format!("the DHCP lease for {attachment} is no longer held (state {})", st.state),
+            format!(
+                "the DHCP lease for {attachment} is no longer held (state {})",
+                st.state
+            ),
             st.last_error.clone().unwrap_or_default(),
         )
     }

@@ -21,9 +21,9 @@ use super::Config;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
 use super::table::{DriverCommand, Handle, Slot};
 use crate::cni::{Error, code};
+use crate::dhcp::Lease;
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
-use crate::dhcp::Lease;
 use crate::netns::NetNs;
 use crate::rpc::AddOptions;
 
@@ -108,7 +108,11 @@ pub fn state_name(state: State) -> String {
 /// cannot be opened, code 7 when the interface does not exist or when the timeout ran out on an
 /// ipvlan slave without the broadcast flag (a configuration problem), code 11 (try again later)
 /// when no server answered in time.
-pub async fn start(config: &Config, slot: Arc<Slot>, options: &AddOptions) -> Result<Handle, Error> {
+pub async fn start(
+    config: &Config,
+    slot: Arc<Slot>,
+    options: &AddOptions,
+) -> Result<Handle, Error> {
     let attachment = slot.attachment.clone();
     let netns_path = config.netns_path(&options.netns);
     let ns = NetNs::open(&netns_path).map_err(|e| {
@@ -154,7 +158,11 @@ pub async fn start(config: &Config, slot: Arc<Slot>, options: &AddOptions) -> Re
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
     drop(ns);
 
-    let cid = client_id(&attachment.container_id, &attachment.network, &attachment.ifname);
+    let cid = client_id(
+        &attachment.container_id,
+        &attachment.network,
+        &attachment.ifname,
+    );
     {
         let mut st = slot.status();
         *st = Default::default();
@@ -183,7 +191,15 @@ pub async fn start(config: &Config, slot: Arc<Slot>, options: &AddOptions) -> Re
     };
     let (commands, command_rx) = mpsc::channel(4);
     let (bound_tx, bound_rx) = oneshot::channel();
-    let task = tokio::spawn(drive(ctx, client, Some(socket), command_rx, Some(bound_tx), config.timeout, broadcast));
+    let task = tokio::spawn(drive(
+        ctx,
+        client,
+        Some(socket),
+        command_rx,
+        Some(bound_tx),
+        config.timeout,
+        broadcast,
+    ));
     match bound_rx.await {
         Ok(Ok(_lease)) => Ok(Handle { commands, task }),
         Ok(Err(e)) => Err(e),
@@ -198,7 +214,12 @@ pub async fn start(config: &Config, slot: Arc<Slot>, options: &AddOptions) -> Re
 /// Stops a running driver: it sends DHCPRELEASE if it holds a lease, then ends. Waits for both.
 pub async fn release(handle: Handle) {
     let (tx, rx) = oneshot::channel();
-    if handle.commands.send(DriverCommand::Release(tx)).await.is_ok() {
+    if handle
+        .commands
+        .send(DriverCommand::Release(tx))
+        .await
+        .is_ok()
+    {
         let _ = rx.await;
     }
     let _ = handle.task.await;
@@ -295,7 +316,8 @@ async fn drive(
                     warn!(attachment = %att, "lease expired without renewal");
                     let mut st = ctx.slot.status();
                     st.state = state_name(State::Expired);
-                    st.last_error = Some("lease expired: server did not answer RENEWING or REBINDING".into());
+                    st.last_error =
+                        Some("lease expired: server did not answer RENEWING or REBINDING".into());
                     return;
                 }
                 Event::Timeout => {
@@ -397,7 +419,9 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &Ctx, trace: &mut Trace
     };
     let give_up = Instant::now() + LINK_UP_WAIT;
     let mut result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
-    while matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENETDOWN)) && Instant::now() < give_up {
+    while matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENETDOWN))
+        && Instant::now() < give_up
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
         result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
     }

@@ -69,8 +69,11 @@ impl Config {
         if self.host_prefix.as_os_str().is_empty() {
             PathBuf::from(cni_netns)
         } else {
-            self.host_prefix
-                .join(Path::new(cni_netns).strip_prefix("/").unwrap_or(Path::new(cni_netns)))
+            self.host_prefix.join(
+                Path::new(cni_netns)
+                    .strip_prefix("/")
+                    .unwrap_or(Path::new(cni_netns)),
+            )
         }
     }
 }
@@ -96,7 +99,10 @@ mod tests {
     #[test]
     fn host_prefix_is_joined_to_absolute_netns() {
         let mut c = Config::default();
-        assert_eq!(c.netns_path("/var/run/netns/a"), PathBuf::from("/var/run/netns/a"));
+        assert_eq!(
+            c.netns_path("/var/run/netns/a"),
+            PathBuf::from("/var/run/netns/a")
+        );
         c.host_prefix = PathBuf::from("/host");
         assert_eq!(
             c.netns_path("/var/run/netns/a"),

@@ -51,15 +51,15 @@ fn dhcp_client_filter() -> [SockFilter; 9] {
     const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     [
-        SockFilter::new(LD_B_ABS, 0, 0, 9),        // 0: A = ip.protocol
-        SockFilter::new(JEQ_K, 0, 6, 17),          // 1: UDP? else drop
-        SockFilter::new(LD_H_ABS, 0, 0, 6),        // 2: A = flags/fragment offset
-        SockFilter::new(JSET_K, 4, 0, 0x1fff),     // 3: a fragment? drop
-        SockFilter::new(LDX_B_MSH, 0, 0, 0),       // 4: X = IP header length
-        SockFilter::new(LD_H_IND, 0, 0, 2),        // 5: A = udp.dst_port
+        SockFilter::new(LD_B_ABS, 0, 0, 9),    // 0: A = ip.protocol
+        SockFilter::new(JEQ_K, 0, 6, 17),      // 1: UDP? else drop
+        SockFilter::new(LD_H_ABS, 0, 0, 6),    // 2: A = flags/fragment offset
+        SockFilter::new(JSET_K, 4, 0, 0x1fff), // 3: a fragment? drop
+        SockFilter::new(LDX_B_MSH, 0, 0, 0),   // 4: X = IP header length
+        SockFilter::new(LD_H_IND, 0, 0, 2),    // 5: A = udp.dst_port
         SockFilter::new(JEQ_K, 0, 1, CLIENT_PORT as u32), // 6: port 68? else drop
         SockFilter::new(RET_K, 0, 0, 0x0004_0000), // 7: accept (up to 256 KiB)
-        SockFilter::new(RET_K, 0, 0, 0),           // 8: drop
+        SockFilter::new(RET_K, 0, 0, 0),       // 8: drop
     ]
 }
 
@@ -87,11 +87,7 @@ pub fn open(ifname: &str) -> io::Result<(OwnedFd, LinkAddr)> {
     set_up(ifname)?;
 
     // Protocol 0: receives nothing until bound, so the filter is in place before any packet.
-    let socket = Socket::new(
-        Domain::PACKET,
-        Type::DGRAM.nonblocking().cloexec(),
-        None,
-    )?;
+    let socket = Socket::new(Domain::PACKET, Type::DGRAM.nonblocking().cloexec(), None)?;
     socket.attach_filter(&dhcp_client_filter())?;
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     let sll = sockaddr_ll(ifindex, ETH_P_IP_BE, [0; 6]);
@@ -148,7 +144,10 @@ fn set_up(ifname: &str) -> io::Result<()> {
     let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
     let name = ifname.as_bytes();
     if name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
         *dst = *src as libc::c_char;
@@ -221,7 +220,7 @@ impl PacketSocket {
     pub fn new(fd: OwnedFd, link: LinkAddr) -> io::Result<PacketSocket> {
         // SAFETY: an OwnedFd is a valid open descriptor, owned by the AsyncFd for its whole life.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|e| io::Error::from(e))?;
+            .map_err(io::Error::from)?;
         Ok(PacketSocket { fd, link })
     }
 
@@ -234,7 +233,13 @@ impl PacketSocket {
     ///
     /// Packet sockets do not block on send in practice (the qdisc drops instead); a transient
     /// `ENETDOWN`/`ENOBUFS` is returned to the caller, whose retransmission timer retries.
-    pub fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, dst_mac: [u8; 6], payload: &[u8]) -> io::Result<()> {
+    pub fn send(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        dst_mac: [u8; 6],
+        payload: &[u8],
+    ) -> io::Result<()> {
         let packet = build_datagram(src, dst, payload);
         let sll = sockaddr_ll(self.link.ifindex, ETH_P_IP_BE, dst_mac);
         // SAFETY: valid fd, buffer and sockaddr_ll with its length.
@@ -284,7 +289,7 @@ impl PacketSocket {
                 Ok(r) => r?,
                 Err(_would_block) => continue,
             };
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 || n > buf.len() {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING || n > buf.len() {
                 continue;
             }
             if let Some((src_ip, payload)) = parse_datagram(&buf[..n]) {
@@ -311,8 +316,8 @@ mod tests {
         // We build client->server (dst port 67), so our own packet is not for port 68.
         assert!(parse_datagram(&out).is_none());
         // A server->client datagram (dst port 68) parses.
-        let reply = PacketBuilder::ipv4([198, 18, 0, 1], [255; 4], 64)
-            .udp(SERVER_PORT, CLIENT_PORT);
+        let reply =
+            PacketBuilder::ipv4([198, 18, 0, 1], [255; 4], 64).udp(SERVER_PORT, CLIENT_PORT);
         let mut buf = Vec::new();
         reply.write(&mut buf, payload).unwrap();
         let (src, got) = parse_datagram(&buf).unwrap();

@@ -67,7 +67,10 @@ pub async fn serve(config: Config) -> io::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    info!(leases = shared.table.len(), "dhcp daemon stopping; leases are not released");
+    info!(
+        leases = shared.table.len(),
+        "dhcp daemon stopping; leases are not released"
+    );
     if let Some(pid_file) = &shared.config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -77,7 +80,8 @@ pub async fn serve(config: Config) -> io::Result<()> {
 fn listen(config: &Config) -> io::Result<UnixListener> {
     if let Some(fd) = activated_fd() {
         // SAFETY: systemd passed us fd 3 as a listening Unix socket (sd_listen_fds(3)).
-        let std_listener = std::os::unix::net::UnixListener::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let std_listener =
+            std::os::unix::net::UnixListener::from(unsafe { OwnedFd::from_raw_fd(fd) });
         std_listener.set_nonblocking(true)?;
         return UnixListener::from_std(std_listener);
     }
@@ -115,7 +119,10 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
         Err(_) => Some(Response::error(
             code::DECODING_FAILURE,
             "request not received in time",
-            format!("send the whole request within {}s", REQUEST_DEADLINE.as_secs()),
+            format!(
+                "send the whole request within {}s",
+                REQUEST_DEADLINE.as_secs()
+            ),
         )),
         Ok(Err(e)) => {
             debug!(error = %e, "connection read failed");
@@ -127,13 +134,19 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
             } else {
                 FrameError::Truncated
             };
-            Some(Response::error(code::DECODING_FAILURE, "bad request frame", e.to_string()))
+            Some(Response::error(
+                code::DECODING_FAILURE,
+                "bad request frame",
+                e.to_string(),
+            ))
         }
         Ok(Ok(_)) => Some(match rpc::decode_request(&frame) {
             Ok(request) => command::apply(&shared, request).await,
-            Err(e @ FrameError::Version(_)) => {
-                Response::error(code::INCOMPATIBLE_VERSION, "plugin and daemon versions differ", e.to_string())
-            }
+            Err(e @ FrameError::Version(_)) => Response::error(
+                code::INCOMPATIBLE_VERSION,
+                "plugin and daemon versions differ",
+                e.to_string(),
+            ),
             Err(e) => Response::error(code::DECODING_FAILURE, "bad request", e.to_string()),
         }),
     };

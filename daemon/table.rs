@@ -162,11 +162,16 @@ impl Table {
     pub fn all(&self) -> Vec<Arc<Slot>> {
         let mut all: Vec<_> = self.slots().values().cloned().collect();
         all.sort_by(|a, b| {
-            (&a.attachment.container_id, &a.attachment.network, &a.attachment.ifname).cmp(&(
-                &b.attachment.container_id,
-                &b.attachment.network,
-                &b.attachment.ifname,
-            ))
+            (
+                &a.attachment.container_id,
+                &a.attachment.network,
+                &a.attachment.ifname,
+            )
+                .cmp(&(
+                    &b.attachment.container_id,
+                    &b.attachment.network,
+                    &b.attachment.ifname,
+                ))
         });
         all
     }

@@ -53,10 +53,18 @@ impl Conf {
     pub fn parse(stdin: &[u8]) -> Result<Conf, Error> {
         let net: NetConf = cni::parse_conf(stdin)?;
         let ipam_value = net.ipam.clone().ok_or_else(|| {
-            Error::new(code::INVALID_NETWORK_CONFIG, "missing \"ipam\" in network configuration", "")
+            Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                "missing \"ipam\" in network configuration",
+                "",
+            )
         })?;
         let ipam: IpamConf = serde_json::from_value(ipam_value).map_err(|e| {
-            Error::new(code::INVALID_NETWORK_CONFIG, "invalid \"ipam\" configuration", e.to_string())
+            Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                "invalid \"ipam\" configuration",
+                e.to_string(),
+            )
         })?;
         cni::validate_network_name(&net.name)?;
         Ok(Conf { net, ipam })
@@ -119,7 +127,9 @@ fn attachment(env: &Env, conf: &Conf) -> Result<Attachment, Error> {
 fn call(conf: &Conf, request: Request) -> Result<Response, Error> {
     let socket = conf.socket();
     match rpc::call(&socket, &request, DAEMON_TIMEOUT) {
-        Ok(Response::Error { code, msg, details, .. }) => Err(Error::new(code, msg, details)),
+        Ok(Response::Error {
+            code, msg, details, ..
+        }) => Err(Error::new(code, msg, details)),
         Ok(response) => Ok(response),
         Err(e @ CallError::Connect { .. }) => Err(Error::new(
             code::TRY_AGAIN_LATER,
@@ -151,7 +161,11 @@ impl Plugin for DhcpPlugin {
         match call(&conf, request)? {
             Response::Lease { record, .. } => match &record.lease {
                 Some(lease) => Ok(result_from_lease(lease, &conf.net.cni_version)),
-                None => Err(Error::new(code::IO_FAILURE, "daemon answered without a lease", "")),
+                None => Err(Error::new(
+                    code::IO_FAILURE,
+                    "daemon answered without a lease",
+                    "",
+                )),
             },
             other => Err(unexpected(other)),
         }
@@ -160,13 +174,26 @@ impl Plugin for DhcpPlugin {
     fn del(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
         let conf = Conf::parse(stdin)?;
         let attachment = attachment(env, &conf)?;
-        call(&conf, Request::Del { version: PROTOCOL_VERSION, attachment }).map(|_| ())
+        call(
+            &conf,
+            Request::Del {
+                version: PROTOCOL_VERSION,
+                attachment,
+            },
+        )
+        .map(|_| ())
     }
 
     fn check(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
         let conf = Conf::parse(stdin)?;
         let attachment = attachment(env, &conf)?;
-        let record = match call(&conf, Request::Check { version: PROTOCOL_VERSION, attachment })? {
+        let record = match call(
+            &conf,
+            Request::Check {
+                version: PROTOCOL_VERSION,
+                attachment,
+            },
+        )? {
             Response::Lease { record, .. } => record,
             other => return Err(unexpected(other)),
         };
@@ -180,7 +207,10 @@ impl Plugin for DhcpPlugin {
                 return Err(Error::new(
                     code::INVALID_NETWORK_CONFIG,
                     format!("the DHCP lease holds {held}, which prevResult does not list"),
-                    format!("prevResult ips: {:?}", prev.ips.iter().map(|i| i.address).collect::<Vec<_>>()),
+                    format!(
+                        "prevResult ips: {:?}",
+                        prev.ips.iter().map(|i| i.address).collect::<Vec<_>>()
+                    ),
                 ));
             }
         }
@@ -189,14 +219,23 @@ impl Plugin for DhcpPlugin {
 
     fn status(&self, _env: &Env, stdin: &[u8]) -> Result<(), Error> {
         let conf = Conf::parse(stdin)?;
-        call(&conf, Request::Status { version: PROTOCOL_VERSION })
-            .map(|_| ())
-            .map_err(|e| Error::new(code::PLUGIN_NOT_AVAILABLE, e.msg, e.details))
+        call(
+            &conf,
+            Request::Status {
+                version: PROTOCOL_VERSION,
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| Error::new(code::PLUGIN_NOT_AVAILABLE, e.msg, e.details))
     }
 }
 
 fn unexpected(response: Response) -> Error {
-    Error::new(code::IO_FAILURE, "unexpected answer from the daemon", format!("{response:?}"))
+    Error::new(
+        code::IO_FAILURE,
+        "unexpected answer from the daemon",
+        format!("{response:?}"),
+    )
 }
 
 /// The `dhcp` binary's plugin mode.

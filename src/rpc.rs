@@ -281,7 +281,11 @@ pub enum CallError {
 /// Sends `request` to the daemon at `socket_path` and waits up to `timeout` for its response.
 ///
 /// Blocking; used by the short-lived plugin processes.
-pub fn call(socket_path: &Path, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+pub fn call(
+    socket_path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
     let path = socket_path.display().to_string();
     let mut stream = UnixStream::connect(socket_path).map_err(|source| CallError::Connect {
         path: path.clone(),

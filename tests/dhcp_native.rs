@@ -85,7 +85,14 @@ fn cni(
     ifname: &str,
     stdin: &Value,
 ) -> (bool, Value) {
-    cni_in(Command::new(program), command, container_id, netns, ifname, stdin)
+    cni_in(
+        Command::new(program),
+        command,
+        container_id,
+        netns,
+        ifname,
+        stdin,
+    )
 }
 
 fn cni_in(
@@ -153,15 +160,26 @@ fn add_check_del_on_macvlan_against_dnsmasq() {
     let started = Instant::now();
     let (ok, result) = cni(DHCP, "ADD", "ctr-one", &ns, "eth0", &config);
     let add_time = started.elapsed();
-    println!("ADD against dnsmasq --no-ping: {:.1} ms", add_time.as_secs_f64() * 1e3);
+    println!(
+        "ADD against dnsmasq --no-ping: {:.1} ms",
+        add_time.as_secs_f64() * 1e3
+    );
     assert!(ok, "ADD failed: {result}");
     assert_eq!(result["cniVersion"], "1.1.0");
     let address = result["ips"][0]["address"].as_str().unwrap().to_string();
-    let ip = address.strip_suffix("/24").expect("prefix /24 from option 1");
+    let ip = address
+        .strip_suffix("/24")
+        .expect("prefix /24 from option 1");
     let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
-    assert!((100..=250).contains(&last), "{ip} outside the dnsmasq range");
+    assert!(
+        (100..=250).contains(&last),
+        "{ip} outside the dnsmasq range"
+    );
     assert_eq!(result["ips"][0]["gateway"], common::SERVER_IP);
-    assert_eq!(result["routes"], json!([{"dst": "0.0.0.0/0", "gw": common::SERVER_IP}]));
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": common::SERVER_IP}])
+    );
     assert_eq!(result["dns"]["nameservers"], json!([common::SERVER_IP]));
     assert_eq!(result["dns"]["domain"], common::DOMAIN);
 
@@ -170,7 +188,10 @@ fn add_check_del_on_macvlan_against_dnsmasq() {
     assert_eq!(leases.len(), 1, "{leases:?}");
     assert_eq!(leases[0].ip, ip);
     assert_eq!(leases[0].mac, mac);
-    assert_eq!(leases[0].client_id, client_id_hex("ctr-one", "labnet", "eth0"));
+    assert_eq!(
+        leases[0].client_id,
+        client_id_hex("ctr-one", "labnet", "eth0")
+    );
 
     // ADD again: the same lease, no second one on the server.
     let (ok, again) = cni(DHCP, "ADD", "ctr-one", &ns, "eth0", &config);
@@ -189,7 +210,10 @@ fn add_check_del_on_macvlan_against_dnsmasq() {
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["state"], "BOUND");
     assert_eq!(list[0]["lease"]["address"], ip);
-    assert_eq!(list[0]["broadcast"], false, "macvlan: auto policy leaves the flag off");
+    assert_eq!(
+        list[0]["broadcast"], false,
+        "macvlan: auto policy leaves the flag off"
+    );
 
     // CHECK agrees with a matching prevResult and refuses a wrong one.
     let mut with_prev = config.clone();
@@ -285,7 +309,10 @@ fn parallel_adds_get_distinct_leases_and_threads_stay_flat() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    println!("{N} parallel ADDs: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "{N} parallel ADDs: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let mut addresses: Vec<String> = results
         .iter()
         .map(|(ok, r)| {
@@ -298,7 +325,10 @@ fn parallel_adds_get_distinct_leases_and_threads_stay_flat() {
     assert_eq!(addresses.len(), N, "duplicate addresses handed out");
     assert_eq!(lab.leases().len(), N);
     let threads_after = daemon.threads();
-    println!("daemon threads: {threads_before} before, {threads_after} with {N} leases; fds {}", daemon.fds());
+    println!(
+        "daemon threads: {threads_before} before, {threads_after} with {N} leases; fds {}",
+        daemon.fds()
+    );
     // The runtime's fixed pool: main + 2 workers + at most 4 blocking threads (daemon::run);
     // netns threads are short-lived. A thread per lease would show N here.
     assert!(
@@ -332,7 +362,14 @@ fn no_server_fails_within_timeout_with_a_cause() {
     // A veth whose host end goes nowhere: no server can answer.
     lab.add_veth_container(&ns, "eth0", "dead0");
     let started = Instant::now();
-    let (ok, out) = cni(DHCP, "ADD", "lonely", &ns, "eth0", &conf(&daemon.socket, json!({})));
+    let (ok, out) = cni(
+        DHCP,
+        "ADD",
+        "lonely",
+        &ns,
+        "eth0",
+        &conf(&daemon.socket, json!({})),
+    );
     let took = started.elapsed();
     assert!(!ok);
     assert_eq!(out["code"], 11, "{out}");
@@ -368,9 +405,17 @@ fn bad_input_gets_cni_error_codes() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status.success(), serde_json::from_slice(&out.stdout).unwrap())
+        (
+            out.status.success(),
+            serde_json::from_slice(&out.stdout).unwrap(),
+        )
     };
     let add_env = [
         ("CNI_COMMAND", "ADD"),
@@ -389,18 +434,29 @@ fn bad_input_gets_cni_error_codes() {
     bad_version["cniVersion"] = json!("9.9.9");
     let (ok, out) = run_raw(&bad_version.to_string(), &add_env);
     assert!(!ok && out["code"] == 1, "{out}");
-    let (ok, out) = run_raw(&conf(&socket, json!({"broadcast": "yes"})).to_string(), &add_env);
+    let (ok, out) = run_raw(
+        &conf(&socket, json!({"broadcast": "yes"})).to_string(),
+        &add_env,
+    );
     assert!(!ok && out["code"] == 7, "{out}");
     assert!(out["details"].as_str().unwrap().contains("bool"), "{out}");
     // No daemon: the error names the socket and how to start the daemon.
     let (ok, out) = cni(DHCP, "ADD", "c1", netns, "eth0", &conf(&socket, json!({})));
     assert!(!ok && out["code"] == 11, "{out}");
     let msg = out["msg"].as_str().unwrap();
-    assert!(msg.contains(&socket.display().to_string()) && msg.contains("dhcp daemon"), "{msg}");
+    assert!(
+        msg.contains(&socket.display().to_string()) && msg.contains("dhcp daemon"),
+        "{msg}"
+    );
     // VERSION needs nothing else.
     let (ok, out) = run_raw("", &[("CNI_COMMAND", "VERSION")]);
     assert!(ok, "{out}");
-    assert!(out["supportedVersions"].as_array().unwrap().contains(&json!("0.3.1")));
+    assert!(
+        out["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("0.3.1"))
+    );
 }
 
 #[test]
@@ -425,7 +481,8 @@ fn daemon_survives_garbage_on_its_socket() {
     let _ = s.read_to_string(&mut reply);
     let _silent = UnixStream::connect(&daemon.socket).unwrap();
     let mut s = UnixStream::connect(&daemon.socket).unwrap();
-    s.write_all(b"{\"command\":\"status\",\"version\":99}\n").unwrap();
+    s.write_all(b"{\"command\":\"status\",\"version\":99}\n")
+        .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.contains("\"code\":1"), "{reply}");
@@ -438,7 +495,16 @@ fn daemon_survives_garbage_on_its_socket() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(status.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(status.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

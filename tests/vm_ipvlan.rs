@@ -43,7 +43,11 @@ fn ipvlan_l2_three_containers_in_vm() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     println!("VM test took {:.1} s", started.elapsed().as_secs_f64());
     let fails: Vec<&str> = console.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(fails.is_empty(), "failures in the guest:\n{}", fails.join("\n"));
+    assert!(
+        fails.is_empty(),
+        "failures in the guest:\n{}",
+        fails.join("\n")
+    );
     assert!(out.status.success(), "guest exited with {}", out.status);
     let passed = console
         .lines()

@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     let rows: Vec<[String; 7]> = records
@@ -65,7 +68,13 @@ fn main() -> ExitCode {
         })
         .collect();
     let header = [
-        "CONTAINER", "NETWORK", "IFNAME", "ADDRESS", "SERVER", "STATE", "T1/T2/EXPIRY",
+        "CONTAINER",
+        "NETWORK",
+        "IFNAME",
+        "ADDRESS",
+        "SERVER",
+        "STATE",
+        "T1/T2/EXPIRY",
     ];
     let mut widths = header.map(str::len);
     for row in &rows {

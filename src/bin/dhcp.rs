@@ -16,7 +16,10 @@ use cni_dhcp::daemon;
 /// The reference daemon's flags (containernetworking/plugins `plugins/ipam/dhcp`), same names
 /// and defaults.
 #[derive(Parser, Debug)]
-#[command(name = "dhcp daemon", about = "Run the DHCP lease daemon for the dhcp CNI plugin")]
+#[command(
+    name = "dhcp daemon",
+    about = "Run the DHCP lease daemon for the dhcp CNI plugin"
+)]
 struct DaemonArgs {
     /// Unix socket the plugin connects to (ignored under systemd socket activation).
     #[arg(long = "socketpath", default_value = cni_dhcp::rpc::DEFAULT_SOCKET_PATH)]
@@ -62,7 +65,9 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     if rest.first().map(String::as_str) == Some("daemon") {
         let flags = go_flags_to_clap(rest.into_iter().skip(1));
-        let parsed = match DaemonArgs::try_parse_from(std::iter::once("dhcp daemon".to_string()).chain(flags)) {
+        let parsed = match DaemonArgs::try_parse_from(
+            std::iter::once("dhcp daemon".to_string()).chain(flags),
+        ) {
             Ok(p) => p,
             Err(e) => e.exit(),
         };
@@ -107,7 +112,13 @@ mod tests {
 
     #[test]
     fn reference_flags_parse() {
-        let a = parse(&["-socketpath", "/tmp/x.sock", "-timeout", "1m30s", "-broadcast"]);
+        let a = parse(&[
+            "-socketpath",
+            "/tmp/x.sock",
+            "-timeout",
+            "1m30s",
+            "-broadcast",
+        ]);
         assert_eq!(a.socket_path, PathBuf::from("/tmp/x.sock"));
         assert_eq!(a.timeout, Duration::from_secs(90));
         assert_eq!(a.broadcast, Some(true));
