@@ -508,3 +508,44 @@ fn daemon_survives_garbage_on_its_socket() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn renews_at_t1_by_unicast_from_the_leased_address() {
+    if common::skip_unless_available("renews_at_t1_by_unicast_from_the_leased_address") {
+        return;
+    }
+    // dnsmasq's shortest lease is 2 minutes: T1 comes after about 60 s.
+    let lab = Lab::builder("renew").no_ping(true).lease_time("2m").build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let ns = lab.container("c1");
+    lab.add_macvlan(&ns, "eth0");
+    let config = conf(&daemon.socket, json!({}));
+    let (ok, result) = cni(DHCP, "ADD", "renewer", &ns, "eth0", &config);
+    assert!(ok, "{result}");
+    let address = result["ips"][0]["address"].as_str().unwrap();
+    let ip = address.split('/').next().unwrap();
+    // What a main plugin does with the result: the server's unicast DHCPACK to the leased
+    // address needs the container to answer ARP for it.
+    lab.exec_ok(&ns, &["ip", "addr", "add", address, "dev", "eth0"]);
+    let started = Instant::now();
+    assert!(
+        lab.wait_for_log_count(&format!("DHCPACK(s0) {ip}"), 2, Duration::from_secs(90)),
+        "no renewal within 90 s:\n{}",
+        lab.dnsmasq_log()
+    );
+    println!("renewed {:.1} s after the first ACK", started.elapsed().as_secs_f64());
+    // RENEWING is a DHCPREQUEST with ciaddr set, unicast from the leased address: dnsmasq logs
+    // the request as coming from ciaddr's client, and the lease record counts one renewal.
+    let log = lab.dnsmasq_log();
+    assert!(log.contains(&format!("DHCPREQUEST(s0) {ip}")), "{log}");
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["renewals"], 1, "{list}");
+    assert_eq!(list[0]["state"], "BOUND", "{list}");
+    assert!(list[0]["expires_in"].as_u64().unwrap() > 100, "{list}");
+}
