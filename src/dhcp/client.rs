@@ -221,6 +221,8 @@ pub struct Client {
     t2_at: Option<Instant>,
     /// Lease expiry; None = never.
     expires_at: Option<Instant>,
+    /// The instant the held lease's times count from (the DHCPREQUEST that got the ACK).
+    granted_at: Option<Instant>,
     /// Events not yet taken by [`Client::poll_event`].
     events: VecDeque<Event>,
 }
@@ -255,8 +257,42 @@ impl Client {
             t1_at: None,
             t2_at: None,
             expires_at: None,
+            granted_at: None,
             events: VecDeque::new(),
         }
+    }
+
+    /// A client already BOUND to `lease`, whose times count from `granted_at` (which may be long
+    /// past): for a daemon that persisted its leases and restarts. Timers already due fire on the
+    /// first [`poll_transmit`](Client::poll_transmit) (RENEWING, REBINDING or EXPIRED). No event is
+    /// queued: the driver already knows the lease.
+    pub fn resume(config: ClientConfig, lease: Lease, granted_at: Instant, seed: u64) -> Client {
+        let mut c = Client::new(config, granted_at, seed);
+        c.last_request = Some(granted_at);
+        c.bind(granted_at, lease, Event::Bound);
+        c.events.clear();
+        c
+    }
+
+    /// When the held lease's times count from (RFC 2131 §4.4.1: the DHCPREQUEST that got the
+    /// ACK); persist it with the lease to [`resume`](Client::resume) later.
+    pub fn granted_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.granted_at)
+    }
+
+    /// T1 of the held lease (with fuzz); None when there is none or it is infinite.
+    pub fn renew_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.t1_at)
+    }
+
+    /// T2 of the held lease (with fuzz); None when there is none or it is infinite.
+    pub fn rebind_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.t2_at)
+    }
+
+    /// Expiry of the held lease; None when there is none or it is infinite.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.expires_at)
     }
 
     /// Current state.
@@ -535,6 +571,7 @@ impl Client {
     /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1).
     fn bind(&mut self, now: Instant, lease: Lease, event: fn(Lease) -> Event) {
         let base = self.last_request.unwrap_or(now);
+        self.granted_at = Some(base);
         if lease.lease_time == u32::MAX {
             // Infinite lease (RFC 2131 §3.3): never renew, never expire.
             self.t1_at = None;
@@ -1205,6 +1242,64 @@ mod tests {
         }
         assert_eq!(now, t0 + secs(102));
         assert_eq!(c.state(), State::Expired);
+    }
+
+    #[test]
+    fn resume_a_persisted_lease() {
+        let t0 = Instant::now();
+        let lease = bound(t0, &Srv::default()).lease().cloned().unwrap();
+        let later = t0 + secs(100);
+        let mut c = Client::resume(config(), lease.clone(), later, 5);
+        assert_eq!(c.state(), State::Bound);
+        assert_eq!(c.lease(), Some(&lease));
+        assert_eq!(c.granted_at(), Some(later));
+        assert_eq!(c.expires_at(), Some(later + secs(3600)));
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.poll_at(), c.renew_at());
+        // Resumed past T2: the first poll rebinds at once.
+        let mut c = Client::resume(config(), lease, t0, 5);
+        let t = c.poll_transmit(t0 + secs(3200)).unwrap();
+        assert_eq!(c.state(), State::Rebinding);
+        assert_eq!(t.dst, Ipv4Addr::BROADCAST);
+        assert_eq!(parsed(&t).ciaddr, ADDR);
+    }
+
+    #[test]
+    fn random_replies_and_times_never_panic_or_break_invariants() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(99);
+        let t0 = Instant::now();
+        for seed in 0..300 {
+            let mut c = Client::new(config(), t0, seed);
+            let mut now = t0;
+            for _ in 0..40 {
+                now += Duration::from_millis(rng.random_range(0..5_000_000));
+                let _ = c.poll_transmit(now);
+                let mtype = [MessageType::Offer, MessageType::Ack, MessageType::Nak]
+                    [rng.random_range(0..3)];
+                let srv = Srv {
+                    lease: rng.random(),
+                    t1: rng.random::<bool>().then(|| rng.random()),
+                    t2: rng.random::<bool>().then(|| rng.random()),
+                    ..Srv::default()
+                };
+                let mut m = reply(mtype, c.xid(), &srv);
+                if rng.random_range(0..4) == 0 {
+                    let i = rng.random_range(240..m.len());
+                    m[i] = rng.random();
+                }
+                let _ = c.handle(now, &m);
+                while c.poll_event().is_some() {}
+                if let Some(at) = c.poll_at() {
+                    assert!(c.state() != State::Failed && c.state() != State::Expired);
+                    let _ = at;
+                }
+                if let (Some(a), Some(b), Some(e)) = (c.renew_at(), c.rebind_at(), c.expires_at()) {
+                    assert!(a <= b && b <= e);
+                }
+            }
+        }
     }
 
     #[test]
