@@ -84,7 +84,7 @@ impl ClientConfig {
 }
 
 /// Client states (RFC 2131 §4.4, figure 5), plus the terminal states of this implementation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// INIT: about to send DHCPDISCOVER (on the next [`Client::poll_transmit`]).
     Init,
