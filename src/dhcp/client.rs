@@ -84,7 +84,7 @@ impl ClientConfig {
 }
 
 /// Client states (RFC 2131 §4.4, figure 5), plus the terminal states of this implementation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// INIT: about to send DHCPDISCOVER (on the next [`Client::poll_transmit`]).
     Init,
@@ -221,6 +221,8 @@ pub struct Client {
     t2_at: Option<Instant>,
     /// Lease expiry; None = never.
     expires_at: Option<Instant>,
+    /// The instant the held lease's times count from (the DHCPREQUEST that got the ACK).
+    granted_at: Option<Instant>,
     /// Events not yet taken by [`Client::poll_event`].
     events: VecDeque<Event>,
 }
@@ -255,8 +257,42 @@ impl Client {
             t1_at: None,
             t2_at: None,
             expires_at: None,
+            granted_at: None,
             events: VecDeque::new(),
         }
+    }
+
+    /// A client already BOUND to `lease`, whose times count from `granted_at` (which may be long
+    /// past): for a daemon that persisted its leases and restarts. Timers already due fire on the
+    /// first [`poll_transmit`](Client::poll_transmit) (RENEWING, REBINDING or EXPIRED). No event is
+    /// queued: the driver already knows the lease.
+    pub fn resume(config: ClientConfig, lease: Lease, granted_at: Instant, seed: u64) -> Client {
+        let mut c = Client::new(config, granted_at, seed);
+        c.last_request = Some(granted_at);
+        c.bind(granted_at, lease, Event::Bound);
+        c.events.clear();
+        c
+    }
+
+    /// When the held lease's times count from (RFC 2131 §4.4.1: the DHCPREQUEST that got the
+    /// ACK); persist it with the lease to [`resume`](Client::resume) later.
+    pub fn granted_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.granted_at)
+    }
+
+    /// T1 of the held lease (with fuzz); None when there is none or it is infinite.
+    pub fn renew_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.t1_at)
+    }
+
+    /// T2 of the held lease (with fuzz); None when there is none or it is infinite.
+    pub fn rebind_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.t2_at)
+    }
+
+    /// Expiry of the held lease; None when there is none or it is infinite.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.lease.as_ref().and(self.expires_at)
     }
 
     /// Current state.
@@ -535,6 +571,7 @@ impl Client {
     /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1).
     fn bind(&mut self, now: Instant, lease: Lease, event: fn(Lease) -> Event) {
         let base = self.last_request.unwrap_or(now);
+        self.granted_at = Some(base);
         if lease.lease_time == u32::MAX {
             // Infinite lease (RFC 2131 §3.3): never renew, never expire.
             self.t1_at = None;
@@ -594,5 +631,703 @@ impl Client {
         self.t2_at = None;
         self.expires_at = None;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::message::client_id;
+    use crate::dhcp::options::{Reply, code};
+    use dhcproto::Encodable;
+    use dhcproto::v4::{self, DhcpOption, Flags};
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const OTHER_SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    fn our_id() -> Vec<u8> {
+        client_id("cid-c1", "labnet", "eth0")
+    }
+
+    fn config() -> ClientConfig {
+        ClientConfig::new(our_id(), MAC)
+    }
+
+    /// What the fake server puts in a reply.
+    struct Srv {
+        server: Ipv4Addr,
+        yiaddr: Ipv4Addr,
+        client_id: Option<Vec<u8>>,
+        lease: u32,
+        t1: Option<u32>,
+        t2: Option<u32>,
+    }
+
+    impl Default for Srv {
+        fn default() -> Srv {
+            Srv {
+                server: SERVER,
+                yiaddr: ADDR,
+                client_id: Some(our_id()),
+                lease: 3600,
+                t1: None,
+                t2: None,
+            }
+        }
+    }
+
+    /// A server reply built with dhcproto, the way a real server would encode it.
+    fn reply(mtype: MessageType, xid: u32, s: &Srv) -> Vec<u8> {
+        let yiaddr = if mtype == MessageType::Nak {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            s.yiaddr
+        };
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = v4::Message::new_with_id(xid, z, yiaddr, z, z, &MAC);
+        m.set_opcode(v4::Opcode::BootReply);
+        m.set_flags(Flags::default().set_broadcast());
+        let o = m.opts_mut();
+        o.insert(DhcpOption::MessageType(mtype));
+        o.insert(DhcpOption::ServerIdentifier(s.server));
+        if let Some(id) = &s.client_id {
+            o.insert(DhcpOption::ClientIdentifier(id.clone()));
+        }
+        if mtype != MessageType::Nak {
+            o.insert(DhcpOption::AddressLeaseTime(s.lease));
+            o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+            o.insert(DhcpOption::Router(vec![SERVER]));
+            if let Some(t1) = s.t1 {
+                o.insert(DhcpOption::Renewal(t1));
+            }
+            if let Some(t2) = s.t2 {
+                o.insert(DhcpOption::Rebinding(t2));
+            }
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn parsed(t: &Transmit) -> Reply {
+        parse_reply(&t.payload).unwrap()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// Runs DORA at `t0` with no client time passing; returns the client in BOUND.
+    fn bound(t0: Instant, srv: &Srv) -> Client {
+        let mut c = Client::new(config(), t0, 1);
+        let d = c.poll_transmit(t0).unwrap();
+        let xid = parsed(&d).xid;
+        c.handle(t0, &reply(MessageType::Offer, xid, srv)).unwrap();
+        c.poll_transmit(t0).unwrap();
+        c.handle(t0, &reply(MessageType::Ack, xid, srv)).unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Bound(_))));
+        c
+    }
+
+    #[test]
+    fn full_dora_without_waiting() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 1);
+        assert_eq!(c.state(), State::Init);
+        assert_eq!(c.poll_at(), Some(t0));
+
+        let d = c.poll_transmit(t0).expect("DISCOVER goes out at once");
+        assert_eq!((d.src, d.dst), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+        let dr = parsed(&d);
+        assert_eq!(dr.message_type, Some(MessageType::Discover));
+        assert_eq!(dr.xid, c.xid());
+        assert!(dr.broadcast());
+        assert_eq!(dr.client_id, Some(our_id()));
+        assert_eq!(c.state(), State::Selecting);
+        assert!(c.poll_transmit(t0).is_none(), "no duplicate send");
+
+        c.handle(t0, &reply(MessageType::Offer, dr.xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.state(), State::Requesting);
+        let r = c.poll_transmit(t0).expect("REQUEST goes out at once");
+        assert_eq!((r.src, r.dst), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+        let rr = parsed(&r);
+        assert_eq!(rr.message_type, Some(MessageType::Request));
+        assert_eq!(rr.xid, dr.xid);
+        assert!(rr.broadcast());
+        assert_eq!(rr.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+        assert_eq!(rr.server_id, Some(SERVER));
+        assert_eq!(rr.ciaddr, Ipv4Addr::UNSPECIFIED);
+
+        c.handle(t0, &reply(MessageType::Ack, dr.xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.state(), State::Bound);
+        let Some(Event::Bound(lease)) = c.poll_event() else {
+            panic!("no Bound event")
+        };
+        assert_eq!(lease.address, ADDR);
+        assert_eq!(lease.prefix_len, 24);
+        assert_eq!(c.lease(), Some(&lease));
+        assert!(c.poll_event().is_none());
+        // T1 = 1800 s minus up to 5 % fuzz.
+        let t1 = c.poll_at().unwrap() - t0;
+        assert!(t1 <= secs(1800) && t1 >= secs(1710), "{t1:?}");
+        assert!(c.poll_transmit(t0 + secs(1000)).is_none());
+    }
+
+    #[test]
+    fn replies_for_other_slaves_are_ignored() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 2);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        let theirs = Srv {
+            client_id: Some(client_id("cid-c2", "labnet", "eth0")),
+            yiaddr: Ipv4Addr::new(198, 18, 0, 11),
+            ..Srv::default()
+        };
+        // Same xid (worst case), another slave's client id: ignored.
+        assert_eq!(
+            c.handle(t0, &reply(MessageType::Offer, xid, &theirs)),
+            Err(Ignored::WrongClientId)
+        );
+        assert_eq!(
+            c.handle(t0, &reply(MessageType::Offer, xid ^ 1, &Srv::default())),
+            Err(Ignored::WrongXid {
+                expected: xid,
+                got: xid ^ 1
+            })
+        );
+        assert_eq!(c.state(), State::Selecting);
+        // A server that does not echo option 61 is accepted (RFC 6842 is optional).
+        let no_echo = Srv {
+            client_id: None,
+            ..Srv::default()
+        };
+        c.handle(t0, &reply(MessageType::Offer, xid, &no_echo))
+            .unwrap();
+        c.poll_transmit(t0).unwrap();
+        assert_eq!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &theirs)),
+            Err(Ignored::WrongClientId)
+        );
+        assert_eq!(c.state(), State::Requesting);
+        c.handle(t0, &reply(MessageType::Ack, xid, &Srv::default()))
+            .unwrap();
+        let lease = c.lease().cloned().unwrap();
+        assert_eq!(lease.address, ADDR);
+        // Bound: another slave's ACK, even with our xid, does not disturb the lease.
+        assert_eq!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &theirs)),
+            Err(Ignored::WrongClientId)
+        );
+        assert!(
+            c.handle(t0, &reply(MessageType::Nak, xid, &theirs))
+                .is_err()
+        );
+        assert_eq!(c.lease(), Some(&lease));
+        assert_eq!(c.state(), State::Bound);
+    }
+
+    #[test]
+    fn other_junk_is_ignored_with_a_reason() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 3);
+        let d = c.poll_transmit(t0).unwrap();
+        // Another client's DISCOVER (op 1) seen on the shared link.
+        assert_eq!(c.handle(t0, &d.payload), Err(Ignored::NotReply(1)));
+        assert!(matches!(
+            c.handle(t0, &[0u8; 10]),
+            Err(Ignored::Malformed(ParseError::TooShort(10)))
+        ));
+        let xid = c.xid();
+        // An ACK while SELECTING is not an OFFER.
+        assert!(matches!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &Srv::default())),
+            Err(Ignored::Unexpected { .. })
+        ));
+        // An OFFER without a usable address.
+        let bad = Srv {
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            ..Srv::default()
+        };
+        assert!(matches!(
+            c.handle(t0, &reply(MessageType::Offer, xid, &bad)),
+            Err(Ignored::BadLease(_))
+        ));
+        // chaddr (offset 28) of another interface.
+        let mut other_mac = reply(MessageType::Offer, xid, &Srv::default());
+        other_mac[33] ^= 0xff;
+        assert_eq!(c.handle(t0, &other_mac), Err(Ignored::WrongChaddr));
+        assert_eq!(c.state(), State::Selecting);
+    }
+
+    #[test]
+    fn ack_from_another_server_is_ignored_while_requesting() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 4);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
+            .unwrap();
+        c.poll_transmit(t0).unwrap();
+        let other = Srv {
+            server: OTHER_SERVER,
+            ..Srv::default()
+        };
+        assert_eq!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &other)),
+            Err(Ignored::WrongServer {
+                expected: SERVER,
+                got: Some(OTHER_SERVER)
+            })
+        );
+        assert_eq!(c.state(), State::Requesting);
+    }
+
+    #[test]
+    fn nak_while_requesting_restarts_with_new_xid_in_same_budget() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 5);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
+            .unwrap();
+        c.poll_transmit(t0).unwrap();
+        let t = t0 + secs(2);
+        c.handle(t, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.state(), State::Init);
+        assert!(
+            c.poll_event().is_none(),
+            "no lease was held: nothing to report"
+        );
+        assert_ne!(c.xid(), xid);
+        let d = c.poll_transmit(t).expect("DISCOVER again at once");
+        let dr = parsed(&d);
+        assert_eq!(dr.message_type, Some(MessageType::Discover));
+        assert_eq!(dr.xid, c.xid());
+        assert_eq!(dr.secs, 2, "secs counts from the start of the acquisition");
+        // The budget is the original one: timeout at t0 + 10 s.
+        assert!(c.poll_at().unwrap() <= t0 + secs(10));
+        assert!(c.poll_transmit(t0 + secs(10)).is_none());
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+    }
+
+    #[test]
+    fn retransmit_schedule_and_timeout() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.timeout = secs(120);
+        cfg.resend_max = secs(20);
+        let mut c = Client::new(cfg, t0, 6);
+        let mut sent = Vec::new();
+        let mut now = t0;
+        while let Some(at) = c.poll_at() {
+            now = at;
+            if let Some(t) = c.poll_transmit(now) {
+                let r = parsed(&t);
+                assert_eq!(r.message_type, Some(MessageType::Discover));
+                assert_eq!(r.xid, c.xid(), "retransmissions keep the xid");
+                assert_eq!(u64::from(r.secs), (now - t0).as_secs());
+                sent.push(now - t0);
+            }
+            assert!(sent.len() < 100, "runaway");
+        }
+        assert_eq!(sent[0], Duration::ZERO);
+        let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+        for (i, (gap, base)) in gaps.iter().zip([4u64, 8, 16, 20, 20]).enumerate() {
+            let lo = secs(base) - secs(1);
+            let hi = (secs(base) + secs(1)).min(secs(20));
+            assert!(*gap >= lo && *gap <= hi, "gap {i} = {gap:?}, base {base}");
+        }
+        assert!(gaps.iter().all(|g| *g <= secs(20)));
+        assert_eq!(now, t0 + secs(120), "stops exactly at the budget");
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+        assert!(c.poll_event().is_none());
+        assert!(c.poll_transmit(now + secs(100)).is_none());
+    }
+
+    #[test]
+    fn silent_server_after_offer_sends_us_back_to_discover() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.timeout = secs(300);
+        let mut c = Client::new(cfg, t0, 7);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
+            .unwrap();
+        let mut kinds = Vec::new();
+        while kinds.len() < 6 {
+            let at = c.poll_at().unwrap();
+            if let Some(t) = c.poll_transmit(at) {
+                kinds.push(parsed(&t).message_type.unwrap());
+            }
+        }
+        let req = MessageType::Request;
+        assert_eq!(&kinds[..4], &[req, req, req, req]);
+        assert_eq!(kinds[4], MessageType::Discover);
+        assert_ne!(c.xid(), xid);
+    }
+
+    #[test]
+    fn renewing_rebinding_expired() {
+        let t0 = Instant::now();
+        let srv = Srv {
+            lease: 1000,
+            t1: Some(500),
+            t2: Some(875),
+            ..Srv::default()
+        };
+        let mut c = bound(t0, &srv);
+        let bound_xid = c.xid();
+        let t1 = c.poll_at().unwrap();
+        assert!(t1 > t0 + secs(474) && t1 <= t0 + secs(500), "{:?}", t1 - t0);
+        assert!(c.poll_transmit(t1 - Duration::from_millis(1)).is_none());
+
+        // T1: unicast REQUEST from the leased address to the server, ciaddr set, no 50/54.
+        let r = c.poll_transmit(t1).unwrap();
+        assert_eq!(c.state(), State::Renewing);
+        assert_eq!((r.src, r.dst), (ADDR, SERVER));
+        let rr = parsed(&r);
+        assert_eq!(rr.message_type, Some(MessageType::Request));
+        assert_eq!(rr.ciaddr, ADDR);
+        assert_eq!(rr.option(code::REQUESTED_IP), None);
+        assert_eq!(rr.server_id, None);
+        assert!(!rr.broadcast());
+        assert_ne!(rr.xid, bound_xid, "a renewal is a new transaction");
+        assert_eq!(rr.secs, 0);
+
+        // Retransmission: half the time to T2, at least 60 s, never past T2.
+        let mut renew_sends = vec![t1];
+        let t2 = loop {
+            let at = c.poll_at().unwrap();
+            let before = c.state();
+            let t = c.poll_transmit(at).unwrap();
+            if c.state() == State::Rebinding {
+                assert_eq!(before, State::Renewing);
+                break (at, t);
+            }
+            assert_eq!((t.src, t.dst), (ADDR, SERVER));
+            renew_sends.push(at);
+        };
+        let (t2_at, rebind) = t2;
+        assert!(t2_at > t0 + secs(831) && t2_at <= t0 + secs(875));
+        for w in renew_sends.windows(2) {
+            let gap = w[1] - w[0];
+            let half = (t2_at - w[0]) / 2;
+            assert_eq!(gap, half.max(secs(60)), "gap {gap:?}");
+        }
+        assert!(renew_sends.len() >= 2);
+        // T2: broadcast REQUEST with ciaddr, from the leased address.
+        assert_eq!((rebind.src, rebind.dst), (ADDR, Ipv4Addr::BROADCAST));
+        let rb = parsed(&rebind);
+        assert_eq!(rb.ciaddr, ADDR);
+        assert_eq!(rb.server_id, None);
+        assert_eq!(rb.option(code::REQUESTED_IP), None);
+
+        // Rebinding until expiry at exactly t0 + 1000 s (times count from the REQUEST at t0).
+        let mut last = t2_at;
+        loop {
+            let at = c.poll_at().unwrap();
+            assert!(at <= t0 + secs(1000));
+            let t = c.poll_transmit(at);
+            if c.state() == State::Expired {
+                assert!(t.is_none());
+                assert_eq!(at, t0 + secs(1000));
+                break;
+            }
+            let gap = at - last;
+            assert_eq!(
+                gap,
+                ((t0 + secs(1000) - last) / 2)
+                    .max(secs(60))
+                    .min(t0 + secs(1000) - last)
+            );
+            assert_eq!(t.unwrap().dst, Ipv4Addr::BROADCAST);
+            last = at;
+        }
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+        assert_eq!(c.poll_at(), None);
+        assert!(c.poll_transmit(t0 + secs(5000)).is_none());
+        assert_eq!(c.lease().map(|l| l.address), Some(ADDR));
+    }
+
+    #[test]
+    fn ack_while_renewing_renews_from_request_time() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        let t1 = c.poll_at().unwrap();
+        let req = parsed(&c.poll_transmit(t1).unwrap());
+        let later = t1 + secs(3);
+        // An ACK from another server is not accepted while RENEWING.
+        let other = Srv {
+            server: OTHER_SERVER,
+            ..Srv::default()
+        };
+        assert!(matches!(
+            c.handle(later, &reply(MessageType::Ack, req.xid, &other)),
+            Err(Ignored::WrongServer { .. })
+        ));
+        // An ACK for a different address is refused.
+        let moved = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 99),
+            ..Srv::default()
+        };
+        assert!(matches!(
+            c.handle(later, &reply(MessageType::Ack, req.xid, &moved)),
+            Err(Ignored::AddressChanged { .. })
+        ));
+        assert_eq!(c.state(), State::Renewing);
+        c.handle(later, &reply(MessageType::Ack, req.xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.state(), State::Bound);
+        assert!(matches!(c.poll_event(), Some(Event::Renewed(l)) if l.address == ADDR));
+        let next_t1 = c.poll_at().unwrap();
+        assert!(next_t1 <= t1 + secs(1800) && next_t1 >= t1 + secs(1710));
+    }
+
+    #[test]
+    fn ack_from_any_server_while_rebinding() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        let mut now = t0;
+        while c.state() != State::Rebinding {
+            now = c.poll_at().unwrap();
+            c.poll_transmit(now);
+        }
+        let other = Srv {
+            server: OTHER_SERVER,
+            ..Srv::default()
+        };
+        c.handle(now, &reply(MessageType::Ack, c.xid(), &other))
+            .unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Renewed(l)) if l.server_id == OTHER_SERVER));
+        // Next renewal goes to the new server.
+        let t1 = c.poll_at().unwrap();
+        assert_eq!(c.poll_transmit(t1).unwrap().dst, OTHER_SERVER);
+    }
+
+    #[test]
+    fn nak_while_renewing_drops_the_lease_and_restarts() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        let t1 = c.poll_at().unwrap();
+        let xid = parsed(&c.poll_transmit(t1).unwrap()).xid;
+        c.handle(t1, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Nak));
+        assert_eq!(c.state(), State::Init);
+        assert!(c.lease().is_none());
+        let d = c.poll_transmit(t1).unwrap();
+        assert_eq!(parsed(&d).message_type, Some(MessageType::Discover));
+        assert_eq!(d.src, Ipv4Addr::UNSPECIFIED);
+        // A fresh budget of `timeout` from the NAK: FAILED exactly 10 s later.
+        let mut now = t1;
+        for _ in 0..1000 {
+            let Some(at) = c.poll_at() else { break };
+            now = at;
+            c.poll_transmit(now);
+        }
+        assert_eq!(now, t1 + secs(10));
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+    }
+
+    #[test]
+    fn release_contents_and_final_state() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        let bound_xid = c.xid();
+        let t = c.release().expect("a lease is held");
+        assert_eq!((t.src, t.dst), (ADDR, SERVER));
+        let r = parsed(&t);
+        assert_eq!(r.message_type, Some(MessageType::Release));
+        assert_eq!(r.ciaddr, ADDR);
+        assert_eq!(r.server_id, Some(SERVER));
+        assert_eq!(r.client_id, Some(our_id()));
+        assert_eq!(r.option(code::REQUESTED_IP), None);
+        assert_ne!(r.xid, bound_xid);
+        assert_eq!(c.state(), State::Released);
+        assert!(c.lease().is_none());
+        assert_eq!(c.poll_at(), None);
+        assert!(c.poll_transmit(t0 + secs(1_000_000)).is_none());
+        // Nothing to release without a lease.
+        let mut fresh = Client::new(config(), t0, 9);
+        assert!(fresh.release().is_none());
+        assert_eq!(fresh.state(), State::Released);
+        assert!(fresh.poll_transmit(t0).is_none());
+    }
+
+    #[test]
+    fn zero_and_infinite_leases() {
+        let t0 = Instant::now();
+        let mut c = bound(
+            t0,
+            &Srv {
+                lease: 0,
+                ..Srv::default()
+            },
+        );
+        assert_eq!(c.poll_at(), Some(t0));
+        // One poll passes through RENEWING and REBINDING to EXPIRED.
+        assert!(c.poll_transmit(t0).is_none());
+        assert_eq!(c.state(), State::Expired);
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+
+        let mut c = bound(
+            t0,
+            &Srv {
+                lease: u32::MAX,
+                t1: Some(u32::MAX),
+                ..Srv::default()
+            },
+        );
+        assert_eq!(c.poll_at(), None);
+        assert!(
+            c.poll_transmit(t0 + secs(u64::from(u32::MAX) * 2))
+                .is_none()
+        );
+        assert_eq!(c.state(), State::Bound);
+        // A huge finite lease: no overflow either.
+        let c = bound(
+            t0,
+            &Srv {
+                lease: u32::MAX - 1,
+                ..Srv::default()
+            },
+        );
+        let t1 = c.poll_at().unwrap();
+        assert!(t1 > t0 + secs(1_000_000_000));
+    }
+
+    #[test]
+    fn late_wakeup_passes_through_every_state() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        assert!(c.poll_transmit(t0 + secs(10_000)).is_none());
+        assert_eq!(c.state(), State::Expired);
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+        // A reply arriving after expiry cannot resurrect the lease.
+        let xid = c.xid();
+        assert!(
+            c.handle(
+                t0 + secs(10_001),
+                &reply(MessageType::Ack, xid, &Srv::default())
+            )
+            .is_err()
+        );
+        assert_eq!(c.state(), State::Expired);
+    }
+
+    #[test]
+    fn lease_times_count_from_the_request_not_the_ack() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 11);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        let srv = Srv {
+            lease: 100,
+            ..Srv::default()
+        };
+        c.handle(t0 + secs(1), &reply(MessageType::Offer, xid, &srv))
+            .unwrap();
+        c.poll_transmit(t0 + secs(2)).unwrap();
+        c.handle(t0 + secs(7), &reply(MessageType::Ack, xid, &srv))
+            .unwrap();
+        assert_eq!(c.expires_at, Some(t0 + secs(102)));
+        let mut now = t0;
+        for _ in 0..1000 {
+            let Some(at) = c.poll_at() else { break };
+            now = at;
+            c.poll_transmit(now);
+        }
+        assert_eq!(now, t0 + secs(102));
+        assert_eq!(c.state(), State::Expired);
+    }
+
+    #[test]
+    fn resume_a_persisted_lease() {
+        let t0 = Instant::now();
+        let lease = bound(t0, &Srv::default()).lease().cloned().unwrap();
+        let later = t0 + secs(100);
+        let mut c = Client::resume(config(), lease.clone(), later, 5);
+        assert_eq!(c.state(), State::Bound);
+        assert_eq!(c.lease(), Some(&lease));
+        assert_eq!(c.granted_at(), Some(later));
+        assert_eq!(c.expires_at(), Some(later + secs(3600)));
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.poll_at(), c.renew_at());
+        // Resumed past T2: the first poll rebinds at once.
+        let mut c = Client::resume(config(), lease, t0, 5);
+        let t = c.poll_transmit(t0 + secs(3200)).unwrap();
+        assert_eq!(c.state(), State::Rebinding);
+        assert_eq!(t.dst, Ipv4Addr::BROADCAST);
+        assert_eq!(parsed(&t).ciaddr, ADDR);
+    }
+
+    #[test]
+    fn random_replies_and_times_never_panic_or_break_invariants() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(99);
+        let t0 = Instant::now();
+        for seed in 0..300 {
+            let mut c = Client::new(config(), t0, seed);
+            let mut now = t0;
+            for _ in 0..40 {
+                now += Duration::from_millis(rng.random_range(0..5_000_000));
+                let _ = c.poll_transmit(now);
+                let mtype = [MessageType::Offer, MessageType::Ack, MessageType::Nak]
+                    [rng.random_range(0..3)];
+                let srv = Srv {
+                    lease: rng.random(),
+                    t1: rng.random::<bool>().then(|| rng.random()),
+                    t2: rng.random::<bool>().then(|| rng.random()),
+                    ..Srv::default()
+                };
+                let mut m = reply(mtype, c.xid(), &srv);
+                if rng.random_range(0..4) == 0 {
+                    let i = rng.random_range(240..m.len());
+                    m[i] = rng.random();
+                }
+                let _ = c.handle(now, &m);
+                while c.poll_event().is_some() {}
+                if let Some(at) = c.poll_at() {
+                    assert!(c.state() != State::Failed && c.state() != State::Expired);
+                    let _ = at;
+                }
+                if let (Some(a), Some(b), Some(e)) = (c.renew_at(), c.rebind_at(), c.expires_at()) {
+                    assert!(a <= b && b <= e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_make_xids_deterministic_and_distinct() {
+        let t0 = Instant::now();
+        let a = Client::new(config(), t0, 42).xid();
+        assert_eq!(Client::new(config(), t0, 42).xid(), a);
+        assert_ne!(Client::new(config(), t0, 43).xid(), a);
+    }
+
+    #[test]
+    fn fuzzed_timers_keep_t1_before_t2_before_expiry() {
+        let t0 = Instant::now();
+        for seed in 0..200 {
+            let mut c = Client::new(config(), t0, seed);
+            let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+            let srv = Srv {
+                lease: 100,
+                t1: Some(90),
+                t2: Some(90),
+                ..Srv::default()
+            };
+            c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
+            c.poll_transmit(t0).unwrap();
+            c.handle(t0, &reply(MessageType::Ack, xid, &srv)).unwrap();
+            let (t1, t2, exp) = (c.t1_at.unwrap(), c.t2_at.unwrap(), c.expires_at.unwrap());
+            assert!(t1 <= t2 && t2 <= exp, "seed {seed}");
+            assert_eq!(exp, t0 + secs(100));
+        }
     }
 }

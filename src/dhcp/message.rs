@@ -193,7 +193,7 @@ mod tests {
         assert!(r.broadcast());
         assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
         assert_eq!(&r.chaddr[..6], &[2, 0, 0, 0, 0, 1]);
-        assert_eq!(r.hlen, 6);
+        assert_eq!((r.htype, r.hlen), (1, 6), "Ethernet");
         assert_eq!(r.message_type, Some(MessageType::Discover));
         assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
         assert_eq!(
