@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::Config;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
-use super::table::{DriverCommand, Handle, Slot};
+use super::table::{DriverCommand, Handle, Slot, Timers};
 use crate::cni::{Error, code};
 use crate::dhcp::Lease;
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
@@ -299,18 +299,22 @@ async fn drive(
             match event {
                 Event::Bound(lease) => {
                     info!(attachment = %att, address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
-                    record_lease(&ctx, &lease, false);
+                    record_lease(&ctx, &client, &lease, false);
                     if let Some(tx) = bound_tx.take() {
                         let _ = tx.send(Ok(lease));
                     }
                 }
                 Event::Renewed(lease) => {
                     info!(attachment = %att, address = %lease.address, lease_secs = lease.lease_time, "renewed");
-                    record_lease(&ctx, &lease, true);
+                    record_lease(&ctx, &client, &lease, true);
                 }
                 Event::Nak => {
                     warn!(attachment = %att, "DHCPNAK: address withdrawn by the server");
-                    ctx.slot.status().last_error = Some("DHCPNAK from server".into());
+                    // The client forgets the lease and starts over from INIT (RFC 2131 §4.4.5).
+                    let mut st = ctx.slot.status();
+                    st.lease = None;
+                    st.timers = None;
+                    st.last_error = Some("DHCPNAK from server: address withdrawn".into());
                 }
                 Event::Expired => {
                     warn!(attachment = %att, "lease expired without renewal");
@@ -396,10 +400,18 @@ async fn drive(
     }
 }
 
-fn record_lease(ctx: &Ctx, lease: &Lease, renewal: bool) {
+fn record_lease(ctx: &Ctx, client: &Client, lease: &Lease, renewal: bool) {
     let mut st = ctx.slot.status();
     st.lease = Some(lease.clone());
-    st.bound_at = Some(Instant::now());
+    st.timers = match (client.renew_at(), client.rebind_at(), client.expires_at()) {
+        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
+            renew_at,
+            rebind_at,
+            expires_at,
+        }),
+        // An infinite lease (u32::MAX seconds) has no timers.
+        _ => None,
+    };
     if renewal {
         st.renewals += 1;
     }

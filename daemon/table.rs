@@ -55,12 +55,23 @@ pub struct Status {
     pub broadcast_reason: String,
     /// Last acknowledged lease.
     pub lease: Option<Lease>,
-    /// When that DHCPACK arrived: the origin of T1, T2 and expiry.
-    pub bound_at: Option<Instant>,
+    /// T1, T2 and expiry of that lease as the client schedules them (fuzz included).
+    pub timers: Option<Timers>,
     /// DHCPACKs received in RENEWING or REBINDING.
     pub renewals: u32,
     /// Last error, for operators.
     pub last_error: Option<String>,
+}
+
+/// When a bound lease next needs attention (monotonic clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// T1: RENEWING starts (RFC 2131 §4.4.5).
+    pub renew_at: Instant,
+    /// T2: REBINDING starts.
+    pub rebind_at: Instant,
+    /// The lease expires.
+    pub expires_at: Instant,
 }
 
 /// One attachment's slot.
@@ -83,20 +94,14 @@ impl Slot {
     /// The snapshot as a protocol record, with times relative to `now`.
     pub fn record(&self, now: Instant) -> LeaseRecord {
         let s = self.status().clone();
-        let secs_until = |offset: u32| {
-            s.bound_at.map(|at| {
-                (at + std::time::Duration::from_secs(offset.into()))
-                    .saturating_duration_since(now)
-                    .as_secs()
-            })
-        };
-        let (t1_in, t2_in, expires_in) = match &s.lease {
-            Some(l) if s.bound_at.is_some() => (
-                secs_until(l.renewal_time),
-                secs_until(l.rebinding_time),
-                secs_until(l.lease_time),
+        let secs_until = |at: Instant| Some(at.saturating_duration_since(now).as_secs());
+        let (t1_in, t2_in, expires_in) = match s.timers {
+            Some(t) => (
+                secs_until(t.renew_at),
+                secs_until(t.rebind_at),
+                secs_until(t.expires_at),
             ),
-            _ => (None, None, None),
+            None => (None, None, None),
         };
         LeaseRecord {
             attachment: self.attachment.clone(),
@@ -223,7 +228,11 @@ mod tests {
         let start = Instant::now();
         {
             let mut st = s.status();
-            st.bound_at = Some(start);
+            st.timers = Some(Timers {
+                renew_at: start + std::time::Duration::from_secs(50),
+                rebind_at: start + std::time::Duration::from_secs(87),
+                expires_at: start + std::time::Duration::from_secs(100),
+            });
             st.state = "BOUND".into();
             st.client_id = vec![0, 0x61];
             st.lease = Some(Lease {

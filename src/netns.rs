@@ -2,7 +2,7 @@
 //!
 //! A socket (packet, UDP or netlink) belongs to the network namespace of the thread that created
 //! it, for its whole life, whatever that thread does afterwards. So the daemon never calls
-//! `setns(2)` on a tokio worker: [`run_in`] starts a short-lived OS thread, moves only that thread
+//! `setns(2)` on a tokio worker: [`NetNs::run`] starts a short-lived OS thread, moves only that thread
 //! into the namespace (`setns(fd, CLONE_NEWNET)`), runs a closure there (typically: open a socket
 //! and return its fd) and lets the thread end. The returned descriptors are then driven from the
 //! shared runtime. This keeps the number of threads independent of the number of leases

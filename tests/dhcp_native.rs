@@ -533,7 +533,10 @@ fn renews_at_t1_by_unicast_from_the_leased_address() {
         "no renewal within 90 s:\n{}",
         lab.dnsmasq_log()
     );
-    println!("renewed {:.1} s after the first ACK", started.elapsed().as_secs_f64());
+    println!(
+        "renewed {:.1} s after the first ACK",
+        started.elapsed().as_secs_f64()
+    );
     // RENEWING is a DHCPREQUEST with ciaddr set, unicast from the leased address: dnsmasq logs
     // the request as coming from ciaddr's client, and the lease record counts one renewal.
     let log = lab.dnsmasq_log();
