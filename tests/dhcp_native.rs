@@ -541,13 +541,21 @@ fn renews_at_t1_by_unicast_from_the_leased_address() {
     // the request as coming from ciaddr's client, and the lease record counts one renewal.
     let log = lab.dnsmasq_log();
     assert!(log.contains(&format!("DHCPREQUEST(s0) {ip}")), "{log}");
-    let out = Command::new(LEASES)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // dnsmasq logs its DHCPACK before our daemon has read it: poll the record briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let list = loop {
+        let out = Command::new(LEASES)
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if list[0]["renewals"] == 1 || Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(list[0]["renewals"], 1, "{list}");
     assert_eq!(list[0]["state"], "BOUND", "{list}");
     assert!(list[0]["expires_in"].as_u64().unwrap() > 100, "{list}");
