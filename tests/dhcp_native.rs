@@ -68,6 +68,22 @@ impl Drop for Daemon {
     }
 }
 
+/// `dhcp-leases --json` against the daemon: the records as JSON.
+fn lease_records(socket: &Path) -> Value {
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn conf(socket: &Path, ipam_extra: Value) -> Value {
     let mut ipam = json!({"type": "dhcp", "daemonSocketPath": socket});
     if let (Some(m), Some(extra)) = (ipam.as_object_mut(), ipam_extra.as_object()) {
@@ -200,14 +216,7 @@ fn add_check_del_on_macvlan_against_dnsmasq() {
     assert_eq!(lab.leases().len(), 1);
 
     // The lease list shows it.
-    let out = Command::new(LEASES)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = lease_records(&daemon.socket);
     assert_eq!(list[0]["state"], "BOUND");
     assert_eq!(list[0]["lease"]["address"], ip);
     assert_eq!(
@@ -381,13 +390,7 @@ fn no_server_fails_within_timeout_with_a_cause() {
         "took {took:?}"
     );
     // The failed attachment leaves nothing behind.
-    let out = Command::new(LEASES)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = lease_records(&daemon.socket);
     assert_eq!(list, json!([]));
 }
 
@@ -544,13 +547,7 @@ fn renews_at_t1_by_unicast_from_the_leased_address() {
     // dnsmasq logs its DHCPACK before our daemon has read it: poll the record briefly.
     let deadline = Instant::now() + Duration::from_secs(5);
     let list = loop {
-        let out = Command::new(LEASES)
-            .arg("--socket")
-            .arg(&daemon.socket)
-            .arg("--json")
-            .output()
-            .unwrap();
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let list = lease_records(&daemon.socket);
         if list[0]["renewals"] == 1 || Instant::now() > deadline {
             break list;
         }
