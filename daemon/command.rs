@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::driver;
 use super::server::Shared;
 use crate::cni::code;
-use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response};
+use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response, ValidAttachment};
 
 /// Applies `request` and returns the response to send.
 pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
@@ -26,6 +26,7 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
         Request::Status { .. } => Response::Ok {
             version: PROTOCOL_VERSION,
         },
+        Request::Gc { network, valid, .. } => gc(shared, &network, &valid).await,
         Request::List { .. } => {
             let now = Instant::now();
             Response::Leases {
@@ -53,7 +54,7 @@ async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) 
     }
     // No live lease: (re)acquire. A finished driver (expired, lost) is replaced.
     *op = None;
-    match driver::start(&shared.config, slot.clone(), &options).await {
+    match driver::start(shared, slot.clone(), &options).await {
         Ok(handle) => {
             *op = Some(handle);
             lease_response(&slot)
@@ -101,5 +102,33 @@ async fn check(shared: &Arc<Shared>, attachment: Attachment) -> Response {
             ),
             st.last_error.clone().unwrap_or_default(),
         )
+    }
+}
+
+/// Releases every lease of `network` whose (container ID, ifname) is not in `valid`, one after
+/// the other (a burst of releases overflows dnsmasq's socket buffer, NOTES §4).
+async fn gc(shared: &Arc<Shared>, network: &str, valid: &[ValidAttachment]) -> Response {
+    let stale: Vec<_> = shared
+        .table
+        .all()
+        .into_iter()
+        .filter(|slot| {
+            let a = &slot.attachment;
+            a.network == network
+                && !valid
+                    .iter()
+                    .any(|v| v.container_id == a.container_id && v.ifname == a.ifname)
+        })
+        .collect();
+    for slot in stale {
+        tracing::info!(attachment = %slot.attachment, "GC: attachment no longer valid, releasing");
+        let mut op = slot.op.lock().await;
+        if let Some(handle) = op.take() {
+            driver::release(handle).await;
+        }
+        shared.table.remove(&slot);
+    }
+    Response::Ok {
+        version: PROTOCOL_VERSION,
     }
 }

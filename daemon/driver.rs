@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::Config;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
+use super::server::Shared;
 use super::table::{DriverCommand, Handle, Slot, Timers};
 use crate::cni::{Error, code};
 use crate::dhcp::Lease;
@@ -64,6 +64,7 @@ struct Trace {
 
 /// Everything a driver needs to reopen its socket later.
 struct Ctx {
+    shared: Arc<Shared>,
     slot: Arc<Slot>,
     netns_path: std::path::PathBuf,
     ifname: String,
@@ -75,6 +76,23 @@ struct Ctx {
 impl Ctx {
     fn set_state(&self, state: State) {
         self.slot.status().state = state_name(state);
+    }
+
+    /// Whether the container's namespace still exists (its file can be opened).
+    fn netns_alive(&self) -> bool {
+        NetNs::open(&self.netns_path).is_ok()
+    }
+
+    /// The container is gone without a DEL: forget the lease entirely, so no task, fd or
+    /// memory stays behind. Nothing is sent: the interface no longer exists.
+    fn lose(&self, reason: String) {
+        warn!(attachment = %self.slot.attachment, reason = %reason, "lease dropped: container gone");
+        {
+            let mut st = self.slot.status();
+            st.state = "LOST".into();
+            st.last_error = Some(reason);
+        }
+        self.shared.table.remove(&self.slot);
     }
 
     async fn open_socket(&self) -> std::io::Result<PacketSocket> {
@@ -109,10 +127,11 @@ pub fn state_name(state: State) -> String {
 /// ipvlan slave without the broadcast flag (a configuration problem), code 11 (try again later)
 /// when no server answered in time.
 pub async fn start(
-    config: &Config,
+    shared: &Arc<Shared>,
     slot: Arc<Slot>,
     options: &AddOptions,
 ) -> Result<Handle, Error> {
+    let config = &shared.config;
     let attachment = slot.attachment.clone();
     let netns_path = config.netns_path(&options.netns);
     let ns = NetNs::open(&netns_path).map_err(|e| {
@@ -183,6 +202,7 @@ pub async fn start(
     };
     let client = Client::new(client_config, Instant::now(), rand::random());
     let ctx = Ctx {
+        shared: shared.clone(),
         slot: slot.clone(),
         netns_path,
         ifname,
@@ -282,10 +302,7 @@ async fn drive(
                 match ctx.open_socket().await {
                     Ok(s) => socket = Some(s),
                     Err(e) => {
-                        warn!(attachment = %att, error = %e, "lease lost: cannot reopen the container's interface");
-                        let mut st = ctx.slot.status();
-                        st.state = "LOST".into();
-                        st.last_error = Some(format!("cannot reopen {}: {e}", ctx.ifname));
+                        ctx.lose(format!("cannot reopen {}: {e}", ctx.ifname));
                         return;
                     }
                 }
@@ -339,7 +356,19 @@ async fn drive(
             // Nothing to hear until T1: give the fd back.
             socket = None;
         }
-        let wake = client.poll_at();
+        let mut wake = client.poll_at();
+        if client.state() == State::Bound {
+            // A container that vanished without DEL: notice it well before T1.
+            if !ctx.netns_alive() {
+                ctx.lose(format!(
+                    "network namespace {} is gone",
+                    ctx.netns_path.display()
+                ));
+                return;
+            }
+            let check = Instant::now() + NETNS_CHECK_INTERVAL;
+            wake = Some(wake.map_or(check, |w| w.min(check)));
+        }
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -417,6 +446,9 @@ fn record_lease(ctx: &Ctx, client: &Client, lease: &Lease, renewal: bool) {
     }
     st.last_error = None;
 }
+
+/// How often a bound lease checks that its container's namespace still exists.
+const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
 /// milliseconds ago may not be running yet). The reference slept a random back-off here and

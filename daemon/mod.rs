@@ -10,6 +10,7 @@
 //! - `command.rs`: what each request does to the shared state;
 //! - `table.rs`: the shared state, one slot per attachment;
 //! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
+//! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
@@ -18,6 +19,7 @@
 
 pub mod command;
 pub mod driver;
+pub mod iface;
 pub mod packet;
 pub mod server;
 pub mod table;
@@ -44,6 +46,9 @@ pub struct Config {
     pub timeout: Duration,
     /// Cap on the retransmission interval (`-resendmax`, default 62 s; RFC 2131 §4.1 back-off).
     pub resend_max: Duration,
+    /// Group (gid) allowed to use the socket besides root: the socket is then created mode 0660
+    /// owned by that group instead of 0600, and peers of that group pass the SO_PEERCRED check.
+    pub socket_group: Option<u32>,
     /// Number of runtime worker threads (the daemon's thread count does not depend on leases).
     pub worker_threads: usize,
 }
@@ -57,6 +62,7 @@ impl Default for Config {
             broadcast: None,
             timeout: Duration::from_secs(10),
             resend_max: Duration::from_secs(62),
+            socket_group: None,
             worker_threads: 2,
         }
     }

@@ -99,7 +99,13 @@ fn listen(config: &Config) -> io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    match config.socket_group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
     Ok(listener)
 }
 
@@ -110,7 +116,57 @@ fn activated_fd() -> Option<i32> {
     (pid == std::process::id() && fds >= 1).then_some(3)
 }
 
+/// Whether the peer (from SO_PEERCRED, unix(7)) may use the daemon: root, the daemon's own
+/// user, or, with `-socket-group`, a member of that group. The socket's file mode already keeps
+/// others out; this check also covers a socket passed by systemd with looser permissions.
+fn peer_allowed(uid: u32, gid: u32, group: Option<u32>) -> bool {
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Some(group) = group else {
+        return false;
+    };
+    if gid == group {
+        return true;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
+    let members = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(group))
+        .ok()
+        .flatten()
+        .map(|g| g.mem)
+        .unwrap_or_default();
+    user.is_some_and(|u| members.contains(&u.name))
+}
+
 async fn connection(shared: Arc<Shared>, stream: UnixStream) {
+    let denied = match stream.peer_cred() {
+        Ok(cred) if peer_allowed(cred.uid(), cred.gid(), shared.config.socket_group) => None,
+        Ok(cred) => Some(format!(
+            "uid {} gid {} may not use the DHCP daemon (allowed: root, the daemon's user{})",
+            cred.uid(),
+            cred.gid(),
+            if shared.config.socket_group.is_some() {
+                ", its -socket-group"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+    };
+    if let Some(why) = denied {
+        warn!(reason = %why, "connection refused");
+        let (_, mut write) = stream.into_split();
+        let _ = write
+            .write_all(&rpc::encode(&Response::error(
+                code::IO_FAILURE,
+                "permission denied",
+                why,
+            )))
+            .await;
+        return;
+    }
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64);
     let mut frame = Vec::new();
@@ -153,5 +209,22 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
     if let Some(response) = response {
         let _ = write.write_all(&rpc::encode(&response)).await;
         let _ = write.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_check_allows_root_own_user_and_group_only() {
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(peer_allowed(0, 0, None));
+        assert!(peer_allowed(me, 12345, None));
+        // Some other unprivileged uid (not ours, not root).
+        let other = if me == 4242 { 4243 } else { 4242 };
+        assert!(!peer_allowed(other, 4242, None));
+        assert!(peer_allowed(other, 777, Some(777)), "primary group matches");
+        assert!(!peer_allowed(other, 4242, Some(777)), "not in the group");
     }
 }

@@ -14,11 +14,16 @@ use serde::Deserialize;
 
 use crate::cni::{self, CniResult, Dns, Env, Error, IpConfig, NetConf, Plugin, code};
 use crate::dhcp::Lease;
-use crate::rpc::{self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response};
+use crate::rpc::{
+    self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response, ValidAttachment,
+};
 
 /// How long the plugin waits for the daemon's answer. Longer than any acquisition budget
 /// (`-timeout`, 10 s by default) so the daemon's own, explanatory error arrives first.
 pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The GC input key listing attachments still in use (CNI spec 1.1.0 §"GC").
+pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
 
 /// The `ipam` object of a network configuration with `"type": "dhcp"`.
 ///
@@ -215,6 +220,38 @@ impl Plugin for DhcpPlugin {
             }
         }
         Ok(())
+    }
+
+    /// CNI 1.1.0 GC: the daemon releases every lease of this network whose attachment is not in
+    /// `cni.dev/valid-attachments`. Without that key nothing is released (code 7): an absent
+    /// list must never mean "release everything".
+    fn gc(&self, _env: &Env, stdin: &[u8]) -> Result<(), Error> {
+        let conf = Conf::parse(stdin)?;
+        let valid: Vec<ValidAttachment> = match conf.net.extra.get(VALID_ATTACHMENTS) {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                Error::new(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("invalid {VALID_ATTACHMENTS}"),
+                    e.to_string(),
+                )
+            })?,
+            None => {
+                return Err(Error::new(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("GC needs {VALID_ATTACHMENTS}"),
+                    "CNI spec 1.1.0 GC: the runtime passes the attachments still in use",
+                ));
+            }
+        };
+        call(
+            &conf,
+            Request::Gc {
+                version: PROTOCOL_VERSION,
+                network: conf.net.name.clone(),
+                valid,
+            },
+        )
+        .map(|_| ())
     }
 
     fn status(&self, _env: &Env, stdin: &[u8]) -> Result<(), Error> {

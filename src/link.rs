@@ -636,6 +636,34 @@ pub async fn list_addresses(h: &Handle, index: u32) -> io::Result<Vec<IpNet>> {
         .collect())
 }
 
+/// Removes `addr` (address and prefix length) from link `index` (`ip addr del`). The kernel
+/// drops the routes that depended on it (the prefix route, routes using it as source).
+///
+/// Returns `Ok(false)` when the link does not carry that address (nothing to do).
+/// Errors: netlink failures, `NotFound` when the link is gone.
+pub async fn delete_address(h: &Handle, index: u32, addr: IpNet) -> io::Result<bool> {
+    let msgs: Vec<AddressMessage> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(addr.addr())
+        .set_prefix_length_filter(addr.prefix_len())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl_err(format_args!("looking up address {addr} on link {index}"), e))?;
+    let mut deleted = false;
+    for m in msgs.into_iter().filter(|m| m.header.index == index) {
+        h.address()
+            .del(m)
+            .execute()
+            .await
+            .map_err(|e| nl_err(format_args!("deleting address {addr} from link {index}"), e))?;
+        deleted = true;
+    }
+    Ok(deleted)
+}
+
 /// Adds `route` out of link `index` in the main table (`ip route add DST [via GW] dev X
 /// [metric N]`). Without a gateway the route has scope link. A gateway must be reachable
 /// (on a connected prefix) unless the kernel accepts it otherwise.
@@ -921,6 +949,16 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
             let addrs = list_addresses(&h, v0.index).await?;
             assert!(addrs.contains(&a4) && addrs.contains(&a6), "{addrs:?}");
+            // Delete and put back: what the daemon does when a lease expires and returns.
+            let a4b: IpNet = "198.18.7.3/24".parse().unwrap();
+            add_address(&h, v0.index, a4b).await?;
+            assert!(delete_address(&h, v0.index, a4b).await?);
+            assert!(
+                !delete_address(&h, v0.index, a4b).await?,
+                "second delete finds nothing"
+            );
+            let addrs = list_addresses(&h, v0.index).await?;
+            assert!(!addrs.contains(&a4b) && addrs.contains(&a4), "{addrs:?}");
 
             let default = RouteSpec {
                 dst: "0.0.0.0/0".parse().unwrap(),

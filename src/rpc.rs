@@ -50,6 +50,16 @@ impl std::fmt::Display for Attachment {
     }
 }
 
+/// One entry of `cni.dev/valid-attachments` (CNI spec 1.1.0 §"GC"): an attachment still in use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ValidAttachment {
+    /// `containerID` of the entry.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// `ifname` of the entry.
+    pub ifname: String,
+}
+
 /// What the plugin passes for an ADD besides the attachment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AddOptions {
@@ -96,6 +106,16 @@ pub enum Request {
         /// Protocol version.
         version: u32,
     },
+    /// CNI GC (spec 1.1.0 §"GC"): release every lease of `network` whose attachment is not in
+    /// `valid` (the runtime's `cni.dev/valid-attachments`).
+    Gc {
+        /// Protocol version.
+        version: u32,
+        /// The network configuration's `name`.
+        network: String,
+        /// Attachments still in use on that network.
+        valid: Vec<ValidAttachment>,
+    },
     /// All leases, for `dhcp-leases`.
     List {
         /// Protocol version.
@@ -111,6 +131,7 @@ impl Request {
             | Request::Del { version, .. }
             | Request::Check { version, .. }
             | Request::Status { version }
+            | Request::Gc { version, .. }
             | Request::List { version } => *version,
         }
     }

@@ -563,3 +563,124 @@ fn renews_at_t1_by_unicast_from_the_leased_address() {
     assert_eq!(list[0]["state"], "BOUND", "{list}");
     assert!(list[0]["expires_in"].as_u64().unwrap() > 100, "{list}");
 }
+
+#[test]
+fn gc_releases_attachments_not_in_valid_list() {
+    if common::skip_unless_available("gc_releases_attachments_not_in_valid_list") {
+        return;
+    }
+    let lab = Lab::builder("gc").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let config = conf(&daemon.socket, json!({}));
+    let mut nss = Vec::new();
+    for i in 0..3 {
+        let ns = lab.container(&format!("g{i}"));
+        lab.add_macvlan(&ns, "eth0");
+        let (ok, out) = cni(DHCP, "ADD", &format!("gc-{i}"), &ns, "eth0", &config);
+        assert!(ok, "{out}");
+        nss.push(ns);
+    }
+    // Without the list, GC refuses rather than releasing everything.
+    let (ok, out) = cni(DHCP, "GC", "", &nss[0], "eth0", &config);
+    assert!(!ok && out["code"] == 7, "{out}");
+    assert_eq!(lease_records(&daemon.socket).as_array().unwrap().len(), 3);
+    // Keep gc-1 only.
+    let mut gc = config.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "gc-1", "ifname": "eth0"}]);
+    let (ok, out) = cni(DHCP, "GC", "", &nss[0], "eth0", &gc);
+    assert!(ok, "{out}");
+    let list = lease_records(&daemon.socket);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attachment"]["container_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gc-1"]);
+    assert!(lab.wait_for_log_count("DHCPRELEASE", 2, Duration::from_secs(5)));
+    assert_eq!(lab.leases().len(), 1, "{}", lab.lease_file());
+}
+
+#[test]
+fn lost_namespace_drops_the_lease_and_its_resources() {
+    if common::skip_unless_available("lost_namespace_drops_the_lease_and_its_resources") {
+        return;
+    }
+    let lab = Lab::builder("lost").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let config = conf(&daemon.socket, json!({}));
+    let fds_before = daemon.fds();
+    let ns = lab.container("gone");
+    lab.add_macvlan(&ns, "eth0");
+    let (ok, out) = cni(DHCP, "ADD", "vanishing", &ns, "eth0", &config);
+    assert!(ok, "{out}");
+    assert_eq!(lease_records(&daemon.socket).as_array().unwrap().len(), 1);
+    // The container disappears without a DEL.
+    let name = ns.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        Command::new("ip")
+            .args(["netns", "del", &name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    while !lease_records(&daemon.socket).as_array().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "lease still held 15 s after its netns went"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fds_after = daemon.fds();
+    println!(
+        "lost netns noticed after {:.1} s; daemon fds {fds_before} before ADD, {fds_after} after",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        fds_after <= fds_before,
+        "fds leaked: {fds_before} -> {fds_after}"
+    );
+}
+
+#[test]
+fn socket_is_private_and_checks_peer_credentials() {
+    if common::skip_unless_available("socket_is_private_and_checks_peer_credentials") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // Loosen the mode by hand (as a socket passed with wrong permissions would be): the daemon
+    // still refuses a peer that is neither root nor in its group (SO_PEERCRED).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("permission denied") || stderr.contains("uid 65534"),
+        "{stderr}"
+    );
+    drop(daemon);
+    // With -socket-group the socket is 0660 and owned by that group.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["-socket-group", "65534"]);
+    let meta = std::fs::metadata(&daemon.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+}

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
     };
     let records = match rpc::call(&args.socket, &request, Duration::from_secs(10)) {
         Ok(Response::Leases { records, .. }) => records,
+        Ok(Response::Error { msg, details, .. }) => {
+            eprintln!("dhcp-leases: the daemon refused: {msg}: {details}");
+            return ExitCode::from(1);
+        }
         Ok(other) => {
             eprintln!("dhcp-leases: unexpected answer from the daemon: {other:?}");
             return ExitCode::from(1);

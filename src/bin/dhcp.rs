@@ -37,6 +37,9 @@ struct DaemonArgs {
     /// Budget for one lease acquisition (Go duration: 10s, 1m30s, 500ms).
     #[arg(long = "timeout", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Group (name or numeric gid) whose members may use the socket: mode 0660 instead of 0600.
+    #[arg(long = "socket-group", value_parser = parse_group)]
+    socket_group: Option<u32>,
     /// Cap on the retransmission interval (RFC 2131 §4.1 back-off).
     #[arg(long = "resendmax", default_value = "62s", value_parser = parse_duration)]
     resend_max: Duration,
@@ -45,6 +48,18 @@ struct DaemonArgs {
 /// Parses a Go-style duration (`10s`, `1m30s`, `500ms`, `2h`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// A group name or a numeric gid.
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("no group named {s:?}")),
+        Err(e) => Err(format!("looking up group {s:?}: {e}")),
+    }
 }
 
 /// Go's flag package accepts `-name` as well as `--name`; clap wants `--name` for long flags.
@@ -79,6 +94,7 @@ fn main() -> ExitCode {
             broadcast: parsed.broadcast,
             timeout: parsed.timeout,
             resend_max: parsed.resend_max,
+            socket_group: parsed.socket_group,
             ..daemon::Config::default()
         };
         return match daemon::run(config) {
