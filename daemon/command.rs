@@ -10,11 +10,29 @@ use std::time::Instant;
 
 use super::driver;
 use super::server::Shared;
-use crate::cni::code;
+use crate::cni::{self, code};
 use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response, ValidAttachment};
+
+/// The CNI spec's rules for the names in an attachment (container ID, network name, ifname at
+/// most 15 bytes, no '/', not '.' or '..'): the plugin checks them too, but the socket may be
+/// reached by other clients, and the names end up in logs and file names.
+fn validate(attachment: &Attachment) -> Result<(), cni::Error> {
+    cni::validate_container_id(&attachment.container_id)?;
+    cni::validate_network_name(&attachment.network)?;
+    cni::validate_ifname(&attachment.ifname)
+}
 
 /// Applies `request` and returns the response to send.
 pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
+    let attachment = match &request {
+        Request::Add { attachment, .. }
+        | Request::Del { attachment, .. }
+        | Request::Check { attachment, .. } => Some(attachment),
+        _ => None,
+    };
+    if let Some(Err(e)) = attachment.map(validate) {
+        return Response::error(e.code, e.msg, e.details);
+    }
     match request {
         Request::Add {
             attachment,

@@ -495,6 +495,24 @@ fn daemon_survives_garbage_on_its_socket() {
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.contains("\"code\":1"), "{reply}");
+    // Names that break the CNI spec's rules are refused by the daemon itself, not only by the
+    // plugin (any local client can write to the socket).
+    for (cid, ifname) in [
+        ("c1", "../../etc"),
+        ("c1", "way-too-long-ifname"),
+        ("../x", "eth0"),
+    ] {
+        let mut s = UnixStream::connect(&daemon.socket).unwrap();
+        let req = json!({"command": "add", "version": 1,
+            "attachment": {"container_id": cid, "network": "n", "ifname": ifname},
+            "options": {"netns": "/proc/self/ns/net"}});
+        s.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["result"], "error", "{reply}");
+        assert!([3, 4].contains(&reply["code"].as_u64().unwrap()), "{reply}");
+    }
     let status = conf(&daemon.socket, json!({}));
     let mut status = status.clone();
     status["cniVersion"] = json!("1.1.0");
