@@ -49,6 +49,9 @@ pub struct Config {
     /// Group (gid) allowed to use the socket besides root: the socket is then created mode 0660
     /// owned by that group instead of 0600, and peers of that group pass the SO_PEERCRED check.
     pub socket_group: Option<u32>,
+    /// On SIGTERM/SIGINT, send DHCPRELEASE for every lease before exiting (`-release-on-exit`).
+    /// Off by default: containers outlive a daemon restart or upgrade, and their leases must too.
+    pub release_on_exit: bool,
     /// Number of runtime worker threads (the daemon's thread count does not depend on leases).
     pub worker_threads: usize,
 }
@@ -63,6 +66,7 @@ impl Default for Config {
             timeout: Duration::from_secs(10),
             resend_max: Duration::from_secs(62),
             socket_group: None,
+            release_on_exit: false,
             worker_threads: 2,
         }
     }

@@ -67,10 +67,25 @@ pub async fn serve(config: Config) -> io::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    info!(
-        leases = shared.table.len(),
-        "dhcp daemon stopping; leases are not released"
-    );
+    if shared.config.release_on_exit {
+        info!(
+            leases = shared.table.len(),
+            "dhcp daemon stopping; releasing every lease"
+        );
+        // One after the other: a burst of releases overflows dnsmasq's socket (NOTES §4).
+        for slot in shared.table.all() {
+            let mut op = slot.op.lock().await;
+            if let Some(handle) = op.take() {
+                super::driver::release(handle).await;
+            }
+            shared.table.remove(&slot);
+        }
+    } else {
+        info!(
+            leases = shared.table.len(),
+            "dhcp daemon stopping; leases are kept"
+        );
+    }
     if let Some(pid_file) = &shared.config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

@@ -40,6 +40,10 @@ struct DaemonArgs {
     /// Group (name or numeric gid) whose members may use the socket: mode 0660 instead of 0600.
     #[arg(long = "socket-group", value_parser = parse_group)]
     socket_group: Option<u32>,
+    /// Send DHCPRELEASE for every lease on SIGTERM/SIGINT (default: keep them, containers
+    /// outlive a daemon restart).
+    #[arg(long = "release-on-exit")]
+    release_on_exit: bool,
     /// Cap on the retransmission interval (RFC 2131 §4.1 back-off).
     #[arg(long = "resendmax", default_value = "62s", value_parser = parse_duration)]
     resend_max: Duration,
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
             timeout: parsed.timeout,
             resend_max: parsed.resend_max,
             socket_group: parsed.socket_group,
+            release_on_exit: parsed.release_on_exit,
             ..daemon::Config::default()
         };
         return match daemon::run(config) {
