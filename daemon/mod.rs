@@ -20,6 +20,7 @@ pub mod command;
 pub mod driver;
 pub mod packet;
 pub mod server;
+pub mod store;
 pub mod table;
 
 use std::path::{Path, PathBuf};
