@@ -444,12 +444,25 @@ impl Store {
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
-            let mut f = OpenOptions::new()
+        let create = || {
+            OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)?;
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+        };
+        let written = (|| {
+            let mut f = match create() {
+                // Only a crashed earlier process can have left this name (this process's
+                // sequence numbers are unique, and the lock keeps other daemons out): its PID
+                // was reused, as happens to a daemon that is PID 1 in its container.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(&tmp)?;
+                    create()?
+                }
+                other => other?,
+            };
             f.write_all(&json)?;
             f.sync_all()?;
             drop(f);
@@ -555,7 +568,17 @@ impl Store {
     /// rather than unreadable or of another version (to leave alone).
     fn load_one(&self, path: &Path, name: &str) -> Result<Record, (String, bool)> {
         let unreadable = |e: io::Error| (format!("cannot read: {e}"), false);
-        let mut file = File::open(path).map_err(unreadable)?;
+        // Neither follow a symlink nor block on a FIFO: only a regular file is a record.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(("not a regular file (a symbolic link)".into(), false));
+            }
+            other => other.map_err(unreadable)?,
+        };
         if !file.metadata().map_err(unreadable)?.is_file() {
             return Err(("not a regular file".into(), false));
         }
@@ -864,6 +887,45 @@ mod tests {
         let (records, errors) = store.load_all();
         assert_eq!(records, vec![good]);
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn a_stale_temp_file_with_a_reused_pid_does_not_block_saving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = record(att("c1", "n", "eth0"));
+        // A crashed daemon with our PID (PID 1 in a container, twice) left its first temp file.
+        let stale = format!(".{}.{}.0.tmp", file_name(&r.attachment), std::process::id());
+        fs::write(dir.path().join(&stale), b"{\"half").unwrap();
+        store.load_all();
+        store.save(&r).unwrap();
+        assert_eq!(names(dir.path()), vec![file_name(&r.attachment)]);
+        assert_eq!(store.load_all().0, vec![r]);
+    }
+
+    #[test]
+    fn symlinks_and_fifos_are_not_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        let r = record(att("c1", "n", "eth0"));
+        let outside = dir.path().join("outside.json");
+        fs::write(&outside, b"{}").unwrap();
+        let link = store.path_of(&r.attachment);
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let fifo = store.path_of(&att("fifo", "n", "eth0"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (records, errors) = store.load_all();
+        assert!(records.is_empty());
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for e in &errors {
+            assert!(e.reason.starts_with("not a regular file"), "{e}");
+            assert!(e.moved_to.is_none());
+        }
+        // Saving replaces the link itself, not the file it points to.
+        store.save(&r).unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"{}");
+        fs::remove_file(&fifo).unwrap();
+        assert_eq!(store.load_all().0, vec![r]);
     }
 
     #[test]
