@@ -22,6 +22,7 @@ pub mod driver;
 pub mod iface;
 pub mod packet;
 pub mod server;
+pub mod store;
 pub mod table;
 
 use std::path::{Path, PathBuf};

@@ -10,10 +10,131 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns};
+
+/// `statfs(2)` `f_type` of nsfs, the filesystem behind every namespace file (`/proc/PID/ns/*`
+/// and their bind mounts such as `/var/run/netns/NAME`) since Linux 3.19.
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// `statfs(2)` `f_type` of procfs. Before Linux 3.19 namespace files were procfs inodes; a
+/// procfs file is accepted by the filesystem check and then judged by its namespace type, so
+/// `/proc/self/status` still fails.
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// `ioctl(2)` request `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)` (linux/nsfs.h, Linux 4.11): returns the
+/// namespace's `CLONE_NEW*` flag.
+const NS_GET_NSTYPE: u32 = 0xb7 << 8 | 0x3;
+
+/// Checks that `path` is a network namespace file (what `CNI_NETNS` must name): a file on nsfs
+/// whose namespace type is `CLONE_NEWNET`. Follows symlinks, as `/proc/PID/ns/net` is one.
+///
+/// Errors: `NotFound` (and the other `open(2)` errors) as they are; `InvalidInput` with a message
+/// naming what the file is instead, e.g. "`/tmp/x` is not a network namespace (it is a regular
+/// file)" or "(it is a mount namespace)".
+pub fn check_net_namespace(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    check_net_namespace_fd(file.as_fd(), path)
+}
+
+/// [`check_net_namespace`] on an already open descriptor (no race between check and use);
+/// `path` only names the file in the error message.
+pub fn check_net_namespace_fd(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let not_net = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a network namespace (it is {what})",
+                path.display()
+            ),
+        )
+    };
+    let fs = nix::sys::statfs::fstatfs(fd).map_err(io::Error::from)?;
+    let fs_type = fs.filesystem_type().0 as i64;
+    if fs_type != NSFS_MAGIC && fs_type != PROC_SUPER_MAGIC {
+        let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+        return Err(not_net(&format!(
+            "{} on a filesystem of type {fs_type:#x}, not nsfs",
+            file_kind(stat.st_mode)
+        )));
+    }
+    match namespace_type(fd)? {
+        Some(t) if t == libc::CLONE_NEWNET => Ok(()),
+        Some(t) => Err(not_net(&format!("{} namespace", namespace_name(t)))),
+        None => {
+            let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+            Err(not_net(&format!(
+                "{} that is no namespace",
+                file_kind(stat.st_mode)
+            )))
+        }
+    }
+}
+
+/// The namespace type (`CLONE_NEW*`) of `fd`, or `None` when `fd` is not a namespace file.
+/// Uses `NS_GET_NSTYPE`; on kernels without it (before 4.11) falls back to the name the kernel
+/// gives the descriptor (`net:[4026531840]` in `/proc/self/fd`).
+fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor, which is valid for
+    // the borrow.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if r >= 0 {
+        return Ok(Some(r));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // ENOTTY: not an nsfs file (e.g. a procfs file) or a kernel without the ioctl.
+        Some(libc::ENOTTY) | Some(libc::EINVAL) => {}
+        _ => return Err(err),
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let link = link.to_string_lossy();
+    let Some((name, rest)) = link.split_once(":[") else {
+        return Ok(None);
+    };
+    if !rest.ends_with(']') {
+        return Ok(None);
+    }
+    Ok(NAMESPACES
+        .iter()
+        .find(|(_, _, n)| *n == name)
+        .map(|(t, _, _)| *t))
+}
+
+/// Namespace types: flag, name in error messages (with its article), name in `/proc/PID/ns/`.
+const NAMESPACES: &[(i32, &str, &str)] = &[
+    (libc::CLONE_NEWNET, "a network", "net"),
+    (libc::CLONE_NEWNS, "a mount", "mnt"),
+    (libc::CLONE_NEWUTS, "a UTS", "uts"),
+    (libc::CLONE_NEWIPC, "an IPC", "ipc"),
+    (libc::CLONE_NEWUSER, "a user", "user"),
+    (libc::CLONE_NEWPID, "a PID", "pid"),
+    (libc::CLONE_NEWCGROUP, "a cgroup", "cgroup"),
+    (0x80, "a time", "time"), // CLONE_NEWTIME, Linux 5.6
+];
+
+fn namespace_name(t: i32) -> String {
+    NAMESPACES
+        .iter()
+        .find(|(f, _, _)| *f == t)
+        .map(|(_, n, _)| n.to_string())
+        .unwrap_or_else(|| format!("an unknown ({t:#x})"))
+}
+
+fn file_kind(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "a file of unknown type",
+    }
+}
 
 /// An open handle on a network namespace: the fd of a file such as `/var/run/netns/NAME` or
 /// `/proc/PID/ns/net`. Holding it keeps the namespace alive.
@@ -24,12 +145,17 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Opens the namespace file at `path` read-only.
+    /// Opens the namespace file at `path` read-only and checks, on the open descriptor, that it
+    /// is a network namespace ([`check_net_namespace_fd`]), so a wrong `CNI_NETNS` fails here
+    /// with a clear message instead of later as an `EINVAL` from `setns(2)`.
     ///
-    /// Errors: the `open(2)` error (`NotFound` when the container's namespace is already gone).
+    /// Errors: the `open(2)` error (`NotFound` when the container's namespace is already gone);
+    /// `InvalidInput` when the file is not a network namespace (e.g. the empty file left at
+    /// `/var/run/netns/NAME` once its bind mount is gone, or another namespace type).
     pub fn open(path: impl AsRef<Path>) -> io::Result<NetNs> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path)?;
+        check_net_namespace_fd(file.as_fd(), &path)?;
         Ok(NetNs {
             fd: file.into(),
             path,
@@ -111,5 +237,101 @@ mod tests {
     fn open_missing_namespace_is_not_found() {
         let err = NetNs::open("/nonexistent/netns/x").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn own_network_namespace_passes_the_check() {
+        check_net_namespace(Path::new("/proc/self/ns/net")).unwrap();
+        // What this kernel reports for it: nsfs (procfs only before Linux 3.19).
+        let fs = nix::sys::statfs::statfs("/proc/self/ns/net").unwrap();
+        assert_eq!(fs.filesystem_type().0 as i64, NSFS_MAGIC);
+    }
+
+    #[test]
+    fn mount_namespace_is_not_a_network_namespace() {
+        let err = check_net_namespace(Path::new("/proc/self/ns/mnt")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            err.to_string()
+                .ends_with("is not a network namespace (it is a mount namespace)"),
+            "{err}"
+        );
+        let err = NetNs::open("/proc/self/ns/uts").unwrap_err();
+        assert!(err.to_string().contains("(it is a UTS namespace)"), "{err}");
+    }
+
+    #[test]
+    fn regular_files_and_directories_are_not_namespaces() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = check_net_namespace(file.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("(it is a regular file"), "{err}");
+        let err = NetNs::open(file.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_net_namespace(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("(it is a directory"), "{err}");
+        // A procfs file passes the filesystem check and fails the namespace one.
+        let err = check_net_namespace(Path::new("/proc/self/status")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("that is no namespace"), "{err}");
+    }
+
+    #[test]
+    fn missing_path_is_not_found() {
+        let err = check_net_namespace(Path::new("/nonexistent/netns/x")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_fallback_names_namespaces_like_the_ioctl() {
+        for ns in ["net", "mnt", "uts", "ipc", "pid", "user", "cgroup"] {
+            let file = File::open(format!("/proc/self/ns/{ns}")).unwrap();
+            let by_ioctl = namespace_type(file.as_fd()).unwrap().unwrap();
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+            let name = link.to_string_lossy();
+            let (short, _) = name.split_once(":[").unwrap();
+            let by_name = NAMESPACES.iter().find(|(_, _, n)| *n == short).unwrap().0;
+            assert_eq!(by_ioctl, by_name, "{ns}");
+        }
+    }
+
+    /// A namespace made by `ip netns add` (a bind mount of nsfs onto `/run/netns/NAME`) passes;
+    /// once deleted, the path is gone. Needs root and iproute2; skipped otherwise.
+    #[test]
+    fn ip_netns_add_namespace_passes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let name = format!("cni-dhcp-nscheck-{}", std::process::id());
+        let ip = |args: &[&str]| std::process::Command::new("ip").args(args).status();
+        match ip(&["netns", "add", &name]) {
+            Ok(s) if s.success() => {}
+            other => {
+                eprintln!("skipped: ip netns add failed: {other:?}");
+                return;
+            }
+        }
+        struct Cleanup<'a>(&'a str);
+        impl Drop for Cleanup<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", self.0])
+                    .status();
+            }
+        }
+        let cleanup = Cleanup(&name);
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        let result = check_net_namespace(&path);
+        let opened = NetNs::open(&path).map(|_| ());
+        drop(cleanup);
+        result.unwrap();
+        opened.unwrap();
+        assert_eq!(
+            check_net_namespace(&path).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }
