@@ -380,7 +380,16 @@ impl cni::Plugin for IpvlanPlugin {
         let link_result = match env.netns.as_deref() {
             None => Ok(()),
             Some(path) => match NetNs::open(path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                // Gone, or an unmounted leftover file that is no namespace any more: either
+                // way there is no link left to delete (DEL must be idempotent).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(Error::new(
                     code::INTERNAL,
                     format!("failed to open netns {}", path.display()),
