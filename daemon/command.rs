@@ -41,9 +41,7 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
         } => add(shared, attachment, options).await,
         Request::Del { attachment, .. } => del(shared, attachment).await,
         Request::Check { attachment, .. } => check(shared, attachment).await,
-        Request::Status { .. } => Response::Ok {
-            version: PROTOCOL_VERSION,
-        },
+        Request::Status { .. } => status(shared),
         Request::Gc { network, valid, .. } => gc(shared, &network, &valid).await,
         Request::List { .. } => {
             let now = Instant::now();
@@ -148,5 +146,21 @@ async fn gc(shared: &Arc<Shared>, network: &str, valid: &[ValidAttachment]) -> R
     }
     Response::Ok {
         version: PROTOCOL_VERSION,
+    }
+}
+
+/// CNI STATUS (spec 1.1.0): ready when the state directory is writable (leases can be kept
+/// across restarts); otherwise code 50 with the reason.
+fn status(shared: &Arc<Shared>) -> Response {
+    let dir = shared.store.dir();
+    match nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
+        Ok(()) => Response::Ok {
+            version: PROTOCOL_VERSION,
+        },
+        Err(e) => Response::error(
+            code::PLUGIN_NOT_AVAILABLE,
+            format!("DHCP daemon cannot write its state directory {}", dir.display()),
+            e.to_string(),
+        ),
     }
 }

@@ -2,30 +2,48 @@
 //!
 //! The driver owns a [`Client`] and, while the client has something to say, a [`PacketSocket`]
 //! opened inside the container's namespace. Its loop is the smoltcp pattern: send what
-//! `poll_transmit` gives, report `poll_event`s, then sleep until `poll_at`, a received datagram,
+//! `poll_transmit` gives, act on `poll_event`s, then sleep until `poll_at`, a received datagram,
 //! or a command (DEL), whichever comes first. Time is read from the monotonic clock and passed
 //! in; the client never reads it itself.
 //!
 //! While BOUND the driver closes its socket: a bound lease costs a sleeping task and its
-//! status, no file descriptor and no thread. At T1 it re-opens the namespace by path (a
-//! container that is gone shows up here as a lost lease, not as a leaked fd).
+//! status, no file descriptor and no thread. At T1 it re-opens the namespace by path; every
+//! [`NETNS_CHECK_INTERVAL`] it checks the namespace still exists, so a container that vanished
+//! without DEL is dropped, not leaked.
+//!
+//! After the ADD that created it, the driver keeps the lease alive whatever the server does
+//! (RFC 2131 §4.4.5): on DHCPNAK or expiry it withdraws the address from the interface at once
+//! and keeps acquiring in the background; when a lease comes back it puts the address and
+//! routes back ([`super::iface`]). Every DHCPACK is persisted ([`super::store`]) so a restarted
+//! daemon resumes the lease where it was ([`resume`]).
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::iface;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
 use super::server::Shared;
-use super::table::{DriverCommand, Handle, Slot, Timers};
+use super::store::{Granted, Record};
+use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
 use crate::dhcp::Lease;
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
 use crate::netns::NetNs;
 use crate::rpc::AddOptions;
+
+/// How often a bound lease checks that its container's namespace still exists.
+pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
+/// milliseconds ago may not be running yet). The reference slept a random back-off here and
+/// turned a 10 ms ADD into seconds (shared NOTES §2).
+const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
 
 /// How the BOOTP broadcast flag was decided for a lease: the ipam key wins, then the daemon's
 /// `-broadcast` flag, then the automatic policy (on for ipvlan slaves, whose shared MAC makes
@@ -49,50 +67,80 @@ pub fn broadcast_policy(
     }
 }
 
+/// RFC 2131 state names as operators know them.
+pub fn state_name(state: State) -> String {
+    match state {
+        State::Init => "INIT",
+        State::Selecting => "SELECTING",
+        State::Requesting => "REQUESTING",
+        State::Rebooting => "REBOOTING",
+        State::Bound => "BOUND",
+        State::Renewing => "RENEWING",
+        State::Rebinding => "REBINDING",
+        State::Expired => "EXPIRED",
+        State::Released => "RELEASED",
+        State::Declined => "DECLINED",
+        State::Failed => "FAILED",
+    }
+    .to_string()
+}
+
 /// What an acquisition found besides the lease: used to name the likely cause of a timeout.
 #[derive(Debug, Default)]
 struct Trace {
     /// Messages sent.
     sent: u32,
-    /// Replies dropped by the client, with the last reason.
+    /// Replies dropped by the client.
     ignored: u32,
+    /// Why the last one was dropped.
     last_ignored: Option<String>,
     /// Send errors.
     send_errors: u32,
+    /// The last send error.
     last_send_error: Option<String>,
 }
 
-/// Everything a driver needs to reopen its socket later.
+/// Everything a driver knows besides its client.
 struct Ctx {
     shared: Arc<Shared>,
     slot: Arc<Slot>,
-    netns_path: std::path::PathBuf,
+    /// `CNI_NETNS` as the daemon sees it (with `-hostprefix`).
+    netns_path: PathBuf,
     ifname: String,
     link_kind: Option<String>,
     /// Link-layer destination of unicasts to the server: the source MAC of its last reply.
     server_mac: Option<[u8; 6]>,
+    /// Whether the leased address is on the interface as far as we know: the main plugin puts
+    /// it there after ADD; we take it off on expiry or NAK and put it back.
+    configured: bool,
+    /// The ADD waiting for the first DHCPACK, if any.
+    bound_tx: Option<oneshot::Sender<Result<Lease, Error>>>,
+    /// The acquisition budget, for the timeout message.
+    timeout: Duration,
+    trace: Trace,
 }
 
 impl Ctx {
-    fn set_state(&self, state: State) {
-        self.slot.status().state = state_name(state);
+    fn att(&self) -> String {
+        self.slot.attachment.to_string()
     }
 
-    /// Whether the container's namespace still exists (its file can be opened).
+    /// Whether the container's namespace still exists and is one.
     fn netns_alive(&self) -> bool {
         NetNs::open(&self.netns_path).is_ok()
     }
 
-    /// The container is gone without a DEL: forget the lease entirely, so no task, fd or
-    /// memory stays behind. Nothing is sent: the interface no longer exists.
-    fn lose(&self, reason: String) {
-        warn!(attachment = %self.slot.attachment, reason = %reason, "lease dropped: container gone");
+    /// The container is gone without a DEL: forget the lease entirely (table and disk), so no
+    /// task, fd, memory or file stays behind. Nothing is sent: the interface is gone too.
+    async fn lose(&self, reason: String) {
+        warn!(attachment = %self.att(), reason = %reason, "lease dropped: container gone");
         {
             let mut st = self.slot.status();
             st.state = "LOST".into();
             st.last_error = Some(reason);
         }
         self.shared.table.remove(&self.slot);
+        self.unpersist().await;
     }
 
     async fn open_socket(&self) -> std::io::Result<PacketSocket> {
@@ -101,31 +149,110 @@ impl Ctx {
         let (fd, link) = ns.run_async(move || packet::open(&ifname)).await?;
         PacketSocket::new(fd, link)
     }
-}
 
-/// RFC 2131 state names as operators know them.
-pub fn state_name(state: State) -> String {
-    match state {
-        State::Init => "INIT",
-        State::Selecting => "SELECTING",
-        State::Requesting => "REQUESTING",
-        State::Bound => "BOUND",
-        State::Renewing => "RENEWING",
-        State::Rebinding => "REBINDING",
-        State::Expired => "EXPIRED",
-        State::Released => "RELEASED",
-        State::Failed => "FAILED",
+    /// Writes the lease to the state directory (atomically; off the runtime's workers).
+    async fn persist(&self, client: &Client) {
+        let Some(lease) = client.lease().cloned() else {
+            return;
+        };
+        let config = client.config();
+        let status = self.slot.status().clone();
+        let record = Record {
+            attachment: self.slot.attachment.clone(),
+            netns: status.netns.clone(),
+            client_id: config.client_id.clone(),
+            chaddr: config.chaddr,
+            broadcast: config.broadcast,
+            broadcast_reason: status.broadcast_reason.clone(),
+            hostname: config.hostname.clone(),
+            lease,
+            granted: client
+                .granted_at()
+                .map(Granted::from_instant)
+                .unwrap_or_else(Granted::now),
+            state: state_name(client.state()),
+            renewals: status.renewals,
+            server_mac: self.server_mac,
+        };
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || shared.store.save(&record)).await;
+        if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+            warn!(attachment = %self.att(), error = %e, "cannot persist lease");
+            self.slot.status().last_error = Some(format!("cannot persist lease: {e}"));
+        }
     }
-    .to_string()
+
+    /// Removes the lease's file from the state directory.
+    async fn unpersist(&self) {
+        let shared = self.shared.clone();
+        let attachment = self.slot.attachment.clone();
+        let result = tokio::task::spawn_blocking(move || shared.store.remove(&attachment)).await;
+        if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+            warn!(attachment = %self.att(), error = %e, "cannot remove persisted lease");
+        }
+    }
+
+    /// Another live lease that already holds `address` from the same server or on the same
+    /// master (same chaddr): a server keying by MAC behind ipvlan (NOTES §4).
+    fn conflict(&self, address: Ipv4Addr, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<String> {
+        self.shared.table.all().into_iter().find_map(|other| {
+            if Arc::ptr_eq(&other, &self.slot) {
+                return None;
+            }
+            let st = other.status();
+            let lease = st.lease.as_ref()?;
+            (lease.address == address && (lease.server_id == server || st.chaddr == chaddr))
+                .then(|| other.attachment.to_string())
+        })
+    }
+
+    fn timeout_error(&self, broadcast: bool) -> Error {
+        let trace = &self.trace;
+        let mut details = format!(
+            "sent {} message(s) on {} (link kind {}), broadcast flag {}; {} reply(ies) ignored",
+            trace.sent,
+            self.ifname,
+            self.link_kind.as_deref().unwrap_or("unknown"),
+            if broadcast { "on" } else { "off" },
+            trace.ignored,
+        );
+        if let Some(r) = &trace.last_ignored {
+            details.push_str(&format!(" (last: {r})"));
+        }
+        if let Some(e) = &trace.last_send_error {
+            details.push_str(&format!("; {} send error(s), last: {e}", trace.send_errors));
+        }
+        let secs = self.timeout.as_secs_f64();
+        if !broadcast && self.link_kind.as_deref() == Some("ipvlan") {
+            Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                format!(
+                    "no DHCP lease within {secs}s on ipvlan slave {}: likely cause: the BOOTP broadcast flag is off, so the server unicasts its reply to the offered address, which the ipvlan master drops because no slave owns that address yet; set \"broadcast\": true in ipam (or remove the key to let the daemon decide)",
+                    self.ifname
+                ),
+                details,
+            )
+        } else {
+            Error::new(
+                code::TRY_AGAIN_LATER,
+                format!(
+                    "no DHCP lease within {secs}s on {}: no server answered; is a DHCP server reachable on the master's LAN, and does it answer clients with option 61?",
+                    self.ifname
+                ),
+                details,
+            )
+        }
+    }
 }
 
-/// Starts keeping a lease for `slot`'s attachment: enters the namespace, decides the broadcast
-/// policy, opens the socket, spawns the driver task and waits for its first DHCPACK.
+/// Starts keeping a lease for `slot`'s attachment (CNI ADD): enters the namespace, decides the
+/// broadcast policy, opens the socket, spawns the driver task and waits for its first DHCPACK.
 ///
 /// Returns the task's [`Handle`] once bound. Errors are CNI errors: code 4 when `CNI_NETNS`
-/// cannot be opened, code 7 when the interface does not exist or when the timeout ran out on an
-/// ipvlan slave without the broadcast flag (a configuration problem), code 11 (try again later)
-/// when no server answered in time.
+/// is not a network namespace, code 7 when the interface does not exist, when the server
+/// offers an address another live lease holds (it keys by MAC), or when the timeout ran out on
+/// an ipvlan slave without the broadcast flag (a configuration problem); code 11 (try again
+/// later) when no server answered in time.
 pub async fn start(
     shared: &Arc<Shared>,
     slot: Arc<Slot>,
@@ -137,29 +264,18 @@ pub async fn start(
     let ns = NetNs::open(&netns_path).map_err(|e| {
         Error::new(
             code::INVALID_ENV,
-            format!("cannot open network namespace {}", netns_path.display()),
+            format!("CNI_NETNS {} is not usable", netns_path.display()),
             e.to_string(),
         )
     })?;
     let ifname = attachment.ifname.clone();
-    // link_info_in blocks (it runs a netlink query on a thread inside the namespace): keep it
-    // off the runtime's workers.
-    let ifname2 = ifname.clone();
-    let (ns, info) = tokio::task::spawn_blocking(move || {
-        let info = crate::link::link_info_in(&ns, &ifname2);
-        (ns, info)
-    })
-    .await
-    .map_err(|e| Error::new(code::INTERNAL, "link query task failed", e.to_string()))?;
-    let link_kind = info
-        .map_err(|e| {
-            Error::new(
-                code::INVALID_NETWORK_CONFIG,
-                format!("no interface {ifname} in {}", netns_path.display()),
-                e.to_string(),
-            )
-        })?
-        .kind;
+    let (ns, link_kind) = link_kind(ns, &ifname).await.map_err(|e| {
+        Error::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!("no interface {ifname} in {}", netns_path.display()),
+            e.to_string(),
+        )
+    })?;
     let (broadcast, broadcast_reason) =
         broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
     let ifname2 = ifname.clone();
@@ -177,20 +293,16 @@ pub async fn start(
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
     drop(ns);
 
-    let cid = client_id(
-        &attachment.container_id,
-        &attachment.network,
-        &attachment.ifname,
-    );
-    {
-        let mut st = slot.status();
-        *st = Default::default();
-        st.netns = options.netns.clone();
-        st.client_id = cid.clone();
-        st.broadcast = broadcast;
-        st.broadcast_reason = broadcast_reason.clone();
-        st.state = state_name(State::Init);
-    }
+    let cid = client_id(&attachment.container_id, &attachment.network, &attachment.ifname);
+    *slot.status() = Status {
+        netns: options.netns.clone(),
+        client_id: cid.clone(),
+        chaddr: link.mac,
+        state: state_name(State::Init),
+        broadcast,
+        broadcast_reason,
+        ..Status::default()
+    };
     let client_config = ClientConfig {
         client_id: cid,
         chaddr: link.mac,
@@ -201,6 +313,7 @@ pub async fn start(
         resend_max: config.resend_max,
     };
     let client = Client::new(client_config, Instant::now(), rand::random());
+    let (bound_tx, bound_rx) = oneshot::channel();
     let ctx = Ctx {
         shared: shared.clone(),
         slot: slot.clone(),
@@ -208,18 +321,13 @@ pub async fn start(
         ifname,
         link_kind,
         server_mac: None,
+        configured: false,
+        bound_tx: Some(bound_tx),
+        timeout: config.timeout,
+        trace: Trace::default(),
     };
     let (commands, command_rx) = mpsc::channel(4);
-    let (bound_tx, bound_rx) = oneshot::channel();
-    let task = tokio::spawn(drive(
-        ctx,
-        client,
-        Some(socket),
-        command_rx,
-        Some(bound_tx),
-        config.timeout,
-        broadcast,
-    ));
+    let task = tokio::spawn(drive(ctx, client, Some(socket), command_rx));
     match bound_rx.await {
         Ok(Ok(_lease)) => Ok(Handle { commands, task }),
         Ok(Err(e)) => Err(e),
@@ -231,70 +339,130 @@ pub async fn start(
     }
 }
 
-/// Stops a running driver: it sends DHCPRELEASE if it holds a lease, then ends. Waits for both.
+/// The link kind (`ipvlan`, `macvlan`, `veth`...) of `ifname` inside `ns`, read over netlink on
+/// a thread in the namespace (kept off the runtime's workers). Returns the namespace back.
+async fn link_kind(ns: NetNs, ifname: &str) -> std::io::Result<(NetNs, Option<String>)> {
+    let ifname = ifname.to_string();
+    let (ns, info) = tokio::task::spawn_blocking(move || {
+        let info = crate::link::link_info_in(&ns, &ifname);
+        (ns, info)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    Ok((ns, info?.kind))
+}
+
+/// Resumes a lease persisted by an earlier daemon (at start-up): drops it when its namespace
+/// or interface is gone; otherwise starts its driver in the right state: within T1 it just
+/// waits; past T1 it renews at once, past T2 it rebinds; past expiry it asks for the same
+/// address again (INIT-REBOOT, RFC 2131 §3.2, §4.3.2).
+///
+/// Errors: why the lease was dropped (the caller logs it and removes the file).
+pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> {
+    let config = &shared.config;
+    let netns_path = config.netns_path(&record.netns);
+    let ns = NetNs::open(&netns_path)
+        .map_err(|e| format!("namespace {} gone: {e}", netns_path.display()))?;
+    let (_ns, link_kind) = link_kind(ns, &record.attachment.ifname)
+        .await
+        .map_err(|e| format!("interface {} gone: {e}", record.attachment.ifname))?;
+    let expired = record.is_expired();
+    let client_config = ClientConfig {
+        client_id: record.client_id.clone(),
+        chaddr: record.chaddr,
+        broadcast: record.broadcast,
+        parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
+        hostname: record.hostname.clone(),
+        timeout: config.timeout,
+        resend_max: config.resend_max,
+    };
+    let seed = rand::random();
+    let mut client = if expired {
+        Client::reboot(client_config, record.lease.clone(), Instant::now(), seed)
+    } else {
+        Client::resume(
+            client_config,
+            record.lease.clone(),
+            record.granted_instant(),
+            seed,
+        )
+    };
+    client.keep_trying(true);
+    let slot = shared.table.slot(&record.attachment);
+    let mut op = slot.op.lock().await;
+    *slot.status() = Status {
+        netns: record.netns.clone(),
+        client_id: record.client_id.clone(),
+        chaddr: record.chaddr,
+        state: state_name(client.state()),
+        broadcast: record.broadcast,
+        broadcast_reason: record.broadcast_reason.clone(),
+        lease: (!expired).then(|| record.lease.clone()),
+        timers: timers(&client),
+        renewals: record.renewals,
+        last_error: None,
+    };
+    info!(
+        attachment = %record.attachment,
+        address = %record.lease.address,
+        state = %state_name(client.state()),
+        "resumed persisted lease"
+    );
+    let ctx = Ctx {
+        shared: shared.clone(),
+        slot: slot.clone(),
+        netns_path,
+        ifname: record.attachment.ifname.clone(),
+        link_kind,
+        server_mac: record.server_mac,
+        // An expired lease's address was (or should have been) withdrawn already.
+        configured: !expired,
+        bound_tx: None,
+        timeout: config.timeout,
+        trace: Trace::default(),
+    };
+    let (commands, command_rx) = mpsc::channel(4);
+    let task = tokio::spawn(drive(ctx, client, None, command_rx));
+    *op = Some(Handle { commands, task });
+    Ok(())
+}
+
+/// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
+/// lease, then ends. Waits for both.
 pub async fn release(handle: Handle) {
     let (tx, rx) = oneshot::channel();
-    if handle
-        .commands
-        .send(DriverCommand::Release(tx))
-        .await
-        .is_ok()
-    {
+    if handle.commands.send(DriverCommand::Release(tx)).await.is_ok() {
         let _ = rx.await;
     }
     let _ = handle.task.await;
 }
 
-fn timeout_error(ctx: &Ctx, trace: &Trace, timeout: Duration, broadcast: bool) -> Error {
-    let mut details = format!(
-        "sent {} message(s) on {} (link kind {}), broadcast flag {}; {} reply(ies) ignored",
-        trace.sent,
-        ctx.ifname,
-        ctx.link_kind.as_deref().unwrap_or("unknown"),
-        if broadcast { "on" } else { "off" },
-        trace.ignored,
-    );
-    if let Some(r) = &trace.last_ignored {
-        details.push_str(&format!(" (last: {r})"));
-    }
-    if let Some(e) = &trace.last_send_error {
-        details.push_str(&format!("; {} send error(s), last: {e}", trace.send_errors));
-    }
-    if !broadcast && ctx.link_kind.as_deref() == Some("ipvlan") {
-        Error::new(
-            code::INVALID_NETWORK_CONFIG,
-            format!(
-                "no DHCP lease within {}s on ipvlan slave {}: likely cause: the BOOTP broadcast flag is off, so the server unicasts its reply to the offered address, which the ipvlan master drops because no slave owns that address yet; set \"broadcast\": true in ipam (or remove the key to let the daemon decide)",
-                timeout.as_secs(),
-                ctx.ifname
-            ),
-            details,
-        )
-    } else {
-        Error::new(
-            code::TRY_AGAIN_LATER,
-            format!(
-                "no DHCP lease within {}s on {}: no server answered; is a DHCP server reachable on the master's LAN, and does it answer clients with option 61?",
-                timeout.as_secs(),
-                ctx.ifname
-            ),
-            details,
-        )
+fn timers(client: &Client) -> Option<Timers> {
+    match (client.renew_at(), client.rebind_at(), client.expires_at()) {
+        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
+            renew_at,
+            rebind_at,
+            expires_at,
+        }),
+        // No lease, or an infinite one (u32::MAX seconds): no timers.
+        _ => None,
     }
 }
 
-/// The driver loop. `bound_tx` receives the outcome of the first acquisition.
+/// What the driver loop does after an event.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// The driver loop.
 async fn drive(
     mut ctx: Ctx,
     mut client: Client,
     mut socket: Option<PacketSocket>,
     mut commands: mpsc::Receiver<DriverCommand>,
-    mut bound_tx: Option<oneshot::Sender<Result<Lease, Error>>>,
-    timeout: Duration,
-    broadcast: bool,
 ) {
-    let att = ctx.slot.attachment.to_string();
-    let mut trace = Trace::default();
+    let att = ctx.att();
     loop {
         let now = Instant::now();
         while let Some(tx) = client.poll_transmit(now) {
@@ -302,54 +470,21 @@ async fn drive(
                 match ctx.open_socket().await {
                     Ok(s) => socket = Some(s),
                     Err(e) => {
-                        ctx.lose(format!("cannot reopen {}: {e}", ctx.ifname));
+                        let reason = format!("cannot reopen {}: {e}", ctx.ifname);
+                        fail_add(&mut ctx, Error::new(code::IO_FAILURE, reason.clone(), ""));
+                        ctx.lose(reason).await;
                         return;
                     }
                 }
             }
             if let Some(s) = &socket {
-                send(s, &tx, &ctx, &mut trace, &att).await;
+                send(s, &tx, &mut ctx, &att).await;
             }
         }
-        ctx.set_state(client.state());
+        ctx.slot.status().state = state_name(client.state());
         while let Some(event) = client.poll_event() {
-            match event {
-                Event::Bound(lease) => {
-                    info!(attachment = %att, address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
-                    record_lease(&ctx, &client, &lease, false);
-                    if let Some(tx) = bound_tx.take() {
-                        let _ = tx.send(Ok(lease));
-                    }
-                }
-                Event::Renewed(lease) => {
-                    info!(attachment = %att, address = %lease.address, lease_secs = lease.lease_time, "renewed");
-                    record_lease(&ctx, &client, &lease, true);
-                }
-                Event::Nak => {
-                    warn!(attachment = %att, "DHCPNAK: address withdrawn by the server");
-                    // The client forgets the lease and starts over from INIT (RFC 2131 §4.4.5).
-                    let mut st = ctx.slot.status();
-                    st.lease = None;
-                    st.timers = None;
-                    st.last_error = Some("DHCPNAK from server: address withdrawn".into());
-                }
-                Event::Expired => {
-                    warn!(attachment = %att, "lease expired without renewal");
-                    let mut st = ctx.slot.status();
-                    st.state = state_name(State::Expired);
-                    st.last_error =
-                        Some("lease expired: server did not answer RENEWING or REBINDING".into());
-                    return;
-                }
-                Event::Timeout => {
-                    let err = timeout_error(&ctx, &trace, timeout, broadcast);
-                    warn!(attachment = %att, error = %err.msg, "acquisition failed");
-                    ctx.slot.status().last_error = Some(err.msg.clone());
-                    if let Some(tx) = bound_tx.take() {
-                        let _ = tx.send(Err(err));
-                    }
-                    return;
-                }
+            if let Next::Stop = on_event(&mut ctx, &mut client, &mut socket, event).await {
+                return;
             }
         }
         if client.state() == State::Bound {
@@ -360,10 +495,8 @@ async fn drive(
         if client.state() == State::Bound {
             // A container that vanished without DEL: notice it well before T1.
             if !ctx.netns_alive() {
-                ctx.lose(format!(
-                    "network namespace {} is gone",
-                    ctx.netns_path.display()
-                ));
+                let reason = format!("network namespace {} is gone", ctx.netns_path.display());
+                ctx.lose(reason).await;
                 return;
             }
             let check = Instant::now() + NETNS_CHECK_INTERVAL;
@@ -390,11 +523,14 @@ async fn drive(
                         Ok(()) => {
                             ctx.server_mac = Some(r.src_mac);
                             debug!(attachment = %att, from = %r.src_ip, "reply accepted");
+                            if let Next::Stop = check_offer(&mut ctx, &mut client, &socket).await {
+                                return;
+                            }
                         }
                         Err(why) => {
-                            trace.ignored += 1;
-                            trace.last_ignored = Some(format!("{why:?}"));
-                            debug!(attachment = %att, from = %r.src_ip, reason = ?why, "reply ignored");
+                            ctx.trace.ignored += 1;
+                            ctx.trace.last_ignored = Some(why.to_string());
+                            debug!(attachment = %att, from = %r.src_ip, reason = %why, "reply ignored");
                         }
                     }
                 }
@@ -404,24 +540,22 @@ async fn drive(
                 }
             },
             command = commands.recv() => {
-                match command {
-                    Some(DriverCommand::Release(done)) => {
-                        if let Some(tx) = client.release() {
-                            if socket.is_none() {
-                                socket = ctx.open_socket().await.ok();
-                            }
-                            match &socket {
-                                Some(s) => {
-                                    send(s, &tx, &ctx, &mut trace, &att).await;
-                                    info!(attachment = %att, "released");
-                                }
-                                None => warn!(attachment = %att, "DHCPRELEASE not sent: interface gone"),
-                            }
+                if let Some(DriverCommand::Release(done)) = command {
+                    if let Some(tx) = client.release() {
+                        if socket.is_none() {
+                            socket = ctx.open_socket().await.ok();
                         }
-                        ctx.set_state(client.state());
-                        let _ = done.send(());
+                        match &socket {
+                            Some(s) => {
+                                send(s, &tx, &mut ctx, &att).await;
+                                info!(attachment = %att, "released");
+                            }
+                            None => warn!(attachment = %att, "DHCPRELEASE not sent: interface gone"),
+                        }
                     }
-                    None => {}
+                    ctx.slot.status().state = state_name(client.state());
+                    ctx.unpersist().await;
+                    let _ = done.send(());
                 }
                 return;
             }
@@ -429,33 +563,180 @@ async fn drive(
     }
 }
 
-fn record_lease(ctx: &Ctx, client: &Client, lease: &Lease, renewal: bool) {
-    let mut st = ctx.slot.status();
-    st.lease = Some(lease.clone());
-    st.timers = match (client.renew_at(), client.rebind_at(), client.expires_at()) {
-        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
-            renew_at,
-            rebind_at,
-            expires_at,
-        }),
-        // An infinite lease (u32::MAX seconds) has no timers.
-        _ => None,
+/// Answers the waiting ADD, if any, with `err`.
+fn fail_add(ctx: &mut Ctx, err: Error) {
+    ctx.slot.status().last_error = Some(err.msg.clone());
+    if let Some(tx) = ctx.bound_tx.take() {
+        let _ = tx.send(Err(err));
+    }
+}
+
+/// While REQUESTING an offered address during ADD: if another live lease holds it, the server
+/// keys by MAC; decline and fail the ADD rather than hand out a duplicate.
+async fn check_offer(ctx: &mut Ctx, client: &mut Client, socket: &Option<PacketSocket>) -> Next {
+    if client.state() != State::Requesting {
+        return Next::Continue;
+    }
+    let Some((address, server)) = client.offered() else {
+        return Next::Continue;
     };
+    decline_if_conflict(ctx, client, socket, address, server).await
+}
+
+async fn decline_if_conflict(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &Option<PacketSocket>,
+    address: Ipv4Addr,
+    server: Ipv4Addr,
+) -> Next {
+    let chaddr = client.config().chaddr;
+    let Some(holder) = ctx.conflict(address, server, chaddr) else {
+        return Next::Continue;
+    };
+    let att = ctx.att();
+    warn!(attachment = %att, %address, %server, holder = %holder, "duplicate address offered: declining");
+    if let Some(tx) = client.decline(Instant::now())
+        && let Some(s) = socket
+    {
+        send(s, &tx, ctx, &att).await;
+    }
+    let err = Error::new(
+        code::INVALID_NETWORK_CONFIG,
+        format!(
+            "DHCP server {server} offered {address} to {att}, but {holder} already holds it on the same master: the server keys leases by MAC address (chaddr), which all ipvlan slaves share, and ignores the client identifier (option 61); configure it to identify clients by option 61 (dnsmasq does by default)"
+        ),
+        "the address was declined (DHCPDECLINE); no duplicate was handed out",
+    );
+    if ctx.bound_tx.is_some() {
+        fail_add(ctx, err);
+        ctx.shared.table.remove(&ctx.slot);
+        Next::Stop
+    } else {
+        // A background re-acquisition: keep the lease slot, report, and let the client retry.
+        ctx.slot.status().last_error = Some(err.msg);
+        Next::Continue
+    }
+}
+
+async fn on_event(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    event: Event,
+) -> Next {
+    let att = ctx.att();
+    match event {
+        Event::Bound(lease) => {
+            if ctx.bound_tx.is_some() {
+                // ADD: the ACK may still carry a duplicate (a server that skipped the check at
+                // OFFER time, or an INIT-REBOOT ACK).
+                if let Next::Stop =
+                    decline_if_conflict(ctx, client, socket, lease.address, lease.server_id).await
+                {
+                    return Next::Stop;
+                }
+            }
+            info!(attachment = %att, address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
+            let previous = ctx.slot.status().lease.clone();
+            record(ctx, client, &lease, false);
+            client.keep_trying(true);
+            if let Some(tx) = ctx.bound_tx.take() {
+                // The main plugin configures the interface from the ADD result.
+                ctx.configured = true;
+                let _ = tx.send(Ok(lease.clone()));
+            } else {
+                reconfigure(ctx, previous.as_ref(), &lease).await;
+            }
+            ctx.persist(client).await;
+        }
+        Event::Renewed(lease) => {
+            info!(attachment = %att, address = %lease.address, lease_secs = lease.lease_time, "renewed");
+            record(ctx, client, &lease, true);
+            ctx.persist(client).await;
+        }
+        Event::Nak => {
+            warn!(attachment = %att, "DHCPNAK: address withdrawn by the server; acquiring again");
+            lose_address(ctx, "DHCPNAK from server: address withdrawn").await;
+        }
+        Event::Expired => {
+            warn!(attachment = %att, "lease expired without renewal; acquiring again");
+            lose_address(ctx, "lease expired: no answer while RENEWING and REBINDING").await;
+            ctx.slot.status().state = state_name(State::Expired);
+            if client.state() == State::Expired {
+                // Terminal (not keeping on): nothing more to do.
+                return Next::Stop;
+            }
+        }
+        Event::Timeout => {
+            let err = ctx.timeout_error(client.config().broadcast);
+            warn!(attachment = %att, error = %err.msg, "acquisition failed");
+            fail_add(ctx, err);
+            return Next::Stop;
+        }
+    }
+    Next::Continue
+}
+
+/// The lease is gone (NAK, expiry): take the address off the interface at once (RFC 2131
+/// §4.4.5), keep the slot and keep acquiring.
+async fn lose_address(ctx: &mut Ctx, why: &str) {
+    let old = {
+        let mut st = ctx.slot.status();
+        st.timers = None;
+        st.last_error = Some(why.to_string());
+        st.lease.take()
+    };
+    if let (true, Some(old)) = (ctx.configured, old) {
+        match iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), &old).await {
+            Ok(_) => info!(attachment = %ctx.att(), address = %old.address, "address withdrawn from the interface"),
+            Err(e) => warn!(attachment = %ctx.att(), error = %e, "cannot withdraw the address"),
+        }
+        ctx.configured = false;
+    }
+}
+
+/// A lease came back after a loss (or was re-acquired after a restart): put its address and
+/// routes on the interface, replacing a different old address.
+async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
+    let att = ctx.att();
+    if let Some(old) = previous.filter(|old| ctx.configured && old.address != lease.address) {
+        let _ = iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), old).await;
+        ctx.configured = false;
+    }
+    if ctx.configured {
+        return;
+    }
+    match iface::apply(ctx.netns_path.clone(), ctx.ifname.clone(), lease).await {
+        Ok(()) => {
+            ctx.configured = true;
+            info!(attachment = %att, address = %lease.address, "address and routes put back on the interface");
+        }
+        Err(e) => {
+            warn!(attachment = %att, error = %e, "cannot configure the interface");
+            ctx.slot.status().last_error = Some(format!("cannot configure {}: {e}", ctx.ifname));
+        }
+    }
+}
+
+fn record(ctx: &Ctx, client: &Client, lease: &Lease, renewal: bool) {
+    let mut st = ctx.slot.status();
+    if let Some(old) = st.lease.as_ref().filter(|old| old.address != lease.address) {
+        st.last_error = Some(format!(
+            "address changed from {} to {}",
+            old.address, lease.address
+        ));
+    } else {
+        st.last_error = None;
+    }
+    st.lease = Some(lease.clone());
+    st.timers = timers(client);
     if renewal {
         st.renewals += 1;
     }
-    st.last_error = None;
 }
 
-/// How often a bound lease checks that its container's namespace still exists.
-const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
-/// milliseconds ago may not be running yet). The reference slept a random back-off here and
-/// turned a 10 ms ADD into seconds (shared NOTES §2).
-const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
-
-async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &Ctx, trace: &mut Trace, att: &str) {
+async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx, att: &str) {
     let dst_mac = if tx.dst == Ipv4Addr::BROADCAST {
         BROADCAST_MAC
     } else {
@@ -471,13 +752,13 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &Ctx, trace: &mut Trace
     }
     match result {
         Ok(()) => {
-            trace.sent += 1;
+            ctx.trace.sent += 1;
             debug!(attachment = %att, src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
         }
         Err(e) => {
             // The retransmission timer tries again; a just-created link may still be down.
-            trace.send_errors += 1;
-            trace.last_send_error = Some(e.to_string());
+            ctx.trace.send_errors += 1;
+            ctx.trace.last_send_error = Some(e.to_string());
             debug!(attachment = %att, error = %e, "send failed");
         }
     }

@@ -11,6 +11,7 @@
 //! - `table.rs`: the shared state, one slot per attachment;
 //! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
 //! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
+//! - `store.rs`: the leases on disk, so a restarted daemon resumes them;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
@@ -50,6 +51,9 @@ pub struct Config {
     /// Group (gid) allowed to use the socket besides root: the socket is then created mode 0660
     /// owned by that group instead of 0600, and peers of that group pass the SO_PEERCRED check.
     pub socket_group: Option<u32>,
+    /// Where leases are persisted (`-state-dir`, default `/var/lib/cni/dhcp`): one file per
+    /// lease, reloaded at start ([`store`]).
+    pub state_dir: PathBuf,
     /// On SIGTERM/SIGINT, send DHCPRELEASE for every lease before exiting (`-release-on-exit`).
     /// Off by default: containers outlive a daemon restart or upgrade, and their leases must too.
     pub release_on_exit: bool,
@@ -68,6 +72,7 @@ impl Default for Config {
             resend_max: Duration::from_secs(62),
             socket_group: None,
             release_on_exit: false,
+            state_dir: PathBuf::from(store::DEFAULT_STATE_DIR),
             worker_threads: 2,
         }
     }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Config;
 use super::command;
+use super::store::Store;
 use super::table::Table;
 use crate::cni::code;
 use crate::rpc::{self, FrameError, MAX_REQUEST_BYTES, Response};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub config: Config,
     /// The leases.
     pub table: Table,
+    /// The leases on disk.
+    pub store: Store,
 }
 
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
@@ -44,11 +47,27 @@ pub async fn serve(config: Config) -> io::Result<()> {
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
     }
-    info!(socket = %config.socket_path.display(), "dhcp daemon listening");
+    let store = Store::open(&config.state_dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("state directory {}: {e}", config.state_dir.display()),
+        )
+    })?;
+    let (records, errors) = store.load_all();
+    for e in &errors {
+        warn!(error = %e, "persisted lease skipped");
+    }
     let shared = Arc::new(Shared {
         config,
         table: Table::default(),
+        store,
     });
+    resume_all(&shared, records).await;
+    info!(
+        socket = %shared.config.socket_path.display(),
+        leases = shared.table.len(),
+        "dhcp daemon listening"
+    );
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -90,6 +109,39 @@ pub async fn serve(config: Config) -> io::Result<()> {
         let _ = std::fs::remove_file(pid_file);
     }
     Ok(())
+}
+
+/// Resumes every persisted lease, a few at a time (each enters a namespace and asks netlink
+/// about its link); drops those whose namespace or link is gone, and their files.
+async fn resume_all(shared: &Arc<Shared>, records: Vec<super::store::Record>) {
+    use futures::StreamExt;
+    let total = records.len();
+    let results: Vec<_> = futures::stream::iter(records)
+        .map(|record| {
+            let shared = shared.clone();
+            async move {
+                let attachment = record.attachment.clone();
+                match super::driver::resume(&shared, record).await {
+                    Ok(()) => true,
+                    Err(why) => {
+                        info!(%attachment, reason = %why, "persisted lease dropped");
+                        let store_shared = shared.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            store_shared.store.remove(&attachment)
+                        })
+                        .await;
+                        false
+                    }
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let resumed = results.iter().filter(|ok| **ok).count();
+    if total > 0 {
+        info!(resumed, dropped = total - resumed, "persisted leases reloaded");
+    }
 }
 
 fn listen(config: &Config) -> io::Result<UnixListener> {

@@ -47,6 +47,9 @@ pub struct Status {
     pub netns: String,
     /// Option 61 bytes.
     pub client_id: Vec<u8>,
+    /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
+    /// chaddr and address mean a server keying by MAC.
+    pub chaddr: [u8; 6],
     /// RFC 2131 state name, upper case.
     pub state: String,
     /// BOOTP broadcast flag in use.

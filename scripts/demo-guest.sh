@@ -10,7 +10,7 @@ SOCK=${SOCK:-/run/cni/dhcp.sock}
 export CNI_PATH=$BIN
 
 lab_setup --no-ping
-"$BIN/dhcp" daemon -socketpath "$SOCK" >"$LAB_DIR/daemon.log" 2>&1 &
+"$BIN/dhcp" daemon -socketpath "$SOCK" -state-dir "$LAB_DIR/state" >"$LAB_DIR/daemon.log" 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null; lab_cleanup' EXIT
 i=0; while [ ! -S "$SOCK" ]; do i=$((i + 1)); [ $i -gt 100 ] && { cat "$LAB_DIR/daemon.log"; exit 1; }; sleep 0.1; done

@@ -23,11 +23,17 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path, extra: &[&str]) -> Daemon {
         let socket = dir.join("dhcp.sock");
-        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))
+            .unwrap();
         let child = Command::new(DHCP)
             .arg("daemon")
             .arg("-socketpath")
             .arg(&socket)
+            .arg("-state-dir")
+            .arg(dir.join("state"))
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
@@ -36,8 +42,9 @@ impl Daemon {
             .spawn()
             .expect("spawn dhcp daemon");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "daemon socket never appeared");
+        // Connectable, not merely present: a killed daemon leaves its socket file behind.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "daemon socket never answered");
             std::thread::sleep(Duration::from_millis(10));
         }
         Daemon { child, socket }
@@ -701,4 +708,166 @@ fn socket_is_private_and_checks_peer_credentials() {
     let meta = std::fs::metadata(&daemon.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+}
+
+impl Daemon {
+    /// SIGTERM and wait for the exit (a clean stop).
+    fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "daemon did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `n` macvlan containers with a lease each, the address put on the interface as a main plugin
+/// would (unicast replies to RENEWING need ARP for it). Returns (netns, address/prefix).
+fn add_many(lab: &Lab, socket: &Path, n: usize, prefix: &str) -> Vec<(PathBuf, String)> {
+    let config = conf(socket, json!({}));
+    let containers: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let ns = lab.container(&format!("{prefix}{i}"));
+            lab.add_macvlan(&ns, "eth0");
+            ns
+        })
+        .collect();
+    // At most 32 ADDs in flight, like a busy node.
+    let results: Vec<String> = std::thread::scope(|s| {
+        let chunks: Vec<_> = containers.chunks(n.div_ceil(32)).enumerate().collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|(c, chunk)| {
+                let config = &config;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, ns)| {
+                            let id = format!("{prefix}-{}", c * n.div_ceil(32) + j);
+                            let (ok, out) = cni(DHCP, "ADD", &id, ns, "eth0", config);
+                            assert!(ok, "{id}: {out}");
+                            out["ips"][0]["address"].as_str().unwrap().to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    for (ns, address) in containers.iter().zip(&results) {
+        lab.exec_ok(ns, &["ip", "addr", "add", address, "dev", "eth0"]);
+    }
+    containers.into_iter().zip(results).collect()
+}
+
+fn addresses(records: &Value) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["lease"]["address"].as_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn leases_survive_sigterm_and_kill_9_and_are_renewed() {
+    if common::skip_unless_available("leases_survive_sigterm_and_kill_9_and_are_renewed") {
+        return;
+    }
+    const N: usize = 200;
+    // dnsmasq's shortest lease is 2 minutes (T1 about 60 s); a second range makes room for 200.
+    let lab = Lab::builder("restart")
+        .no_ping(true)
+        .lease_time("2m")
+        .dnsmasq_arg("--dhcp-range=198.18.0.10,198.18.0.99,255.255.255.0,2m")
+        .build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let started = Instant::now();
+    let leased = add_many(&lab, &daemon.socket, N, "r");
+    println!("{N} ADDs in {:.1} s", started.elapsed().as_secs_f64());
+    let mut expected: Vec<String> = leased
+        .iter()
+        .map(|(_, a)| a.split('/').next().unwrap().to_string())
+        .collect();
+    expected.sort();
+    let mut unique = expected.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), N, "duplicates handed out");
+    let files = std::fs::read_dir(lab.dir().join("state")).unwrap().count();
+    assert_eq!(files, N, "one persisted file per lease");
+
+    // A clean stop keeps every lease (no DHCPRELEASE), and a new daemon takes them all back.
+    daemon.terminate();
+    assert_eq!(lab.dnsmasq_log().matches("DHCPRELEASE").count(), 0);
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let after_term = lease_records(&daemon.socket);
+    assert_eq!(addresses(&after_term), expected, "leases after SIGTERM restart");
+
+    // kill -9: the same.
+    drop(daemon); // Drop kills with SIGKILL
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let after_kill = lease_records(&daemon.socket);
+    assert_eq!(addresses(&after_kill), expected, "leases after kill -9 restart");
+
+    // Every lease renewed by the restarted daemon before it expires (T1 about 60 s).
+    let deadline = started + Duration::from_secs(115);
+    let renewed = loop {
+        let records = lease_records(&daemon.socket);
+        let renewed = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["renewals"].as_u64().unwrap_or(0) >= 1)
+            .count();
+        if renewed == N || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let list = renewed.as_array().unwrap();
+    let renewed_count = list.iter().filter(|r| r["renewals"].as_u64() >= Some(1)).count();
+    let bound = list.iter().filter(|r| r["state"] == "BOUND").count();
+    let now_addresses = addresses(&renewed);
+    let lost = expected.iter().filter(|a| !now_addresses.contains(a)).count();
+    let mut dedup = now_addresses.clone();
+    dedup.dedup();
+    println!(
+        "after SIGTERM + kill -9 restarts: {} leases held, {renewed_count} renewed, {bound} BOUND, {lost} lost, {} duplicated, {:.0} s after the first ADD",
+        list.len(),
+        now_addresses.len() - dedup.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(renewed_count, N, "not every lease was renewed before expiry");
+    assert_eq!(lost, 0);
+    assert_eq!(now_addresses, expected);
+}
+
+#[test]
+fn release_on_exit_flag_releases_every_lease() {
+    if common::skip_unless_available("release_on_exit_flag_releases_every_lease") {
+        return;
+    }
+    let lab = Lab::builder("relexit").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &["-release-on-exit"]);
+    add_many(&lab, &daemon.socket, 3, "x");
+    assert_eq!(lab.leases().len(), 3);
+    daemon.terminate();
+    assert!(lab.wait_for_log_count("DHCPRELEASE", 3, Duration::from_secs(5)));
+    assert!(lab.leases().is_empty(), "{}", lab.lease_file());
+    let files = std::fs::read_dir(lab.dir().join("state"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(files, 0, "released leases are not kept on disk");
 }

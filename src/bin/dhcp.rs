@@ -40,6 +40,9 @@ struct DaemonArgs {
     /// Group (name or numeric gid) whose members may use the socket: mode 0660 instead of 0600.
     #[arg(long = "socket-group", value_parser = parse_group)]
     socket_group: Option<u32>,
+    /// Directory where leases are persisted (one file per lease, reloaded at start).
+    #[arg(long = "state-dir", default_value = cni_dhcp::daemon::store::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Send DHCPRELEASE for every lease on SIGTERM/SIGINT (default: keep them, containers
     /// outlive a daemon restart).
     #[arg(long = "release-on-exit")]
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             resend_max: parsed.resend_max,
             socket_group: parsed.socket_group,
             release_on_exit: parsed.release_on_exit,
+            state_dir: parsed.state_dir,
             ..daemon::Config::default()
         };
         return match daemon::run(config) {
