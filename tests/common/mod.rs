@@ -26,6 +26,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod fake_server;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
