@@ -5,12 +5,15 @@
 mod common;
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fake_server::{FakeServer, Kind, POOL_START, SERVER_ID};
+use common::fake_server::{
+    DECOY_ADDR, DECOY_CLIENT_ID, FakeServer, Keying, Kind, POOL_START, SERVER_ID,
+};
 use common::{Lab, unavailable_with};
 use dhcproto::v4::MessageType;
 
@@ -280,4 +283,132 @@ fn silent_server_gives_no_lease() {
     assert!(srv.leases().is_empty());
     assert!(lab.ipv4_of(&ns, "eth0").is_empty());
     assert!(!fs::read_to_string(&events).unwrap().contains("bound"));
+}
+
+#[test]
+fn keying_by_client_id_by_mac_and_one_address_for_all() {
+    if skip("keying_by_client_id_by_mac_and_one_address_for_all") {
+        return;
+    }
+    let lab = Lab::builder("fk-keys").without_dnsmasq().build();
+    let srv = FakeServer::start(&lab);
+    let (script, _events) = udhcpc_script(lab.dir());
+    let args = |id: &[u8]| udhcpc_args(id, &script, &["-q", "-n", "-t", "3", "-T", "1"]);
+    let lease_of = |ns: &Path, id: &[u8]| {
+        let (ok, err) = run_udhcpc(&lab, ns, &args(id));
+        assert!(ok, "udhcpc failed: {err}");
+        let ip = srv.leases().last().unwrap().ip;
+        lab.exec_ok(ns, &["ip", "addr", "flush", "dev", "eth0"]);
+        ip
+    };
+    let c1 = container(&lab, "c1");
+    let c2 = container(&lab, "c2");
+    // Default: by option 61. Two ids on one MAC get two addresses; the same id keeps its own.
+    assert_eq!(lease_of(&c1, &client_id("cid-a")), POOL_START);
+    assert_eq!(
+        lease_of(&c1, &client_id("cid-b")),
+        Ipv4Addr::new(198, 18, 0, 101)
+    );
+    assert_eq!(lease_of(&c1, &client_id("cid-a")), POOL_START);
+    // By MAC: option 61 ignored; one MAC, one address, whatever the id.
+    srv.mac_keyed(true);
+    let by_mac = lease_of(&c2, &client_id("cid-c"));
+    assert_eq!(by_mac, Ipv4Addr::new(198, 18, 0, 102));
+    assert_eq!(lease_of(&c2, &client_id("cid-d")), by_mac);
+    // One address for everyone (a MAC-keyed server behind ipvlan): distinct MACs and ids, same
+    // address.
+    srv.set_keying(Keying::OneAddress);
+    assert_eq!(lease_of(&c1, &client_id("cid-e")), POOL_START);
+    assert_eq!(lease_of(&c2, &client_id("cid-f")), POOL_START);
+    // set_next_address changes who gets what from the next decision on.
+    srv.set_keying(Keying::ClientId);
+    srv.set_next_address(Ipv4Addr::new(198, 18, 0, 200));
+    assert_eq!(
+        lease_of(&c1, &client_id("cid-a")),
+        Ipv4Addr::new(198, 18, 0, 200)
+    );
+    // Every ACK echoed option 61 (RFC 6842).
+    for s in srv.sent() {
+        assert!(s.client_id.is_some(), "{s:?}");
+    }
+}
+
+#[test]
+fn duplicates_and_garbage_before_each_reply() {
+    if skip("duplicates_and_garbage_before_each_reply") {
+        return;
+    }
+    let lab = Lab::builder("fk-garbage").without_dnsmasq().build();
+    let srv = FakeServer::start(&lab);
+    srv.answer_twice(true);
+    srv.garbage(true);
+    let ns = container(&lab, "c1");
+    let (script, _events) = udhcpc_script(lab.dir());
+    let id = client_id("cid-c1");
+    let (ok, err) = run_udhcpc(
+        &lab,
+        &ns,
+        &udhcpc_args(&id, &script, &["-q", "-n", "-t", "5", "-T", "1"]),
+    );
+    assert!(ok, "udhcpc failed: {err}");
+    assert_eq!(lab.ipv4_of(&ns, "eth0"), ["198.18.0.100/24"]);
+    let sent = srv.sent();
+    // OFFER and ACK each twice, each preceded by 5 bad datagrams sent twice.
+    assert_eq!(srv.count_sent(MessageType::Offer), 2, "{sent:?}");
+    assert_eq!(srv.count_sent(MessageType::Ack), 2, "{sent:?}");
+    assert_eq!(sent.iter().filter(|s| s.garbage).count(), 20, "{sent:?}");
+    let xids: Vec<u32> = srv.received().iter().map(|s| s.xid).collect();
+    assert!(sent.iter().all(|s| xids.contains(&s.xid)));
+}
+
+#[test]
+fn decoy_replies_carry_another_client_id_and_address() {
+    if skip("decoy_replies_carry_another_client_id_and_address") {
+        return;
+    }
+    let lab = Lab::builder("fk-decoy").without_dnsmasq().build();
+    let srv = FakeServer::start(&lab);
+    srv.wrong_client_id(true);
+    let ns = container(&lab, "c1");
+    let (script, _events) = udhcpc_script(lab.dir());
+    let id = client_id("cid-c1");
+    let child = lab
+        .command_in(&ns, "busybox")
+        .args(udhcpc_args(&id, &script, &["-t", "5", "-T", "1"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn udhcpc");
+    let _udhcpc = Reap(child);
+    // udhcpc does not check option 61 (only xid and chaddr), so it takes the decoy offer and
+    // asks for the decoy address; the server, which bound .100 to it, NAKs that.
+    assert!(
+        srv.wait_for(
+            |s| s.kind == Kind::Selecting && s.requested_ip == Some(DECOY_ADDR),
+            Duration::from_secs(5)
+        ),
+        "seen: {:?}",
+        srv.received()
+    );
+    assert!(srv.wait_for_sent(
+        |s| s.msg_type == Some(MessageType::Nak),
+        Duration::from_secs(1)
+    ));
+    let sent = srv.sent();
+    assert!(!sent.is_empty());
+    for s in &sent {
+        assert_eq!(s.client_id.as_deref(), Some(DECOY_CLIENT_ID), "{s:?}");
+    }
+    let offer = sent
+        .iter()
+        .find(|s| s.msg_type == Some(MessageType::Offer))
+        .unwrap();
+    assert_eq!(offer.yiaddr, DECOY_ADDR);
+    assert_eq!(offer.xid, srv.received()[0].xid);
+    assert!(srv.leases().is_empty());
+    assert_eq!(
+        srv.bindings().values().copied().collect::<Vec<_>>(),
+        [POOL_START]
+    );
 }

@@ -112,9 +112,9 @@ pub enum Kind {
     Selecting,
     /// REQUEST with requested address (50), no server id, ciaddr 0.
     InitReboot,
-    /// REQUEST with ciaddr set, sent unicast to the server.
+    /// REQUEST with ciaddr set, sent unicast to the server ([`SERVER_ID`]).
     Renewing,
-    /// REQUEST with ciaddr set, sent broadcast.
+    /// REQUEST with ciaddr set, sent to any other address (a broadcast).
     Rebinding,
     /// REQUEST that fits none of the above (e.g. no option 50 and ciaddr 0).
     OtherRequest,
@@ -660,10 +660,10 @@ fn describe(msg: Option<&Message>, len: usize, src: SocketAddrV4, dst: Ipv4Addr)
         Some(MessageType::Discover) => Kind::Discover,
         Some(MessageType::Request) => {
             if !ciaddr.is_unspecified() {
-                if dst.is_broadcast() {
-                    Kind::Rebinding
-                } else {
+                if dst == SERVER_ID {
                     Kind::Renewing
+                } else {
+                    Kind::Rebinding
                 }
             } else if requested_ip.is_some() && server_id.is_some() {
                 Kind::Selecting
