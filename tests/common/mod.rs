@@ -24,6 +24,9 @@
 //! let out = lab.command_in(lab.host_ns(), "target/debug/ipvlan").env(...).output();
 //! assert!(lab.wait_for_log("DHCPACK", Duration::from_secs(5)));
 //! ```
+//!
+//! For fault tests (4-second leases, NAK on demand, silence, garbage, ...) build the lab with
+//! `.without_dnsmasq()` and run [`fake_server::FakeServer::start`] on it instead.
 #![allow(dead_code)]
 
 pub mod fake_server;
