@@ -24,7 +24,12 @@
 //! let out = lab.command_in(lab.host_ns(), "target/debug/ipvlan").env(...).output();
 //! assert!(lab.wait_for_log("DHCPACK", Duration::from_secs(5)));
 //! ```
+//!
+//! For fault tests (4-second leases, NAK on demand, silence, garbage, ...) build the lab with
+//! `.without_dnsmasq()` and run [`fake_server::FakeServer::start`] on it instead.
 #![allow(dead_code)]
+
+pub mod fake_server;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -50,10 +55,16 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// Why a lab cannot be built here (not root, a tool missing), or `None` when it can.
 /// Tests may skip on `Some` outside CI; [`Lab::new`] panics instead.
 pub fn unavailable() -> Option<String> {
+    unavailable_with(true)
+}
+
+/// Like [`unavailable`]; `dnsmasq: false` for a lab built with [`LabBuilder::without_dnsmasq`].
+pub fn unavailable_with(dnsmasq: bool) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("the lab needs root (network namespaces)".into());
     }
-    for tool in ["ip", "dnsmasq"] {
+    let tools: &[&str] = if dnsmasq { &["ip", "dnsmasq"] } else { &["ip"] };
+    for &tool in tools {
         if which(tool).is_none() {
             return Some(format!(
                 "`{tool}` not found (apt-get install iproute2 dnsmasq-base)"
@@ -102,6 +113,7 @@ pub struct LabBuilder {
     no_ping: bool,
     lease_time: String,
     extra: Vec<String>,
+    dnsmasq: bool,
 }
 
 impl LabBuilder {
@@ -118,6 +130,13 @@ impl LabBuilder {
     /// Any extra dnsmasq argument, e.g. `--dhcp-host=...` or `--dhcp-option=121,...`.
     pub fn dnsmasq_arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_string());
+        self
+    }
+    /// No dnsmasq in the server netns: `s0` is up with 198.18.0.1/24 and nothing listens on it,
+    /// for a test that runs its own server there ([`fake_server::FakeServer::start`]). The
+    /// dnsmasq helpers (lease file, log) then see empty files and [`Lab::dnsmasq_pid`] is `None`.
+    pub fn without_dnsmasq(mut self) -> Self {
+        self.dnsmasq = false;
         self
     }
     pub fn build(self) -> Lab {
@@ -148,11 +167,12 @@ impl Lab {
             no_ping: false,
             lease_time: "1h".into(),
             extra: Vec::new(),
+            dnsmasq: true,
         }
     }
 
     fn start(b: LabBuilder) -> Lab {
-        if let Some(why) = unavailable() {
+        if let Some(why) = unavailable_with(b.dnsmasq) {
             panic!("Lab::new({}): {why}", b.prefix);
         }
         sweep_stale();
@@ -194,6 +214,11 @@ impl Lab {
         ]);
         ip(&["-n", &lab.srv, "link", "set", "s0", "up"]);
         ip(&["-n", &lab.host, "link", "set", MASTER, "up"]);
+        fs::write(lab.lease_path(), "").unwrap();
+        fs::write(lab.log_path(), "").unwrap();
+        if !b.dnsmasq {
+            return lab;
+        }
 
         let mut args: Vec<String> = vec![
             "netns".into(),
@@ -228,8 +253,6 @@ impl Lab {
             args.push("--no-ping".into());
         }
         args.extend(b.extra);
-        fs::write(lab.lease_path(), "").unwrap();
-        fs::write(lab.log_path(), "").unwrap();
         let mut cmd = Command::new(which("ip").unwrap());
         cmd.args(&args)
             .stdin(Stdio::null())
