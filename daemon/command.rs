@@ -159,7 +159,10 @@ fn status(shared: &Arc<Shared>) -> Response {
         },
         Err(e) => Response::error(
             code::PLUGIN_NOT_AVAILABLE,
-            format!("DHCP daemon cannot write its state directory {}", dir.display()),
+            format!(
+                "DHCP daemon cannot write its state directory {}",
+                dir.display()
+            ),
             e.to_string(),
         ),
     }

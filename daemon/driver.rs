@@ -293,7 +293,11 @@ pub async fn start(
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
     drop(ns);
 
-    let cid = client_id(&attachment.container_id, &attachment.network, &attachment.ifname);
+    let cid = client_id(
+        &attachment.container_id,
+        &attachment.network,
+        &attachment.ifname,
+    );
     *slot.status() = Status {
         netns: options.netns.clone(),
         client_id: cid.clone(),
@@ -431,7 +435,12 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
 /// lease, then ends. Waits for both.
 pub async fn release(handle: Handle) {
     let (tx, rx) = oneshot::channel();
-    if handle.commands.send(DriverCommand::Release(tx)).await.is_ok() {
+    if handle
+        .commands
+        .send(DriverCommand::Release(tx))
+        .await
+        .is_ok()
+    {
         let _ = rx.await;
     }
     let _ = handle.task.await;
@@ -689,7 +698,9 @@ async fn lose_address(ctx: &mut Ctx, why: &str) {
     };
     if let (true, Some(old)) = (ctx.configured, old) {
         match iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), &old).await {
-            Ok(_) => info!(attachment = %ctx.att(), address = %old.address, "address withdrawn from the interface"),
+            Ok(_) => {
+                info!(attachment = %ctx.att(), address = %old.address, "address withdrawn from the interface")
+            }
             Err(e) => warn!(attachment = %ctx.att(), error = %e, "cannot withdraw the address"),
         }
         ctx.configured = false;

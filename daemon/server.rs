@@ -140,7 +140,11 @@ async fn resume_all(shared: &Arc<Shared>, records: Vec<super::store::Record>) {
         .await;
     let resumed = results.iter().filter(|ok| **ok).count();
     if total > 0 {
-        info!(resumed, dropped = total - resumed, "persisted leases reloaded");
+        info!(
+            resumed,
+            dropped = total - resumed,
+            "persisted leases reloaded"
+        );
     }
 }
 

@@ -9,165 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Lab;
+use common::plugin::*;
 use serde_json::{Value, json};
-
-const DHCP: &str = env!("CARGO_BIN_EXE_dhcp");
-const LEASES: &str = env!("CARGO_BIN_EXE_dhcp-leases");
-
-/// A `dhcp daemon` on a socket in the lab's temp dir; killed on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, extra: &[&str]) -> Daemon {
-        let socket = dir.join("dhcp.sock");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("daemon.log"))
-            .unwrap();
-        let child = Command::new(DHCP)
-            .arg("daemon")
-            .arg("-socketpath")
-            .arg(&socket)
-            .arg("-state-dir")
-            .arg(dir.join("state"))
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dhcp daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Connectable, not merely present: a killed daemon leaves its socket file behind.
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "daemon socket never answered");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Daemon { child, socket }
-    }
-
-    fn threads(&self) -> u32 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .unwrap()
-            .count()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `dhcp-leases --json` against the daemon: the records as JSON.
-fn lease_records(socket: &Path) -> Value {
-    let out = Command::new(LEASES)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn conf(socket: &Path, ipam_extra: Value) -> Value {
-    let mut ipam = json!({"type": "dhcp", "daemonSocketPath": socket});
-    if let (Some(m), Some(extra)) = (ipam.as_object_mut(), ipam_extra.as_object()) {
-        m.extend(extra.clone());
-    }
-    json!({"cniVersion": "1.1.0", "name": "labnet", "type": "macvlan", "ipam": ipam})
-}
-
-/// Runs a plugin binary with the CNI environment and `stdin`; returns (exit ok, stdout JSON).
-fn cni(
-    program: &str,
-    command: &str,
-    container_id: &str,
-    netns: &Path,
-    ifname: &str,
-    stdin: &Value,
-) -> (bool, Value) {
-    cni_in(
-        Command::new(program),
-        command,
-        container_id,
-        netns,
-        ifname,
-        stdin,
-    )
-}
-
-fn cni_in(
-    mut cmd: Command,
-    command: &str,
-    container_id: &str,
-    netns: &Path,
-    ifname: &str,
-    stdin: &Value,
-) -> (bool, Value) {
-    let bin_dir = Path::new(DHCP).parent().unwrap();
-    let mut child = cmd
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", container_id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", format!("{}:/usr/lib/cni", bin_dir.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let value = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "{program:?} {command}: stdout is not JSON ({e}): {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr),
-                program = cmd.get_program()
-            )
-        })
-    };
-    (out.status.success(), value)
-}
-
-/// dnsmasq writes client IDs as colon-separated hex.
-fn client_id_hex(container_id: &str, network: &str, ifname: &str) -> String {
-    std::iter::once(0u8)
-        .chain(format!("{container_id}/{network}/{ifname}").bytes())
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 #[test]
 fn add_check_del_on_macvlan_against_dnsmasq() {
@@ -710,70 +553,6 @@ fn socket_is_private_and_checks_peer_credentials() {
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
 }
 
-impl Daemon {
-    /// SIGTERM and wait for the exit (a clean stop).
-    fn terminate(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "daemon did not exit on SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// `n` macvlan containers with a lease each, the address put on the interface as a main plugin
-/// would (unicast replies to RENEWING need ARP for it). Returns (netns, address/prefix).
-fn add_many(lab: &Lab, socket: &Path, n: usize, prefix: &str) -> Vec<(PathBuf, String)> {
-    let config = conf(socket, json!({}));
-    let containers: Vec<PathBuf> = (0..n)
-        .map(|i| {
-            let ns = lab.container(&format!("{prefix}{i}"));
-            lab.add_macvlan(&ns, "eth0");
-            ns
-        })
-        .collect();
-    // At most 32 ADDs in flight, like a busy node.
-    let results: Vec<String> = std::thread::scope(|s| {
-        let chunks: Vec<_> = containers.chunks(n.div_ceil(32)).enumerate().collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|(c, chunk)| {
-                let config = &config;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(j, ns)| {
-                            let id = format!("{prefix}-{}", c * n.div_ceil(32) + j);
-                            let (ok, out) = cni(DHCP, "ADD", &id, ns, "eth0", config);
-                            assert!(ok, "{id}: {out}");
-                            out["ips"][0]["address"].as_str().unwrap().to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    for (ns, address) in containers.iter().zip(&results) {
-        lab.exec_ok(ns, &["ip", "addr", "add", address, "dev", "eth0"]);
-    }
-    containers.into_iter().zip(results).collect()
-}
-
-fn addresses(records: &Value) -> Vec<String> {
-    let mut v: Vec<String> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["lease"]["address"].as_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn leases_survive_sigterm_and_kill_9_and_are_renewed() {
     if common::skip_unless_available("leases_survive_sigterm_and_kill_9_and_are_renewed") {
@@ -806,13 +585,21 @@ fn leases_survive_sigterm_and_kill_9_and_are_renewed() {
     assert_eq!(lab.dnsmasq_log().matches("DHCPRELEASE").count(), 0);
     let daemon = Daemon::start(lab.dir(), &[]);
     let after_term = lease_records(&daemon.socket);
-    assert_eq!(addresses(&after_term), expected, "leases after SIGTERM restart");
+    assert_eq!(
+        addresses(&after_term),
+        expected,
+        "leases after SIGTERM restart"
+    );
 
     // kill -9: the same.
     drop(daemon); // Drop kills with SIGKILL
     let daemon = Daemon::start(lab.dir(), &[]);
     let after_kill = lease_records(&daemon.socket);
-    assert_eq!(addresses(&after_kill), expected, "leases after kill -9 restart");
+    assert_eq!(
+        addresses(&after_kill),
+        expected,
+        "leases after kill -9 restart"
+    );
 
     // Every lease renewed by the restarted daemon before it expires (T1 about 60 s).
     let deadline = started + Duration::from_secs(115);
@@ -830,10 +617,16 @@ fn leases_survive_sigterm_and_kill_9_and_are_renewed() {
         std::thread::sleep(Duration::from_millis(500));
     };
     let list = renewed.as_array().unwrap();
-    let renewed_count = list.iter().filter(|r| r["renewals"].as_u64() >= Some(1)).count();
+    let renewed_count = list
+        .iter()
+        .filter(|r| r["renewals"].as_u64() >= Some(1))
+        .count();
     let bound = list.iter().filter(|r| r["state"] == "BOUND").count();
     let now_addresses = addresses(&renewed);
-    let lost = expected.iter().filter(|a| !now_addresses.contains(a)).count();
+    let lost = expected
+        .iter()
+        .filter(|a| !now_addresses.contains(a))
+        .count();
     let mut dedup = now_addresses.clone();
     dedup.dedup();
     println!(
@@ -842,7 +635,10 @@ fn leases_survive_sigterm_and_kill_9_and_are_renewed() {
         now_addresses.len() - dedup.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(renewed_count, N, "not every lease was renewed before expiry");
+    assert_eq!(
+        renewed_count, N,
+        "not every lease was renewed before expiry"
+    );
     assert_eq!(lost, 0);
     assert_eq!(now_addresses, expected);
 }

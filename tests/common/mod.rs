@@ -30,6 +30,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod plugin;
 
 use std::ffi::OsStr;
 use std::fs;
