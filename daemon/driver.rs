@@ -97,6 +97,9 @@ pub fn state_name(state: State) -> String {
         State::Expired => "EXPIRED",
         State::Released => "RELEASED",
         State::Failed => "FAILED",
+        State::InitReboot => "INIT-REBOOT",
+        State::Rebooting => "REBOOTING",
+        State::Declined => "DECLINED",
     }
     .to_string()
 }
