@@ -26,10 +26,12 @@
 //! - [`Client::reboot`]: a persisted lease that has expired or whose state is unknown: INIT-REBOOT
 //!   → broadcast DHCPREQUEST for the old address, no option 54 → REBOOTING → DHCPACK → BOUND
 //!   ([`Event::Bound`], maybe with another address); DHCPNAK or silence → INIT (DISCOVER) in the
-//!   same budget (RFC 2131 §3.2, §4.4.2).
+//!   same budget (RFC 2131 §3.2, §4.4.2); after silence the DISCOVER suggests the old address
+//!   (option 50, §4.4.1).
 //! - [`Client::keep_trying`]: once a lease has been bound, later acquisitions (after a DHCPNAK or
 //!   expiry) never give up; after [`Event::Expired`] the client goes back to INIT instead of
-//!   stopping, and a new DHCPACK is [`Event::Bound`] again.
+//!   stopping (its DISCOVER suggests the expired address), and a new DHCPACK is
+//!   [`Event::Bound`] again.
 //!
 //! [`Client::decline`] sends DHCPDECLINE for an address found in use (RFC 2131 §4.4.1) and stops
 //! (state DECLINED).
@@ -272,6 +274,9 @@ pub struct Client {
     offer: Option<(Ipv4Addr, Ipv4Addr)>,
     /// The remembered address requested in INIT-REBOOT/REBOOTING.
     reboot_addr: Option<Ipv4Addr>,
+    /// An address to suggest in DHCPDISCOVER (option 50): the lost lease's, after a silent
+    /// REBOOTING or an expiry; cleared by a DHCPNAK (the server said no) and by binding.
+    prefer: Option<Ipv4Addr>,
     /// [`Client::keep_trying`] was switched on.
     keep_trying: bool,
     /// A lease was held at some point (bound, resumed or rebooted from a persisted one): what
@@ -339,6 +344,7 @@ impl Client {
             attempts: 0,
             offer: None,
             reboot_addr: None,
+            prefer: None,
             keep_trying: false,
             ever_bound: false,
             last_request: None,
@@ -380,7 +386,8 @@ impl Client {
     /// - DHCPNAK: back to INIT and a DHCPDISCOVER at once, with no event: from there it is an
     ///   ordinary acquisition ([`Event::Bound`] or [`Event::Timeout`]);
     /// - silence: the DHCPREQUEST is retransmitted per RFC 2131 §4.1 up to 3 times in all, and
-    ///   the phase never lasts longer than half of [`ClientConfig::timeout`]; then INIT as above.
+    ///   the phase never lasts longer than half of [`ClientConfig::timeout`]; then INIT as above,
+    ///   but the DHCPDISCOVERs suggest the old address (option 50, §4.4.1) until a DHCPNAK.
     ///
     /// The acquisition budget ([`ClientConfig::timeout`]) starts at `now` and covers the fallback
     /// DISCOVER too. The remembered lease counts as held once, so [`keep_trying`](Client::keep_trying)
@@ -400,7 +407,8 @@ impl Client {
     /// FAILED; DHCPDISCOVER is retransmitted forever with the RFC 2131 §4.1 backoff capped at
     /// [`ClientConfig::resend_max`], and an unanswered REQUESTING goes back to DISCOVER as usual.
     /// At expiry the client queues [`Event::Expired`], forgets the lease and goes to INIT (a
-    /// DHCPDISCOVER at once) instead of stopping in EXPIRED; a DHCPNAK while RENEWING/REBINDING
+    /// DHCPDISCOVER at once, with option 50 = the expired address, so a server that still has
+    /// it free gives it back) instead of stopping in EXPIRED; a DHCPNAK while RENEWING/REBINDING
     /// gives [`Event::Nak`] and the same. A later DHCPACK is [`Event::Bound`] again: compare its
     /// address with the old one. The first acquisition of [`new`](Client::new) keeps its budget,
     /// so an ADD still fails in time. Takes effect at the next poll, also for an acquisition in
@@ -518,7 +526,8 @@ impl Client {
         let given_up = match self.state {
             // The server went quiet after offering: look for another (same budget).
             State::Requesting => self.attempts >= MAX_REQUESTS,
-            // Nobody answers for the old address: DISCOVER (RFC 2131 §4.4.2), same budget.
+            // Nobody answers for the old address: DISCOVER (RFC 2131 §4.4.2), same budget,
+            // still suggesting the old address.
             State::Rebooting => {
                 self.attempts >= MAX_REBOOT_REQUESTS
                     || self.reboot_phase_end().is_none_or(|end| now >= end)
@@ -526,7 +535,9 @@ impl Client {
             _ => false,
         };
         if given_up {
+            let old = self.reboot_addr;
             self.restart(now, false);
+            self.prefer = self.prefer.or(old);
         }
         let secs = u16::try_from(now.saturating_duration_since(self.started).as_secs())
             .unwrap_or(u16::MAX);
@@ -540,7 +551,8 @@ impl Client {
         ) {
             (State::Init | State::Selecting, _, _, _) => {
                 self.state = State::Selecting;
-                (Kind::Discover, unspecified, broadcast)
+                let requested = self.prefer;
+                (Kind::Discover { requested }, unspecified, broadcast)
             }
             (State::Requesting, Some((requested, server_id)), _, _) => (
                 Kind::Select {
@@ -689,9 +701,12 @@ impl Client {
         if self.state == State::Rebinding && due(self.expires_at) {
             self.events.push_back(Event::Expired);
             if self.keep_trying {
-                // Background mode: acquire again, from now, with no budget.
+                // Background mode: acquire again, from now, with no budget, asking for the
+                // same address.
+                let old = self.lease.as_ref().map(|l| l.address);
                 self.forget_lease();
                 self.restart(now, true);
+                self.prefer = old;
             } else {
                 self.state = State::Expired;
                 self.next_tx = None;
@@ -746,6 +761,7 @@ impl Client {
                 }
                 if nak {
                     self.restart(now, false);
+                    self.prefer = None;
                     return Ok(());
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
@@ -757,6 +773,7 @@ impl Client {
                 // says the old address is wrong for this link: DISCOVER, same budget, no event.
                 if message_type == MessageType::Nak {
                     self.restart(now, false);
+                    self.prefer = None;
                     return Ok(());
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
@@ -786,6 +803,7 @@ impl Client {
                     self.forget_lease();
                     self.events.push_back(Event::Nak);
                     self.restart(now, true);
+                    self.prefer = None;
                     return Ok(());
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
@@ -826,6 +844,7 @@ impl Client {
             self.t1_at = min_opt(fuzzed(&mut self.rng, t1_ms), self.t2_at);
         }
         self.ever_bound = true;
+        self.prefer = None;
         self.state = State::Bound;
         self.deadline = None;
         self.next_tx = None;
@@ -1015,6 +1034,7 @@ mod tests {
         assert_eq!(dr.message_type, Some(MessageType::Discover));
         assert_eq!(dr.xid, c.xid());
         assert!(dr.broadcast());
+        assert_eq!(dr.option(code::REQUESTED_IP), None, "nothing to suggest");
         assert_eq!(dr.client_id, Some(our_id()));
         assert_eq!(c.state(), State::Selecting);
         assert!(c.poll_transmit(t0).is_none(), "no duplicate send");
@@ -1682,6 +1702,8 @@ mod tests {
                 let kinds: Vec<_> = sent.iter().map(|t| parsed(t).message_type).collect();
                 if kinds.contains(&Some(MessageType::Discover)) {
                     assert_eq!(kinds, [Some(MessageType::Discover)]);
+                    let d = parsed(&sent[0]);
+                    assert_eq!(d.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
                     assert_eq!(c.state(), State::Selecting);
                     assert_eq!(parsed(&sent[0]).secs as u64, (at - t0).as_secs());
                     break at;
@@ -1716,6 +1738,57 @@ mod tests {
             assert_eq!(run_out(&mut c, discover_at), t0 + secs(timeout));
             assert_eq!(c.poll_event(), Some(Event::Timeout));
         }
+    }
+
+    #[test]
+    fn a_nak_stops_suggesting_the_old_address() {
+        let t0 = Instant::now();
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 29);
+        let mut now = t0;
+        while c.state() != State::Selecting {
+            now = c.poll_at().unwrap();
+            drain(&mut c, now);
+            assert!(now <= t0 + secs(5), "fell back by half the budget");
+        }
+        let xid = c.xid();
+        let other = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 60),
+            ..Srv::default()
+        };
+        c.handle(now, &reply(MessageType::Offer, xid, &other))
+            .unwrap();
+        c.poll_transmit(now).unwrap();
+        c.handle(now, &reply(MessageType::Nak, xid, &other))
+            .unwrap();
+        let d = parsed(&c.poll_transmit(now).unwrap());
+        assert_eq!(d.message_type, Some(MessageType::Discover));
+        assert_eq!(d.option(code::REQUESTED_IP), None);
+        assert!(c.poll_event().is_none());
+
+        // Bound to another address after suggesting the old one, then NAKed while RENEWING: the
+        // old address is not suggested again.
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 30);
+        c.keep_trying(true);
+        let mut now = t0;
+        while c.state() != State::Selecting {
+            now = c.poll_at().unwrap();
+            drain(&mut c, now);
+            assert!(now <= t0 + secs(5));
+        }
+        let xid = c.xid();
+        c.handle(now, &reply(MessageType::Offer, xid, &other))
+            .unwrap();
+        c.poll_transmit(now).unwrap();
+        c.handle(now, &reply(MessageType::Ack, xid, &other))
+            .unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Bound(_))));
+        let t1 = c.poll_at().unwrap();
+        let xid = parsed(&c.poll_transmit(t1).unwrap()).xid;
+        c.handle(t1, &reply(MessageType::Nak, xid, &other)).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Nak));
+        let d = parsed(&c.poll_transmit(t1).unwrap());
+        assert_eq!(d.message_type, Some(MessageType::Discover));
+        assert_eq!(d.option(code::REQUESTED_IP), None);
     }
 
     #[test]
@@ -1791,8 +1864,9 @@ mod tests {
         panic!("still {:?} after 1000 wake-ups", c.state());
     }
 
-    /// Drives `c` without any answer from `from` for `span`; returns the DISCOVER send times.
-    fn unanswered(c: &mut Client, from: Instant, span: Duration) -> Vec<Instant> {
+    /// Drives `c` without any answer from `from` for `span`; returns the DISCOVERs with their
+    /// send times.
+    fn unanswered(c: &mut Client, from: Instant, span: Duration) -> Vec<(Instant, Reply)> {
         let mut sends = Vec::new();
         let mut now = from;
         let mut wakeups = 0;
@@ -1801,8 +1875,9 @@ mod tests {
             assert!(wakeups < 100_000, "runaway");
             now = c.poll_at().expect("never gives up");
             for t in drain(c, now) {
-                assert_eq!(parsed(&t).message_type, Some(MessageType::Discover));
-                sends.push(now);
+                let r = parsed(&t);
+                assert_eq!(r.message_type, Some(MessageType::Discover));
+                sends.push((now, r));
             }
             assert_ne!(c.poll_event(), Some(Event::Timeout));
             assert_ne!(c.state(), State::Failed);
@@ -1846,12 +1921,17 @@ mod tests {
         // An hour of silence: DISCOVERs with the §4.1 backoff capped at resend_max, never Timeout.
         let sends = unanswered(&mut c, now, secs(3600));
         assert!(sends.len() > 150, "{}", sends.len());
-        let gaps: Vec<Duration> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        // Each asks for the expired address back (option 50), with one xid.
+        for (_, d) in &sends {
+            assert_eq!(d.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+            assert_eq!(d.xid, sends[0].1.xid);
+        }
+        let gaps: Vec<Duration> = sends.windows(2).map(|w| w[1].0 - w[0].0).collect();
         assert!(gaps.iter().all(|g| *g <= secs(20) && *g >= secs(3)));
         assert!(gaps[10..].iter().all(|g| *g >= secs(19)), "capped backoff");
         assert_eq!(c.state(), State::Selecting);
         // The server comes back with another address: Bound again.
-        let now = *sends.last().unwrap();
+        let now = sends.last().unwrap().0;
         let xid = c.xid();
         let back = Srv {
             yiaddr: Ipv4Addr::new(198, 18, 0, 50),
@@ -1882,7 +1962,13 @@ mod tests {
         // Well past the 10 s budget, and a silent server after an OFFER: back to DISCOVER.
         let sends = unanswered(&mut c, t1, secs(600));
         assert!(sends.len() > 5);
-        let now = *sends.last().unwrap();
+        assert!(
+            sends
+                .iter()
+                .all(|(_, d)| d.option(code::REQUESTED_IP).is_none()),
+            "the server refused that address: do not ask for it again"
+        );
+        let now = sends.last().unwrap().0;
         let xid = c.xid();
         c.handle(now, &reply(MessageType::Offer, xid, &Srv::default()))
             .unwrap();

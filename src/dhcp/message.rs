@@ -49,7 +49,11 @@ pub fn client_id(container_id: &str, network: &str, ifname: &str) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// DHCPDISCOVER (RFC 2131 §4.4.1): ciaddr 0, broadcast flag per config.
-    Discover,
+    Discover {
+        /// Option 50, when set: an address the client would like back (RFC 2131 §4.4.1: "the
+        /// client MAY suggest a network address"), e.g. the one of a lease it lost.
+        requested: Option<Ipv4Addr>,
+    },
     /// DHCPREQUEST in SELECTING (RFC 2131 §4.3.2): ciaddr 0, option 50 = the offered yiaddr,
     /// option 54 = the offering server, broadcast flag per config.
     Select {
@@ -98,9 +102,10 @@ pub enum Kind {
 pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> {
     let ciaddr = match kind {
         Kind::Renew { ciaddr } | Kind::Release { ciaddr, .. } => ciaddr,
-        Kind::Discover | Kind::Select { .. } | Kind::Reboot { .. } | Kind::Decline { .. } => {
-            Ipv4Addr::UNSPECIFIED
-        }
+        Kind::Discover { .. }
+        | Kind::Select { .. }
+        | Kind::Reboot { .. }
+        | Kind::Decline { .. } => Ipv4Addr::UNSPECIFIED,
     };
     let unspecified = Ipv4Addr::UNSPECIFIED;
     let mut msg = v4::Message::new_with_id(
@@ -116,7 +121,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     let broadcast = config.broadcast
         && matches!(
             kind,
-            Kind::Discover | Kind::Select { .. } | Kind::Reboot { .. }
+            Kind::Discover { .. } | Kind::Select { .. } | Kind::Reboot { .. }
         );
     msg.set_flags(if broadcast {
         Flags::default().set_broadcast()
@@ -125,7 +130,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     });
     let opts = msg.opts_mut();
     let mtype = match kind {
-        Kind::Discover => MessageType::Discover,
+        Kind::Discover { .. } => MessageType::Discover,
         Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
         Kind::Decline { .. } => MessageType::Decline,
         Kind::Release { .. } => MessageType::Release,
@@ -146,13 +151,16 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
             opts.insert(DhcpOption::RequestedIpAddress(requested));
             opts.insert(DhcpOption::ServerIdentifier(server_id));
         }
-        Kind::Reboot { requested } => {
+        Kind::Reboot { requested }
+        | Kind::Discover {
+            requested: Some(requested),
+        } => {
             opts.insert(DhcpOption::RequestedIpAddress(requested));
         }
         Kind::Release { server_id, .. } => {
             opts.insert(DhcpOption::ServerIdentifier(server_id));
         }
-        Kind::Discover | Kind::Renew { .. } => {}
+        Kind::Discover { requested: None } | Kind::Renew { .. } => {}
     }
     if !matches!(kind, Kind::Release { .. } | Kind::Decline { .. }) {
         opts.insert(DhcpOption::MaxMessageSize(MAX_MESSAGE_SIZE));
@@ -215,7 +223,12 @@ mod tests {
 
     #[test]
     fn discover_contents() {
-        let bytes = build(&config(), Kind::Discover, 0xdead_beef, 3);
+        let bytes = build(
+            &config(),
+            Kind::Discover { requested: None },
+            0xdead_beef,
+            3,
+        );
         assert!(bytes.len() >= MIN_MESSAGE_LEN);
         let r = parse_reply(&bytes).unwrap();
         assert_eq!(r.op, 1);
@@ -242,10 +255,23 @@ mod tests {
     }
 
     #[test]
+    fn discover_may_suggest_an_address() {
+        let kind = Kind::Discover {
+            requested: Some(Ipv4Addr::new(198, 18, 0, 10)),
+        };
+        let r = parse_reply(&build(&config(), kind, 1, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Discover));
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(r.server_id, None);
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert!(r.broadcast());
+    }
+
+    #[test]
     fn broadcast_flag_follows_config() {
         let mut c = config();
         c.broadcast = false;
-        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        let r = parse_reply(&build(&c, Kind::Discover { requested: None }, 1, 0)).unwrap();
         assert!(!r.broadcast());
         assert_eq!(r.flags, 0);
     }
@@ -346,7 +372,7 @@ mod tests {
         c.client_id.clear();
         c.parameter_request_list.clear();
         c.hostname = None;
-        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        let r = parse_reply(&build(&c, Kind::Discover { requested: None }, 1, 0)).unwrap();
         assert_eq!(r.client_id, None);
         assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
         assert_eq!(r.option(code::HOSTNAME), None);
