@@ -1250,7 +1250,10 @@ mod tests {
         c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
             .unwrap();
         let mut kinds = Vec::new();
-        while kinds.len() < 6 {
+        for _ in 0..100 {
+            if kinds.len() >= 6 {
+                break;
+            }
             let at = c.poll_at().unwrap();
             if let Some(t) = c.poll_transmit(at) {
                 kinds.push(parsed(&t).message_type.unwrap());
@@ -1293,6 +1296,7 @@ mod tests {
         // Retransmission: half the time to T2, at least 60 s, never past T2.
         let mut renew_sends = vec![t1];
         let t2 = loop {
+            assert!(renew_sends.len() < 100, "runaway");
             let at = c.poll_at().unwrap();
             let before = c.state();
             let t = c.poll_transmit(at).unwrap();
@@ -1320,7 +1324,8 @@ mod tests {
 
         // Rebinding until expiry at exactly t0 + 1000 s (times count from the REQUEST at t0).
         let mut last = t2_at;
-        loop {
+        for wakeups in 0.. {
+            assert!(wakeups < 100, "runaway");
             let at = c.poll_at().unwrap();
             assert!(at <= t0 + secs(1000));
             let t = c.poll_transmit(at);
@@ -1384,7 +1389,11 @@ mod tests {
         let t0 = Instant::now();
         let mut c = bound(t0, &Srv::default());
         let mut now = t0;
-        while c.state() != State::Rebinding {
+        for wakeups in 0.. {
+            if c.state() == State::Rebinding {
+                break;
+            }
+            assert!(wakeups < 100, "runaway");
             now = c.poll_at().unwrap();
             c.poll_transmit(now);
         }
