@@ -67,22 +67,9 @@ pub fn broadcast_policy(
     }
 }
 
-/// RFC 2131 state names as operators know them.
+/// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
 pub fn state_name(state: State) -> String {
-    match state {
-        State::Init => "INIT",
-        State::Selecting => "SELECTING",
-        State::Requesting => "REQUESTING",
-        State::Rebooting => "REBOOTING",
-        State::Bound => "BOUND",
-        State::Renewing => "RENEWING",
-        State::Rebinding => "REBINDING",
-        State::Expired => "EXPIRED",
-        State::Released => "RELEASED",
-        State::Declined => "DECLINED",
-        State::Failed => "FAILED",
-    }
-    .to_string()
+    state.name().to_string()
 }
 
 /// What an acquisition found besides the lease: used to name the likely cause of a timeout.

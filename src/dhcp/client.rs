@@ -16,6 +16,25 @@
 //! REBINDING (broadcast DHCPREQUEST), at expiry EXPIRED ([`Event::Expired`], nothing more sent).
 //! A DHCPACK there is [`Event::Renewed`]; a DHCPNAK is [`Event::Nak`]: the address must stop
 //! being used, and the client starts a fresh acquisition (INIT) that the driver may continue or drop.
+//! Retransmissions there wait half the time left to T2 (or expiry), at least
+//! min(60 s, lease / 8) and never less than 500 ms (RFC 2131 §4.4.5 says 60 s; the scaled floor
+//! keeps leases of a few seconds working).
+//!
+//! Leases that survive a daemon restart or a lost lease:
+//! - [`Client::resume`]: a persisted lease whose times count from a past instant; timers already
+//!   due fire on the first poll (RENEWING, REBINDING, or [`Event::Expired`]).
+//! - [`Client::reboot`]: a persisted lease that has expired or whose state is unknown: INIT-REBOOT
+//!   → broadcast DHCPREQUEST for the old address, no option 54 → REBOOTING → DHCPACK → BOUND
+//!   ([`Event::Bound`], maybe with another address); DHCPNAK or silence → INIT (DISCOVER) in the
+//!   same budget (RFC 2131 §3.2, §4.4.2); after silence the DISCOVER suggests the old address
+//!   (option 50, §4.4.1).
+//! - [`Client::keep_trying`]: once a lease has been bound, later acquisitions (after a DHCPNAK or
+//!   expiry) never give up; after [`Event::Expired`] the client goes back to INIT instead of
+//!   stopping (its DISCOVER suggests the expired address), and a new DHCPACK is
+//!   [`Event::Bound`] again.
+//!
+//! [`Client::decline`] sends DHCPDECLINE for an address found in use (RFC 2131 §4.4.1) and stops
+//! (state DECLINED).
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -26,7 +45,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::message::{self, DEFAULT_PARAMETER_REQUEST_LIST, Kind};
-use super::options::{Lease, ParseError, parse_reply};
+use super::options::{Lease, ParseError, lease_times, parse_reply};
 
 /// First retransmission delay in SELECTING and REQUESTING (RFC 2131 §4.1: "4 seconds").
 const INITIAL_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -35,11 +54,18 @@ const RETRANSMIT_FUZZ_MS: i64 = 1000;
 /// Floor on any retransmission delay, so a zero `resend_max` cannot make the driver spin.
 const MIN_RETRANSMIT: Duration = Duration::from_millis(100);
 /// Minimum RENEWING/REBINDING retransmission delay (RFC 2131 §4.4.5: "down to a minimum of 60
-/// seconds").
+/// seconds") for leases of 8 minutes or more; shorter leases scale it down to lease / 8.
 const MIN_RENEW_RETRANSMIT: Duration = Duration::from_secs(60);
+/// Floor of the scaled RENEWING/REBINDING minimum, so leases of a few seconds (or 0) cannot make
+/// the client flood the server.
+const MIN_RENEW_RETRANSMIT_SHORT: Duration = Duration::from_millis(500);
 /// DHCPREQUESTs sent in REQUESTING without answer before going back to INIT (RFC 2131 §4.4.1:
 /// "after employing the retransmission algorithm, the client reverts to INIT state").
 const MAX_REQUESTS: u32 = 4;
+/// DHCPREQUESTs sent in REBOOTING without answer before falling back to INIT (RFC 2131 §4.4.2:
+/// "after employing the retransmission algorithm"); the reboot phase also never lasts longer than
+/// half of [`ClientConfig::timeout`], so the DISCOVER that follows has time to finish.
+const MAX_REBOOT_REQUESTS: u32 = 3;
 /// T1/T2 are moved earlier by a random fuzz of up to 1/20 of their value (RFC 2131 §4.4.5: "SHOULD
 /// be chosen with some random fuzz"), so that leases granted together do not renew together.
 const TIMER_FUZZ_DIVISOR: u64 = 20;
@@ -59,8 +85,10 @@ pub struct ClientConfig {
     pub parameter_request_list: Vec<u8>,
     /// Option 12 host name (RFC 2132 §3.14), sent when set and non-empty.
     pub hostname: Option<String>,
-    /// Budget for one acquisition, from INIT to BOUND, NAK restarts included (the daemon's
-    /// `-timeout`, default 10 s).
+    /// Budget for one acquisition, from INIT (or INIT-REBOOT) to BOUND, NAK restarts included
+    /// (the daemon's `-timeout`, default 10 s). Ignored by acquisitions after a lost lease in
+    /// [`Client::keep_trying`] mode, except that it still bounds the INIT-REBOOT phase (half of
+    /// it).
     pub timeout: Duration,
     /// Cap on the SELECTING/REQUESTING retransmission interval (the daemon's `-resendmax`,
     /// default 62 s).
@@ -98,22 +126,51 @@ pub enum State {
     Renewing,
     /// REBINDING: past T2, broadcasting DHCPREQUEST to any server.
     Rebinding,
-    /// The lease expired without renewal; terminal, nothing more is sent.
+    /// INIT-REBOOT (RFC 2131 §4.4.2): about to broadcast a DHCPREQUEST for the remembered address
+    /// (on the next [`Client::poll_transmit`]); see [`Client::reboot`].
+    InitReboot,
+    /// REBOOTING: INIT-REBOOT DHCPREQUEST sent, waiting for DHCPACK/DHCPNAK from any server.
+    Rebooting,
+    /// The lease expired without renewal; terminal, nothing more is sent (unless in
+    /// [`Client::keep_trying`] mode, where the client goes straight on to INIT).
     Expired,
     /// DHCPRELEASE sent (or released without a lease); terminal.
     Released,
     /// The acquisition budget ran out; terminal.
     Failed,
+    /// DHCPDECLINE sent ([`Client::decline`]); terminal, the lease is forgotten.
+    Declined,
+}
+
+impl State {
+    /// The state's name as RFC 2131 figure 5 spells it ("INIT-REBOOT", "REBOOTING", ...), and
+    /// "EXPIRED", "RELEASED", "FAILED", "DECLINED" for this implementation's terminal states.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Init => "INIT",
+            State::Selecting => "SELECTING",
+            State::Requesting => "REQUESTING",
+            State::Bound => "BOUND",
+            State::Renewing => "RENEWING",
+            State::Rebinding => "REBINDING",
+            State::InitReboot => "INIT-REBOOT",
+            State::Rebooting => "REBOOTING",
+            State::Expired => "EXPIRED",
+            State::Released => "RELEASED",
+            State::Failed => "FAILED",
+            State::Declined => "DECLINED",
+        }
+    }
 }
 
 /// A UDP datagram to send from client port 68 to server port 67.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    /// Source address: 0.0.0.0 before a lease is configured, the leased address (ciaddr) in
-    /// RENEWING, REBINDING and for DHCPRELEASE.
+    /// Source address: 0.0.0.0 before a lease is configured (and for DHCPDECLINE), the leased
+    /// address (ciaddr) in RENEWING, REBINDING and for DHCPRELEASE.
     pub src: Ipv4Addr,
-    /// Destination: 255.255.255.255 (DHCPDISCOVER, SELECTING and REBINDING DHCPREQUEST), or the
-    /// server identifier (RENEWING DHCPREQUEST, DHCPRELEASE).
+    /// Destination: 255.255.255.255 (DHCPDISCOVER, SELECTING, INIT-REBOOT and REBINDING
+    /// DHCPREQUEST, DHCPDECLINE), or the server identifier (RENEWING DHCPREQUEST, DHCPRELEASE).
     pub dst: Ipv4Addr,
     /// The DHCP message (UDP payload).
     pub payload: Vec<u8>,
@@ -122,16 +179,20 @@ pub struct Transmit {
 /// Something the driver must act on, from [`Client::poll_event`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// DHCPACK in REQUESTING: configure this lease.
+    /// DHCPACK in REQUESTING or REBOOTING: configure this lease. Also after a lost lease was
+    /// re-acquired in [`Client::keep_trying`] mode: the address may differ from the old one.
     Bound(Lease),
     /// DHCPACK in RENEWING/REBINDING: the lease (same address) with new times.
     Renewed(Lease),
     /// DHCPNAK in RENEWING/REBINDING: stop using the address now (RFC 2131 §4.4.5). The client is
-    /// back in INIT and will DISCOVER again if polled.
+    /// back in INIT and will DISCOVER again if polled. (A DHCPNAK in REQUESTING or REBOOTING, when
+    /// no lease is held, gives no event: the acquisition just starts over.)
     Nak,
-    /// The lease expired in REBINDING: stop using the address. State EXPIRED.
+    /// The lease expired in REBINDING: stop using the address. State EXPIRED, or INIT (acquiring
+    /// again) in [`Client::keep_trying`] mode.
     Expired,
-    /// No lease within [`ClientConfig::timeout`]. State FAILED.
+    /// No lease within [`ClientConfig::timeout`]. State FAILED. Never after a first lease in
+    /// [`Client::keep_trying`] mode.
     Timeout,
 }
 
@@ -211,6 +272,16 @@ pub struct Client {
     attempts: u32,
     /// The accepted offer while REQUESTING: (requested address, server identifier).
     offer: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// The remembered address requested in INIT-REBOOT/REBOOTING.
+    reboot_addr: Option<Ipv4Addr>,
+    /// An address to suggest in DHCPDISCOVER (option 50): the lost lease's, after a silent
+    /// REBOOTING or an expiry; cleared by a DHCPNAK (the server said no) and by binding.
+    prefer: Option<Ipv4Addr>,
+    /// [`Client::keep_trying`] was switched on.
+    keep_trying: bool,
+    /// A lease was held at some point (bound, resumed or rebooted from a persisted one): what
+    /// makes `keep_trying` apply.
+    ever_bound: bool,
     /// When the latest DHCPREQUEST was sent: lease times count from it (RFC 2131 §4.4.1).
     last_request: Option<Instant>,
     /// The lease held (BOUND, RENEWING, REBINDING) or that expired (EXPIRED).
@@ -235,6 +306,26 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// T1, T2 and the lease time of `lease` in milliseconds, clamped so that T1 <= T2 <= lease (a
+/// [`Lease`] may come from a persisted file rather than [`Reply::to_lease`](super::Reply::to_lease)).
+/// When T1 and T2 are the whole-second defaults of RFC 2131 §4.4.5 (no option 58/59, or options
+/// equal to them), they are taken at millisecond precision, lease × 1/2 and × 7/8: a 4 s lease
+/// rebinds at 3.5 s, not 3 s. Differences are under a second, so this matters for short leases only.
+fn timer_millis(lease: &Lease) -> (u64, u64, u64) {
+    let lease_ms = u64::from(lease.lease_time) * 1000;
+    let defaults = lease_times(lease.lease_time, None, None);
+    let (t1, t2) = if (lease.renewal_time, lease.rebinding_time) == defaults {
+        (lease_ms / 2, lease_ms * 7 / 8)
+    } else {
+        (
+            u64::from(lease.renewal_time) * 1000,
+            u64::from(lease.rebinding_time) * 1000,
+        )
+    };
+    let t2 = t2.min(lease_ms);
+    (t1.min(t2), t2, lease_ms)
+}
+
 impl Client {
     /// A client in INIT whose first DHCPDISCOVER goes out on the first
     /// [`poll_transmit`](Client::poll_transmit) at or after `now`; the acquisition budget starts
@@ -252,6 +343,10 @@ impl Client {
             next_tx: Some(now),
             attempts: 0,
             offer: None,
+            reboot_addr: None,
+            prefer: None,
+            keep_trying: false,
+            ever_bound: false,
             last_request: None,
             lease: None,
             t1_at: None,
@@ -263,15 +358,69 @@ impl Client {
     }
 
     /// A client already BOUND to `lease`, whose times count from `granted_at` (which may be long
-    /// past): for a daemon that persisted its leases and restarts. Timers already due fire on the
-    /// first [`poll_transmit`](Client::poll_transmit) (RENEWING, REBINDING or EXPIRED). No event is
-    /// queued: the driver already knows the lease.
+    /// past): for a daemon that persisted its leases and restarts. No event is queued: the driver
+    /// already knows the lease. What the first [`poll_transmit`](Client::poll_transmit) at `now`
+    /// does depends on how far `granted_at` is in the past (timers with fuzz, RFC 2131 §4.4.5):
+    /// - before T1: nothing; [`poll_at`](Client::poll_at) is T1;
+    /// - past T1: RENEWING, and it returns the unicast DHCPREQUEST;
+    /// - past T2: REBINDING, and it returns the broadcast DHCPREQUEST;
+    /// - past expiry: nothing is sent and [`Event::Expired`] is queued (state EXPIRED, or INIT in
+    ///   [`keep_trying`](Client::keep_trying) mode). A driver that knows the lease has expired
+    ///   should use [`reboot`](Client::reboot) instead; so should one that cannot express
+    ///   `granted_at` as an `Instant` (the monotonic clock restarts with the host).
     pub fn resume(config: ClientConfig, lease: Lease, granted_at: Instant, seed: u64) -> Client {
         let mut c = Client::new(config, granted_at, seed);
         c.last_request = Some(granted_at);
         c.bind(granted_at, lease, Event::Bound);
         c.events.clear();
         c
+    }
+
+    /// A client in INIT-REBOOT for a remembered `lease` that has expired or whose state is
+    /// unknown (RFC 2131 §3.2, §4.4.2): for a daemon restarting with a persisted lease. The first
+    /// [`poll_transmit`](Client::poll_transmit) at or after `now` broadcasts a DHCPREQUEST from
+    /// 0.0.0.0 with option 50 = `lease.address`, no option 54, ciaddr 0 and the broadcast flag per
+    /// config (state REBOOTING). Then:
+    /// - DHCPACK from any server: [`Event::Bound`] with the granted lease (usually the same
+    ///   address, but check), state BOUND;
+    /// - DHCPNAK: back to INIT and a DHCPDISCOVER at once, with no event: from there it is an
+    ///   ordinary acquisition ([`Event::Bound`] or [`Event::Timeout`]);
+    /// - silence: the DHCPREQUEST is retransmitted per RFC 2131 §4.1 up to 3 times in all, and
+    ///   the phase never lasts longer than half of [`ClientConfig::timeout`]; then INIT as above,
+    ///   but the DHCPDISCOVERs suggest the old address (option 50, §4.4.1) until a DHCPNAK.
+    ///
+    /// The acquisition budget ([`ClientConfig::timeout`]) starts at `now` and covers the fallback
+    /// DISCOVER too. The remembered lease counts as held once, so [`keep_trying`](Client::keep_trying)
+    /// applies to this acquisition: in that mode it never times out. [`lease`](Client::lease) is
+    /// None until the DHCPACK.
+    pub fn reboot(config: ClientConfig, lease: Lease, now: Instant, seed: u64) -> Client {
+        let mut c = Client::new(config, now, seed);
+        c.state = State::InitReboot;
+        c.reboot_addr = Some(lease.address);
+        c.ever_bound = true;
+        c
+    }
+
+    /// Switch keep-trying (background) mode on or off; off by default. When on and a lease has
+    /// been held at least once (bound, [`resume`](Client::resume)d or
+    /// [`reboot`](Client::reboot)ed), acquisitions never give up: no [`Event::Timeout`], no
+    /// FAILED; DHCPDISCOVER is retransmitted forever with the RFC 2131 §4.1 backoff capped at
+    /// [`ClientConfig::resend_max`], and an unanswered REQUESTING goes back to DISCOVER as usual.
+    /// At expiry the client queues [`Event::Expired`], forgets the lease and goes to INIT (a
+    /// DHCPDISCOVER at once, with option 50 = the expired address, so a server that still has
+    /// it free gives it back) instead of stopping in EXPIRED; a DHCPNAK while RENEWING/REBINDING
+    /// gives [`Event::Nak`] and the same. A later DHCPACK is [`Event::Bound`] again: compare its
+    /// address with the old one. The first acquisition of [`new`](Client::new) keeps its budget,
+    /// so an ADD still fails in time. Takes effect at the next poll, also for an acquisition in
+    /// progress; switching it off there restores that acquisition's budget (which may be spent).
+    /// Switching it on in EXPIRED (terminal) does nothing.
+    pub fn keep_trying(&mut self, yes: bool) {
+        self.keep_trying = yes;
+    }
+
+    /// Whether [`keep_trying`](Client::keep_trying) mode is on.
+    pub fn keeps_trying(&self) -> bool {
+        self.keep_trying
     }
 
     /// When the held lease's times count from (RFC 2131 §4.4.1: the DHCPREQUEST that got the
@@ -301,9 +450,22 @@ impl Client {
     }
 
     /// The lease held in BOUND, RENEWING, REBINDING, or the one that expired in EXPIRED (so the
-    /// driver can remove it); None otherwise.
+    /// driver can remove it); None otherwise (also in INIT-REBOOT and REBOOTING, where the
+    /// remembered lease is not held, and in INIT after an expiry in
+    /// [`keep_trying`](Client::keep_trying) mode).
     pub fn lease(&self) -> Option<&Lease> {
         self.lease.as_ref()
+    }
+
+    /// The DHCPOFFER being requested while REQUESTING, as (yiaddr, server identifier), so the
+    /// driver can check the address for conflicts before the DHCPACK and
+    /// [`decline`](Client::decline) it; None in any other state.
+    pub fn offered(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        if self.state == State::Requesting {
+            self.offer
+        } else {
+            None
+        }
     }
 
     /// The current transaction id (the xid replies must carry).
@@ -323,48 +485,91 @@ impl Client {
 
     /// When [`poll_transmit`](Client::poll_transmit) next has something to do (a transmission, a
     /// T1/T2/expiry timer, the acquisition timeout); None when only a received message can change
-    /// anything (BOUND with an infinite lease) or the state is terminal. May be in the past.
+    /// anything (BOUND with an infinite lease) or the state is terminal. May be in the past, but
+    /// once `poll_transmit(now)` has returned None it is None or later than `now`: a driver that
+    /// sleeps until it cannot spin.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
-            State::Init => self.next_tx,
-            State::Selecting | State::Requesting => min_opt(self.next_tx, self.deadline),
+            State::Init
+            | State::InitReboot
+            | State::Selecting
+            | State::Requesting
+            | State::Rebooting => min_opt(self.next_tx, self.budget_end()),
             State::Bound => self.t1_at,
             State::Renewing => min_opt(self.next_tx, self.t2_at),
             State::Rebinding => min_opt(self.next_tx, self.expires_at),
-            State::Expired | State::Released | State::Failed => None,
+            State::Expired | State::Released | State::Failed | State::Declined => None,
         }
     }
 
-    /// Run the timers up to `now`, then return the message due now, if any.
+    /// The acquisition deadline in force: none once a lease was held, in keep-trying mode.
+    fn budget_end(&self) -> Option<Instant> {
+        if self.keep_trying && self.ever_bound {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    /// When REBOOTING gives up and falls back to INIT: half the budget after the reboot began.
+    fn reboot_phase_end(&self) -> Option<Instant> {
+        self.started.checked_add(self.config.timeout / 2)
+    }
+
+    /// Run the timers up to `now`, then return the message due now, if any. Call it again until
+    /// it returns None: each call returns at most one message.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.advance(now);
         if self.next_tx.is_none_or(|t| now < t) {
             return None;
         }
-        if self.state == State::Requesting && self.attempts >= MAX_REQUESTS {
+        let given_up = match self.state {
             // The server went quiet after offering: look for another (same budget).
+            State::Requesting => self.attempts >= MAX_REQUESTS,
+            // Nobody answers for the old address: DISCOVER (RFC 2131 §4.4.2), same budget,
+            // still suggesting the old address.
+            State::Rebooting => {
+                self.attempts >= MAX_REBOOT_REQUESTS
+                    || self.reboot_phase_end().is_none_or(|end| now >= end)
+            }
+            _ => false,
+        };
+        if given_up {
+            let old = self.reboot_addr;
             self.restart(now, false);
+            self.prefer = self.prefer.or(old);
         }
         let secs = u16::try_from(now.saturating_duration_since(self.started).as_secs())
             .unwrap_or(u16::MAX);
         let broadcast = Ipv4Addr::BROADCAST;
-        let (kind, src, dst) = match (self.state, self.offer, self.lease.as_ref()) {
-            (State::Init | State::Selecting, _, _) => {
+        let unspecified = Ipv4Addr::UNSPECIFIED;
+        let (kind, src, dst) = match (
+            self.state,
+            self.offer,
+            self.reboot_addr,
+            self.lease.as_ref(),
+        ) {
+            (State::Init | State::Selecting, _, _, _) => {
                 self.state = State::Selecting;
-                (Kind::Discover, Ipv4Addr::UNSPECIFIED, broadcast)
+                let requested = self.prefer;
+                (Kind::Discover { requested }, unspecified, broadcast)
             }
-            (State::Requesting, Some((requested, server_id)), _) => (
+            (State::Requesting, Some((requested, server_id)), _, _) => (
                 Kind::Select {
                     requested,
                     server_id,
                 },
-                Ipv4Addr::UNSPECIFIED,
+                unspecified,
                 broadcast,
             ),
-            (State::Renewing, _, Some(l)) => {
+            (State::InitReboot | State::Rebooting, _, Some(requested), _) => {
+                self.state = State::Rebooting;
+                (Kind::Reboot { requested }, unspecified, broadcast)
+            }
+            (State::Renewing, _, _, Some(l)) => {
                 (Kind::Renew { ciaddr: l.address }, l.address, l.server_id)
             }
-            (State::Rebinding, _, Some(l)) => {
+            (State::Rebinding, _, _, Some(l)) => {
                 (Kind::Renew { ciaddr: l.address }, l.address, broadcast)
             }
             _ => {
@@ -373,10 +578,16 @@ impl Client {
             }
         };
         self.attempts = self.attempts.saturating_add(1);
-        if matches!(kind, Kind::Select { .. } | Kind::Renew { .. }) {
+        if matches!(
+            kind,
+            Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. }
+        ) {
             self.last_request = Some(now);
         }
-        self.next_tx = Some(self.retransmit_at(now));
+        self.next_tx = self.retransmit_at(now);
+        if self.state == State::Rebooting {
+            self.next_tx = min_opt(self.next_tx, self.reboot_phase_end());
+        }
         Some(Transmit {
             src,
             dst,
@@ -384,22 +595,32 @@ impl Client {
         })
     }
 
-    /// When to retransmit after a transmission at `now` in the current state.
-    fn retransmit_at(&mut self, now: Instant) -> Instant {
-        let far = |d: Duration| now.checked_add(d).unwrap_or(now);
+    /// The RENEWING/REBINDING retransmission floor for the held lease: RFC 2131 §4.4.5's 60 s,
+    /// scaled down to lease / 8 for leases under 8 minutes, but never under 500 ms.
+    fn renew_retransmit_floor(&self) -> Duration {
+        let lease_ms = self
+            .lease
+            .as_ref()
+            .map_or(u64::MAX, |l| u64::from(l.lease_time) * 1000);
+        Duration::from_millis(lease_ms / 8).clamp(MIN_RENEW_RETRANSMIT_SHORT, MIN_RENEW_RETRANSMIT)
+    }
+
+    /// When to retransmit after a transmission at `now` in the current state; None when that is
+    /// beyond `Instant`'s range.
+    fn retransmit_at(&mut self, now: Instant) -> Option<Instant> {
         match self.state {
             State::Renewing | State::Rebinding => {
                 // RFC 2131 §4.4.5: half the time left until T2 (RENEWING) or expiry (REBINDING),
-                // at least 60 s, never past that timer (which then changes state anyway).
+                // at least the floor, never past that timer (which then changes state anyway).
                 let until = if self.state == State::Renewing {
                     self.t2_at
                 } else {
                     self.expires_at
                 };
-                let wait = until.map_or(MIN_RENEW_RETRANSMIT, |t| {
-                    (t.saturating_duration_since(now) / 2).max(MIN_RENEW_RETRANSMIT)
-                });
-                min_opt(Some(far(wait)), until).unwrap_or(now)
+                let floor = self.renew_retransmit_floor();
+                let wait =
+                    until.map_or(floor, |t| (t.saturating_duration_since(now) / 2).max(floor));
+                min_opt(now.checked_add(wait), until)
             }
             _ => {
                 // RFC 2131 §4.1: 4 s, 8 s, 16 s... ±1 s, capped at resend_max.
@@ -416,7 +637,7 @@ impl Client {
                 } else {
                     base.saturating_add(fuzz_abs)
                 };
-                far(wait.min(self.config.resend_max).max(MIN_RETRANSMIT))
+                now.checked_add(wait.min(self.config.resend_max).max(MIN_RETRANSMIT))
             }
         }
     }
@@ -429,11 +650,20 @@ impl Client {
         self.next_tx = Some(now);
         self.attempts = 0;
         self.offer = None;
+        self.reboot_addr = None;
         self.last_request = None;
         if new_budget {
             self.started = now;
             self.deadline = now.checked_add(self.config.timeout);
         }
+    }
+
+    /// Drop the held lease and its timers.
+    fn forget_lease(&mut self) {
+        self.lease = None;
+        self.t1_at = None;
+        self.t2_at = None;
+        self.expires_at = None;
     }
 
     /// Fire the timers that are due at `now`: acquisition timeout, T1, T2, expiry (in order, so a
@@ -442,13 +672,18 @@ impl Client {
         let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
         if matches!(
             self.state,
-            State::Init | State::Selecting | State::Requesting
-        ) && due(self.deadline)
+            State::Init
+                | State::Selecting
+                | State::Requesting
+                | State::InitReboot
+                | State::Rebooting
+        ) && due(self.budget_end())
         {
             self.state = State::Failed;
             self.next_tx = None;
             self.deadline = None;
             self.offer = None;
+            self.reboot_addr = None;
             self.events.push_back(Event::Timeout);
         }
         if self.state == State::Bound && due(self.t1_at) {
@@ -464,9 +699,18 @@ impl Client {
             self.next_tx = Some(now);
         }
         if self.state == State::Rebinding && due(self.expires_at) {
-            self.state = State::Expired;
-            self.next_tx = None;
             self.events.push_back(Event::Expired);
+            if self.keep_trying {
+                // Background mode: acquire again, from now, with no budget, asking for the
+                // same address.
+                let old = self.lease.as_ref().map(|l| l.address);
+                self.forget_lease();
+                self.restart(now, true);
+                self.prefer = old;
+            } else {
+                self.state = State::Expired;
+                self.next_tx = None;
+            }
         }
     }
 
@@ -517,6 +761,19 @@ impl Client {
                 }
                 if nak {
                     self.restart(now, false);
+                    self.prefer = None;
+                    return Ok(());
+                }
+                let lease = reply.to_lease().map_err(Ignored::BadLease)?;
+                self.bind(now, lease, Event::Bound);
+                Ok(())
+            }
+            (State::Rebooting, MessageType::Ack | MessageType::Nak) => {
+                // The request named no server (RFC 2131 §4.3.2): any server may answer. A NAK
+                // says the old address is wrong for this link: DISCOVER, same budget, no event.
+                if message_type == MessageType::Nak {
+                    self.restart(now, false);
+                    self.prefer = None;
                     return Ok(());
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
@@ -543,12 +800,10 @@ impl Client {
                     });
                 }
                 if nak {
-                    self.lease = None;
-                    self.t1_at = None;
-                    self.t2_at = None;
-                    self.expires_at = None;
+                    self.forget_lease();
                     self.events.push_back(Event::Nak);
                     self.restart(now, true);
+                    self.prefer = None;
                     return Ok(());
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
@@ -568,7 +823,8 @@ impl Client {
         }
     }
 
-    /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1).
+    /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1),
+    /// T1 and T2 moved earlier by up to 1/20 of their value (fuzz), always T1 <= T2 <= expiry.
     fn bind(&mut self, now: Instant, lease: Lease, event: fn(Lease) -> Event) {
         let base = self.last_request.unwrap_or(now);
         self.granted_at = Some(base);
@@ -578,28 +834,64 @@ impl Client {
             self.t2_at = None;
             self.expires_at = None;
         } else {
-            let secs = |s: u32| Duration::from_secs(u64::from(s));
-            let fuzzed = |rng: &mut SmallRng, s: u32| {
-                let max_ms = u64::from(s) * 1000 / TIMER_FUZZ_DIVISOR;
-                let fuzz = Duration::from_millis(rng.random_range(0..=max_ms));
-                base.checked_add(secs(s).saturating_sub(fuzz))
+            let (t1_ms, t2_ms, lease_ms) = timer_millis(&lease);
+            let fuzzed = |rng: &mut SmallRng, ms: u64| {
+                let fuzz = rng.random_range(0..=ms / TIMER_FUZZ_DIVISOR);
+                base.checked_add(Duration::from_millis(ms - fuzz))
             };
-            self.expires_at = base.checked_add(secs(lease.lease_time));
-            self.t2_at = fuzzed(&mut self.rng, lease.rebinding_time);
-            self.t1_at = min_opt(fuzzed(&mut self.rng, lease.renewal_time), self.t2_at);
+            self.expires_at = base.checked_add(Duration::from_millis(lease_ms));
+            self.t2_at = min_opt(fuzzed(&mut self.rng, t2_ms), self.expires_at);
+            self.t1_at = min_opt(fuzzed(&mut self.rng, t1_ms), self.t2_at);
         }
+        self.ever_bound = true;
+        self.prefer = None;
         self.state = State::Bound;
         self.deadline = None;
         self.next_tx = None;
         self.attempts = 0;
         self.offer = None;
+        self.reboot_addr = None;
         self.events.push_back(event(lease.clone()));
         self.lease = Some(lease);
     }
 
+    /// Refuse the address (RFC 2131 §4.4.1, §3.1 step 5): the driver found it in use (e.g. by
+    /// ARP, or another ipvlan slave holds it) after the DHCPACK (BOUND) or, with
+    /// [`offered`](Client::offered), while REQUESTING. Returns the DHCPDECLINE to broadcast from
+    /// 0.0.0.0 to 255.255.255.255: ciaddr 0, option 50 = the address, option 54 = its server,
+    /// option 61, the current xid. The lease or offer is forgotten and the state becomes DECLINED
+    /// (terminal: the driver fails the acquisition; RFC 2131 asks for 10 s before any new one).
+    /// In any other state (timers due at `now` fire first) it returns None and changes nothing.
+    pub fn decline(&mut self, now: Instant) -> Option<Transmit> {
+        self.advance(now);
+        let (requested, server_id) = match (self.state, self.offer, self.lease.as_ref()) {
+            (State::Requesting, Some(offer), _) => offer,
+            (State::Bound, _, Some(l)) => (l.address, l.server_id),
+            _ => return None,
+        };
+        let kind = Kind::Decline {
+            requested,
+            server_id,
+        };
+        let payload = message::build(&self.config, kind, self.xid, 0);
+        self.forget_lease();
+        self.state = State::Declined;
+        self.next_tx = None;
+        self.deadline = None;
+        self.attempts = 0;
+        self.offer = None;
+        self.reboot_addr = None;
+        Some(Transmit {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::BROADCAST,
+            payload,
+        })
+    }
+
     /// Give the lease back: a DHCPRELEASE (RFC 2131 §4.4.6) unicast from the leased address
     /// (ciaddr) to the server identifier, with a fresh xid, when a lease is held (BOUND, RENEWING,
-    /// REBINDING); None otherwise. Either way the state becomes RELEASED and nothing more is sent.
+    /// REBINDING); None otherwise (also in INIT-REBOOT/REBOOTING: the remembered lease is not
+    /// held). Either way the state becomes RELEASED and nothing more is sent.
     pub fn release(&mut self) -> Option<Transmit> {
         let held = matches!(
             self.state,
@@ -627,9 +919,9 @@ impl Client {
         self.state = State::Released;
         self.next_tx = None;
         self.deadline = None;
-        self.t1_at = None;
-        self.t2_at = None;
-        self.expires_at = None;
+        self.offer = None;
+        self.reboot_addr = None;
+        self.forget_lease();
         out
     }
 }
@@ -742,6 +1034,7 @@ mod tests {
         assert_eq!(dr.message_type, Some(MessageType::Discover));
         assert_eq!(dr.xid, c.xid());
         assert!(dr.broadcast());
+        assert_eq!(dr.option(code::REQUESTED_IP), None, "nothing to suggest");
         assert_eq!(dr.client_id, Some(our_id()));
         assert_eq!(c.state(), State::Selecting);
         assert!(c.poll_transmit(t0).is_none(), "no duplicate send");
@@ -957,7 +1250,10 @@ mod tests {
         c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
             .unwrap();
         let mut kinds = Vec::new();
-        while kinds.len() < 6 {
+        for _ in 0..100 {
+            if kinds.len() >= 6 {
+                break;
+            }
             let at = c.poll_at().unwrap();
             if let Some(t) = c.poll_transmit(at) {
                 kinds.push(parsed(&t).message_type.unwrap());
@@ -1000,6 +1296,7 @@ mod tests {
         // Retransmission: half the time to T2, at least 60 s, never past T2.
         let mut renew_sends = vec![t1];
         let t2 = loop {
+            assert!(renew_sends.len() < 100, "runaway");
             let at = c.poll_at().unwrap();
             let before = c.state();
             let t = c.poll_transmit(at).unwrap();
@@ -1027,7 +1324,8 @@ mod tests {
 
         // Rebinding until expiry at exactly t0 + 1000 s (times count from the REQUEST at t0).
         let mut last = t2_at;
-        loop {
+        for wakeups in 0.. {
+            assert!(wakeups < 100, "runaway");
             let at = c.poll_at().unwrap();
             assert!(at <= t0 + secs(1000));
             let t = c.poll_transmit(at);
@@ -1091,7 +1389,11 @@ mod tests {
         let t0 = Instant::now();
         let mut c = bound(t0, &Srv::default());
         let mut now = t0;
-        while c.state() != State::Rebinding {
+        for wakeups in 0.. {
+            if c.state() == State::Rebinding {
+                break;
+            }
+            assert!(wakeups < 100, "runaway");
             now = c.poll_at().unwrap();
             c.poll_transmit(now);
         }
@@ -1262,6 +1564,761 @@ mod tests {
         assert_eq!(c.state(), State::Rebinding);
         assert_eq!(t.dst, Ipv4Addr::BROADCAST);
         assert_eq!(parsed(&t).ciaddr, ADDR);
+    }
+
+    fn ms(m: u64) -> Duration {
+        Duration::from_millis(m)
+    }
+
+    /// The lease a default fake server grants (3600 s, ADDR from SERVER).
+    fn granted(srv: &Srv) -> Lease {
+        bound(Instant::now(), srv).lease().cloned().unwrap()
+    }
+
+    /// Poll at `now` until nothing more is due; returns what was sent.
+    fn drain(c: &mut Client, now: Instant) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        while let Some(t) = c.poll_transmit(now) {
+            out.push(t);
+            assert!(out.len() < 10, "runaway at one instant");
+        }
+        out
+    }
+
+    #[test]
+    fn reboot_requests_the_old_address_and_binds_on_ack() {
+        let t0 = Instant::now();
+        let old = granted(&Srv::default());
+        let mut c = Client::reboot(config(), old.clone(), t0, 21);
+        assert_eq!(c.state(), State::InitReboot);
+        assert_eq!(c.state().name(), "INIT-REBOOT");
+        assert_eq!(c.lease(), None, "the remembered lease is not held");
+        assert_eq!(c.poll_at(), Some(t0));
+        let t = c.poll_transmit(t0).expect("REQUEST at once");
+        assert_eq!(c.state(), State::Rebooting);
+        assert_eq!(c.state().name(), "REBOOTING");
+        assert_eq!((t.src, t.dst), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+        let r = parsed(&t);
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert_eq!(r.xid, c.xid());
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+        assert_eq!(r.server_id, None, "RFC 2131 §4.3.2: no option 54");
+        assert!(r.broadcast());
+        assert_eq!(r.client_id, Some(our_id()));
+        assert!(c.poll_transmit(t0).is_none(), "no duplicate send");
+        assert!(c.poll_event().is_none());
+        // An OFFER is not an answer to a REQUEST.
+        assert!(matches!(
+            c.handle(t0, &reply(MessageType::Offer, r.xid, &Srv::default())),
+            Err(Ignored::Unexpected { .. })
+        ));
+        // Any server may answer: this one is not the lease's old server.
+        let other = Srv {
+            server: OTHER_SERVER,
+            ..Srv::default()
+        };
+        c.handle(t0 + secs(1), &reply(MessageType::Ack, r.xid, &other))
+            .unwrap();
+        assert_eq!(c.state(), State::Bound);
+        let Some(Event::Bound(l)) = c.poll_event() else {
+            panic!("no Bound event")
+        };
+        assert_eq!((l.address, l.server_id), (ADDR, OTHER_SERVER));
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.granted_at(), Some(t0), "times count from the REQUEST");
+        assert_eq!(c.expires_at(), Some(t0 + secs(3600)));
+        // Renewal goes to the server that answered.
+        let t1 = c.poll_at().unwrap();
+        assert_eq!(c.poll_transmit(t1).unwrap().dst, OTHER_SERVER);
+
+        // The broadcast flag follows the config; an ACK for another address is taken as is.
+        let mut cfg = config();
+        cfg.broadcast = false;
+        let mut c = Client::reboot(cfg, old, t0, 22);
+        let r = parsed(&c.poll_transmit(t0).unwrap());
+        assert!(!r.broadcast());
+        let moved = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 99),
+            ..Srv::default()
+        };
+        c.handle(t0, &reply(MessageType::Ack, r.xid, &moved))
+            .unwrap();
+        assert!(
+            matches!(c.poll_event(), Some(Event::Bound(l)) if l.address == Ipv4Addr::new(198, 18, 0, 99))
+        );
+    }
+
+    #[test]
+    fn reboot_nak_falls_back_to_discover_without_an_event() {
+        let t0 = Instant::now();
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 23);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        // A NAK without option 54 is accepted too (lenient, as in REQUESTING).
+        let t = t0 + secs(2);
+        c.handle(t, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.state(), State::Init);
+        assert!(c.poll_event().is_none(), "no lease was held: no Nak event");
+        assert_ne!(c.xid(), xid);
+        let d = c.poll_transmit(t).expect("DISCOVER at once");
+        let dr = parsed(&d);
+        assert_eq!(dr.message_type, Some(MessageType::Discover));
+        assert_eq!(dr.option(code::REQUESTED_IP), None);
+        assert_eq!(dr.secs, 2, "same acquisition: secs from the reboot");
+        // An ordinary acquisition follows, within the reboot's budget.
+        let other = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 77),
+            ..Srv::default()
+        };
+        c.handle(t, &reply(MessageType::Offer, dr.xid, &other))
+            .unwrap();
+        c.poll_transmit(t).unwrap();
+        c.handle(t, &reply(MessageType::Ack, dr.xid, &other))
+            .unwrap();
+        assert!(
+            matches!(c.poll_event(), Some(Event::Bound(l)) if l.address == Ipv4Addr::new(198, 18, 0, 77))
+        );
+        // Without an answer, the budget that began at the reboot runs out: Timeout at t0 + 10 s.
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 24);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        c.handle(t, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(run_out(&mut c, t), t0 + secs(10));
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+        // In keep-trying mode the remembered lease counts as held: it never times out.
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 24);
+        c.keep_trying(true);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        c.handle(t, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert!(unanswered(&mut c, t, secs(600)).len() > 5);
+        assert_eq!(c.state(), State::Selecting);
+    }
+
+    #[test]
+    fn reboot_silence_falls_back_to_discover_within_the_budget() {
+        for (timeout, seed) in [(10, 25), (10, 26), (100, 27), (100, 28)] {
+            let t0 = Instant::now();
+            let mut cfg = config();
+            cfg.timeout = secs(timeout);
+            let mut c = Client::reboot(cfg, granted(&Srv::default()), t0, seed);
+            let mut requests = Vec::new();
+            let discover_at = loop {
+                let at = c.poll_at().unwrap();
+                let sent = drain(&mut c, at);
+                let kinds: Vec<_> = sent.iter().map(|t| parsed(t).message_type).collect();
+                if kinds.contains(&Some(MessageType::Discover)) {
+                    assert_eq!(kinds, [Some(MessageType::Discover)]);
+                    let d = parsed(&sent[0]);
+                    assert_eq!(d.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+                    assert_eq!(c.state(), State::Selecting);
+                    assert_eq!(parsed(&sent[0]).secs as u64, (at - t0).as_secs());
+                    break at;
+                }
+                assert_eq!(c.state(), State::Rebooting);
+                for t in &sent {
+                    let r = parsed(t);
+                    assert_eq!(r.message_type, Some(MessageType::Request));
+                    assert_eq!(r.xid, c.xid(), "retransmissions keep the xid");
+                    requests.push(at);
+                }
+            };
+            // RFC 2131 §4.1 spacing: 4 s ±1 then 8 s ±1.
+            for (w, base) in requests.windows(2).zip([4u64, 8]) {
+                let gap = w[1] - w[0];
+                assert!(gap >= secs(base - 1) && gap <= secs(base + 1), "{gap:?}");
+            }
+            assert!(!requests.is_empty() && requests.len() <= MAX_REBOOT_REQUESTS as usize);
+            assert!(discover_at <= t0 + secs(timeout) / 2);
+            if timeout == 10 {
+                // Half the budget: the DISCOVER gets the other 5 s.
+                assert_eq!(discover_at, t0 + secs(5));
+            } else {
+                assert_eq!(requests.len(), 3, "three tries, then DISCOVER");
+                assert!(
+                    discover_at - requests[2] >= secs(15),
+                    "the 4th would be due"
+                );
+            }
+            assert!(c.poll_event().is_none());
+            // Still the same budget.
+            assert_eq!(run_out(&mut c, discover_at), t0 + secs(timeout));
+            assert_eq!(c.poll_event(), Some(Event::Timeout));
+        }
+    }
+
+    #[test]
+    fn a_nak_stops_suggesting_the_old_address() {
+        let t0 = Instant::now();
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 29);
+        let mut now = t0;
+        while c.state() != State::Selecting {
+            now = c.poll_at().unwrap();
+            drain(&mut c, now);
+            assert!(now <= t0 + secs(5), "fell back by half the budget");
+        }
+        let xid = c.xid();
+        let other = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 60),
+            ..Srv::default()
+        };
+        c.handle(now, &reply(MessageType::Offer, xid, &other))
+            .unwrap();
+        c.poll_transmit(now).unwrap();
+        c.handle(now, &reply(MessageType::Nak, xid, &other))
+            .unwrap();
+        let d = parsed(&c.poll_transmit(now).unwrap());
+        assert_eq!(d.message_type, Some(MessageType::Discover));
+        assert_eq!(d.option(code::REQUESTED_IP), None);
+        assert!(c.poll_event().is_none());
+
+        // Bound to another address after suggesting the old one, then NAKed while RENEWING: the
+        // old address is not suggested again.
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 30);
+        c.keep_trying(true);
+        let mut now = t0;
+        while c.state() != State::Selecting {
+            now = c.poll_at().unwrap();
+            drain(&mut c, now);
+            assert!(now <= t0 + secs(5));
+        }
+        let xid = c.xid();
+        c.handle(now, &reply(MessageType::Offer, xid, &other))
+            .unwrap();
+        c.poll_transmit(now).unwrap();
+        c.handle(now, &reply(MessageType::Ack, xid, &other))
+            .unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Bound(_))));
+        let t1 = c.poll_at().unwrap();
+        let xid = parsed(&c.poll_transmit(t1).unwrap()).xid;
+        c.handle(t1, &reply(MessageType::Nak, xid, &other)).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Nak));
+        let d = parsed(&c.poll_transmit(t1).unwrap());
+        assert_eq!(d.message_type, Some(MessageType::Discover));
+        assert_eq!(d.option(code::REQUESTED_IP), None);
+    }
+
+    #[test]
+    fn resume_fires_the_timers_already_due() {
+        let t0 = Instant::now();
+        let srv = Srv {
+            lease: 1000,
+            t1: Some(500),
+            t2: Some(800),
+            ..Srv::default()
+        };
+        let lease = granted(&srv);
+        // Before T1: nothing to do until T1.
+        let mut c = Client::resume(config(), lease.clone(), t0, 31);
+        let now = t0 + secs(400);
+        assert!(c.poll_transmit(now).is_none());
+        assert_eq!(c.state(), State::Bound);
+        assert!(c.poll_event().is_none());
+        let t1 = c.poll_at().unwrap();
+        assert_eq!(Some(t1), c.renew_at());
+        assert!(t1 > now && t1 <= t0 + secs(500));
+        // Past T1: RENEWING, the first poll unicasts the REQUEST from the leased address.
+        let mut c = Client::resume(config(), lease.clone(), t0, 31);
+        let now = t0 + secs(600);
+        assert!(c.poll_at().unwrap() <= now, "due now");
+        let t = c.poll_transmit(now).unwrap();
+        assert_eq!(c.state(), State::Renewing);
+        assert_eq!((t.src, t.dst), (ADDR, SERVER));
+        assert_eq!(parsed(&t).ciaddr, ADDR);
+        assert!(c.poll_event().is_none());
+        assert!(c.poll_at().unwrap() > now);
+        // Past T2: REBINDING, broadcast.
+        let mut c = Client::resume(config(), lease.clone(), t0, 31);
+        let now = t0 + secs(900);
+        let t = c.poll_transmit(now).unwrap();
+        assert_eq!(c.state(), State::Rebinding);
+        assert_eq!((t.src, t.dst), (ADDR, Ipv4Addr::BROADCAST));
+        assert!(c.poll_event().is_none());
+        // Past expiry: Expired at once, nothing sent, terminal.
+        let mut c = Client::resume(config(), lease.clone(), t0, 31);
+        let now = t0 + secs(1000);
+        assert!(c.poll_transmit(now).is_none());
+        assert_eq!(c.state(), State::Expired);
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.poll_at(), None);
+        assert_eq!(
+            c.lease(),
+            Some(&lease),
+            "the driver can still see what expired"
+        );
+        // Past expiry in keep-trying mode: Expired, then acquiring again at once.
+        let mut c = Client::resume(config(), lease, t0, 31);
+        c.keep_trying(true);
+        let now = t0 + secs(5000);
+        let d = c.poll_transmit(now).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+        assert_eq!(parsed(&d).message_type, Some(MessageType::Discover));
+        assert_eq!(d.src, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(c.state(), State::Selecting);
+        assert_eq!(c.lease(), None);
+    }
+
+    /// Drives `c` without any answer until it has nothing more to do (a terminal state); returns
+    /// when that was. Panics after 1000 wake-ups: a client that never stops is a failure here.
+    fn run_out(c: &mut Client, from: Instant) -> Instant {
+        let mut now = from;
+        for _ in 0..1000 {
+            let Some(at) = c.poll_at() else { return now };
+            now = at;
+            drain(c, now);
+        }
+        panic!("still {:?} after 1000 wake-ups", c.state());
+    }
+
+    /// Drives `c` without any answer from `from` for `span`; returns the DISCOVERs with their
+    /// send times.
+    fn unanswered(c: &mut Client, from: Instant, span: Duration) -> Vec<(Instant, Reply)> {
+        let mut sends = Vec::new();
+        let mut now = from;
+        let mut wakeups = 0;
+        while now < from + span {
+            wakeups += 1;
+            assert!(wakeups < 100_000, "runaway");
+            now = c.poll_at().expect("never gives up");
+            for t in drain(c, now) {
+                let r = parsed(&t);
+                assert_eq!(r.message_type, Some(MessageType::Discover));
+                sends.push((now, r));
+            }
+            assert_ne!(c.poll_event(), Some(Event::Timeout));
+            assert_ne!(c.state(), State::Failed);
+        }
+        sends
+    }
+
+    #[test]
+    fn keep_trying_after_expiry_acquires_again_forever() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.resend_max = secs(20);
+        let mut c = Client::new(cfg, t0, 41);
+        c.keep_trying(true);
+        assert!(c.keeps_trying());
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        let srv = Srv {
+            lease: 100,
+            ..Srv::default()
+        };
+        c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
+        c.poll_transmit(t0).unwrap();
+        c.handle(t0, &reply(MessageType::Ack, xid, &srv)).unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Bound(_))));
+        // Nobody answers RENEWING or REBINDING: Expired at t0 + 100 s, then INIT and DISCOVER.
+        let mut now = t0;
+        for wakeups in 0.. {
+            if c.state() == State::Selecting {
+                break;
+            }
+            assert!(wakeups < 100, "runaway");
+            now = c.poll_at().unwrap();
+            drain(&mut c, now);
+            assert!(now <= t0 + secs(100));
+        }
+        assert_eq!(now, t0 + secs(100));
+        assert_eq!(c.poll_event(), Some(Event::Expired));
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.lease(), None);
+        assert_eq!(c.expires_at(), None);
+        // An hour of silence: DISCOVERs with the §4.1 backoff capped at resend_max, never Timeout.
+        let sends = unanswered(&mut c, now, secs(3600));
+        assert!(sends.len() > 150, "{}", sends.len());
+        // Each asks for the expired address back (option 50), with one xid.
+        for (_, d) in &sends {
+            assert_eq!(d.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+            assert_eq!(d.xid, sends[0].1.xid);
+        }
+        let gaps: Vec<Duration> = sends.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps.iter().all(|g| *g <= secs(20) && *g >= secs(3)));
+        assert!(gaps[10..].iter().all(|g| *g >= secs(19)), "capped backoff");
+        assert_eq!(c.state(), State::Selecting);
+        // The server comes back with another address: Bound again.
+        let now = sends.last().unwrap().0;
+        let xid = c.xid();
+        let back = Srv {
+            yiaddr: Ipv4Addr::new(198, 18, 0, 50),
+            ..Srv::default()
+        };
+        c.handle(now, &reply(MessageType::Offer, xid, &back))
+            .unwrap();
+        c.poll_transmit(now).unwrap();
+        c.handle(now, &reply(MessageType::Ack, xid, &back)).unwrap();
+        assert!(
+            matches!(c.poll_event(), Some(Event::Bound(l)) if l.address == Ipv4Addr::new(198, 18, 0, 50))
+        );
+        assert_eq!(c.state(), State::Bound);
+        assert_eq!(c.expires_at(), Some(now + secs(3600)));
+    }
+
+    #[test]
+    fn keep_trying_after_nak_never_times_out() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        c.keep_trying(true);
+        let t1 = c.poll_at().unwrap();
+        let xid = parsed(&c.poll_transmit(t1).unwrap()).xid;
+        c.handle(t1, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Nak));
+        assert_eq!(c.state(), State::Init);
+        // Well past the 10 s budget, and a silent server after an OFFER: back to DISCOVER.
+        let sends = unanswered(&mut c, t1, secs(600));
+        assert!(sends.len() > 5);
+        assert!(
+            sends
+                .iter()
+                .all(|(_, d)| d.option(code::REQUESTED_IP).is_none()),
+            "the server refused that address: do not ask for it again"
+        );
+        let now = sends.last().unwrap().0;
+        let xid = c.xid();
+        c.handle(now, &reply(MessageType::Offer, xid, &Srv::default()))
+            .unwrap();
+        let mut requests = 0;
+        let mut t = now;
+        while c.state() != State::Selecting {
+            assert!(t <= now + secs(600), "runaway");
+            t = c.poll_at().unwrap();
+            requests += drain(&mut c, t)
+                .iter()
+                .filter(|t| parsed(t).message_type == Some(MessageType::Request))
+                .count();
+        }
+        assert_eq!(requests, MAX_REQUESTS as usize);
+        assert_ne!(c.xid(), xid, "a new transaction");
+        let xid = c.xid();
+        c.handle(t, &reply(MessageType::Offer, xid, &Srv::default()))
+            .unwrap();
+        c.poll_transmit(t).unwrap();
+        c.handle(t, &reply(MessageType::Ack, xid, &Srv::default()))
+            .unwrap();
+        assert!(matches!(c.poll_event(), Some(Event::Bound(l)) if l.address == ADDR));
+        assert!(c.poll_event().is_none(), "no Timeout ever");
+    }
+
+    #[test]
+    fn keep_trying_leaves_the_first_acquisition_its_budget() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 42);
+        c.keep_trying(true);
+        assert_eq!(run_out(&mut c, t0), t0 + secs(10));
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+        // And off (the default), a lost lease still gets one budget: see
+        // nak_while_renewing_drops_the_lease_and_restarts; expiry stays terminal: see
+        // renewing_rebinding_expired. Switching it off mid-way restores that budget.
+        let mut c = bound(t0, &Srv::default());
+        c.keep_trying(true);
+        let t1 = c.poll_at().unwrap();
+        let xid = parsed(&c.poll_transmit(t1).unwrap()).xid;
+        c.handle(t1, &reply(MessageType::Nak, xid, &Srv::default()))
+            .unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Nak));
+        unanswered(&mut c, t1, secs(5));
+        c.keep_trying(false);
+        assert_eq!(c.poll_at().map(|at| at <= t1 + secs(10)), Some(true));
+        assert!(c.poll_transmit(t1 + secs(10)).is_none());
+        assert_eq!(c.poll_event(), Some(Event::Timeout));
+    }
+
+    #[test]
+    fn decline_after_ack() {
+        let t0 = Instant::now();
+        let mut c = bound(t0, &Srv::default());
+        assert_eq!(c.offered(), None, "only while REQUESTING");
+        let xid = c.xid();
+        let t = c.decline(t0 + secs(1)).expect("a lease was just granted");
+        assert_eq!((t.src, t.dst), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+        let r = parsed(&t);
+        assert_eq!(r.message_type, Some(MessageType::Decline));
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&ADDR.octets()[..]));
+        assert_eq!(r.server_id, Some(SERVER));
+        assert_eq!(r.client_id, Some(our_id()));
+        assert_eq!(r.xid, xid);
+        assert_eq!(c.state(), State::Declined);
+        assert_eq!(c.state().name(), "DECLINED");
+        assert_eq!(c.lease(), None);
+        assert_eq!((c.renew_at(), c.expires_at()), (None, None));
+        assert_eq!(c.poll_at(), None);
+        assert!(c.poll_event().is_none());
+        assert!(c.poll_transmit(t0 + secs(100_000)).is_none());
+        // A late ACK does not bring it back; nor does a second decline or a release.
+        assert!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &Srv::default()))
+                .is_err()
+        );
+        assert!(c.decline(t0).is_none());
+        assert_eq!(c.state(), State::Declined);
+        assert!(c.release().is_none());
+    }
+
+    #[test]
+    fn decline_while_requesting_an_offer() {
+        let t0 = Instant::now();
+        let mut c = Client::new(config(), t0, 43);
+        let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+        assert_eq!(c.offered(), None);
+        let srv = Srv {
+            server: OTHER_SERVER,
+            yiaddr: Ipv4Addr::new(198, 18, 0, 33),
+            ..Srv::default()
+        };
+        c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
+        assert_eq!(
+            c.offered(),
+            Some((Ipv4Addr::new(198, 18, 0, 33), OTHER_SERVER))
+        );
+        c.poll_transmit(t0).unwrap();
+        assert_eq!(
+            c.offered(),
+            Some((Ipv4Addr::new(198, 18, 0, 33), OTHER_SERVER))
+        );
+        let t = c.decline(t0).unwrap();
+        let r = parsed(&t);
+        assert_eq!(r.message_type, Some(MessageType::Decline));
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 33][..]));
+        assert_eq!(r.server_id, Some(OTHER_SERVER));
+        assert_eq!(c.state(), State::Declined);
+        assert_eq!(c.offered(), None);
+        assert!(
+            c.handle(t0, &reply(MessageType::Ack, xid, &srv)).is_err(),
+            "the ACK to the declined offer is ignored"
+        );
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.poll_at(), None);
+    }
+
+    #[test]
+    fn decline_is_refused_where_nothing_was_offered_or_acked() {
+        let t0 = Instant::now();
+        // SELECTING: nothing offered yet.
+        let mut c = Client::new(config(), t0, 44);
+        c.poll_transmit(t0).unwrap();
+        assert!(c.decline(t0).is_none());
+        assert_eq!(c.state(), State::Selecting);
+        // RENEWING: the address has been in use for a while; declining it now is wrong.
+        let mut c = bound(t0, &Srv::default());
+        let t1 = c.poll_at().unwrap();
+        c.poll_transmit(t1).unwrap();
+        assert!(c.decline(t1).is_none());
+        assert_eq!(c.state(), State::Renewing);
+        assert!(c.lease().is_some());
+        // REBOOTING.
+        let mut c = Client::reboot(config(), granted(&Srv::default()), t0, 45);
+        c.poll_transmit(t0).unwrap();
+        assert!(c.decline(t0).is_none());
+        assert_eq!(c.state(), State::Rebooting);
+        // Timers due at `now` fire first: BOUND at T1 is RENEWING, so no decline.
+        let mut c = bound(t0, &Srv::default());
+        let t1 = c.poll_at().unwrap();
+        assert!(c.decline(t1).is_none());
+        assert_eq!(c.state(), State::Renewing);
+    }
+
+    #[test]
+    fn four_second_lease_renews_rebinds_and_expires() {
+        for seed in 0..20 {
+            let t0 = Instant::now();
+            let mut c = Client::new(config(), t0, seed);
+            let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+            let srv = Srv {
+                lease: 4,
+                ..Srv::default()
+            };
+            c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
+            c.poll_transmit(t0).unwrap();
+            c.handle(t0, &reply(MessageType::Ack, xid, &srv)).unwrap();
+            assert!(matches!(c.poll_event(), Some(Event::Bound(_))));
+            // T1 = 2 s and T2 = 3.5 s, each minus up to 5 % fuzz; expiry exactly 4 s.
+            let (t1, t2) = (c.renew_at().unwrap(), c.rebind_at().unwrap());
+            assert!(t1 >= t0 + ms(1900) && t1 <= t0 + ms(2000), "{:?}", t1 - t0);
+            assert!(t2 >= t0 + ms(3325) && t2 <= t0 + ms(3500), "{:?}", t2 - t0);
+            assert_eq!(c.expires_at(), Some(t0 + secs(4)));
+            let mut log = Vec::new();
+            while let Some(at) = c.poll_at() {
+                for t in drain(&mut c, at) {
+                    log.push((at, c.state(), t.src, t.dst));
+                }
+                assert!(log.len() < 20, "runaway");
+            }
+            assert_eq!(c.state(), State::Expired);
+            assert_eq!(c.poll_event(), Some(Event::Expired));
+            let renewing: Vec<_> = log.iter().filter(|e| e.1 == State::Renewing).collect();
+            let rebinding: Vec<_> = log.iter().filter(|e| e.1 == State::Rebinding).collect();
+            assert_eq!(renewing.len() + rebinding.len(), log.len());
+            // Renews at T1, unicast, and retransmits at least once before T2.
+            assert_eq!(renewing[0].0, t1);
+            assert!(renewing.len() >= 2, "seed {seed}: {log:?}");
+            assert!(
+                renewing
+                    .iter()
+                    .all(|e| e.0 < t2 && (e.2, e.3) == (ADDR, SERVER))
+            );
+            // Rebinds at T2, broadcast, until expiry.
+            assert_eq!(rebinding[0].0, t2);
+            assert!(
+                rebinding
+                    .iter()
+                    .all(|e| e.0 < t0 + secs(4) && (e.2, e.3) == (ADDR, Ipv4Addr::BROADCAST))
+            );
+            // Never closer than the 500 ms floor, except when cut short by T2.
+            for w in log.windows(2) {
+                if w[1].0 != t2 {
+                    assert!(w[1].0 - w[0].0 >= ms(500), "seed {seed}: {log:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn renew_retransmission_floor_scales_with_the_lease() {
+        let t0 = Instant::now();
+        for (lease, floor) in [(4, ms(500)), (0, ms(500)), (120, secs(15)), (480, secs(60))] {
+            let c = bound(
+                t0,
+                &Srv {
+                    lease,
+                    ..Srv::default()
+                },
+            );
+            assert_eq!(c.renew_retransmit_floor(), floor, "lease {lease}");
+        }
+        // A 2-minute lease (dnsmasq's minimum): T1 60 s, T2 105 s; renewal retransmits at
+        // half the remaining time (22.5 s), then at the 15 s floor, then T2 cuts it short.
+        let mut c = bound(
+            t0,
+            &Srv {
+                lease: 120,
+                t1: Some(60),
+                t2: Some(105),
+                ..Srv::default()
+            },
+        );
+        let t1 = c.poll_at().unwrap();
+        c.poll_transmit(t1).unwrap();
+        let t2 = c.rebind_at().unwrap();
+        let a = c.poll_at().unwrap();
+        assert_eq!(a - t1, ((t2 - t1) / 2).max(secs(15)));
+        c.poll_transmit(a).unwrap();
+        let b = c.poll_at().unwrap();
+        assert_eq!(b, (a + ((t2 - a) / 2).max(secs(15))).min(t2));
+    }
+
+    #[test]
+    fn timers_are_ordered_for_any_lease_time() {
+        let t0 = Instant::now();
+        let times = [0, 1, 2, 3, 4, 7, 100, 3600, u32::MAX - 1, u32::MAX];
+        for lease in times {
+            for (t1, t2) in [
+                (None, None),
+                (Some(0), Some(0)),
+                (Some(u32::MAX), Some(u32::MAX)),
+                (Some(lease), None),
+                (None, Some(lease / 3)),
+            ] {
+                for seed in 0..20 {
+                    let mut c = Client::new(config(), t0, seed);
+                    let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
+                    let srv = Srv {
+                        lease,
+                        t1,
+                        t2,
+                        ..Srv::default()
+                    };
+                    c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
+                    c.poll_transmit(t0).unwrap();
+                    c.handle(t0, &reply(MessageType::Ack, xid, &srv)).unwrap();
+                    check_timers(&c, t0, lease);
+                }
+            }
+        }
+        // A persisted lease that breaks the invariant (hand-edited file) is clamped on resume.
+        let mut l = granted(&Srv::default());
+        (l.lease_time, l.renewal_time, l.rebinding_time) = (100, 500, 300);
+        check_timers(&Client::resume(config(), l.clone(), t0, 1), t0, 100);
+        (l.renewal_time, l.rebinding_time) = (90, 80);
+        let c = Client::resume(config(), l, t0, 1);
+        check_timers(&c, t0, 100);
+        assert!(c.renew_at().unwrap() <= t0 + secs(80));
+    }
+
+    fn check_timers(c: &Client, t0: Instant, lease: u32) {
+        let (a, b, e) = (c.renew_at(), c.rebind_at(), c.expires_at());
+        if lease == u32::MAX {
+            assert_eq!((a, b, e), (None, None, None), "infinite");
+            assert_eq!(c.poll_at(), None);
+            return;
+        }
+        let (a, b, e) = (a.unwrap(), b.unwrap(), e.unwrap());
+        assert!(t0 <= a && a <= b && b <= e, "lease {lease}");
+        assert_eq!(e, t0 + secs(u64::from(lease)));
+        assert_eq!(c.poll_at(), Some(a));
+    }
+
+    #[test]
+    fn poll_at_is_never_stuck_in_the_past() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(7);
+        let t0 = Instant::now();
+        let old = granted(&Srv::default());
+        for seed in 0..300 {
+            let mut cfg = config();
+            cfg.timeout = ms(rng.random_range(0..30_000));
+            cfg.resend_max = ms(rng.random_range(0..70_000));
+            let mut c = match seed % 3 {
+                0 => Client::new(cfg, t0, seed),
+                1 => Client::reboot(cfg, old.clone(), t0, seed),
+                _ => Client::resume(cfg, old.clone(), t0, seed),
+            };
+            c.keep_trying(rng.random());
+            let mut now = t0;
+            for _ in 0..60 {
+                // Either sleep until poll_at, as a driver does, or be woken earlier or later.
+                now = match (c.poll_at(), rng.random_range(0..3)) {
+                    (Some(at), 0) => at.max(now),
+                    _ => now + ms(rng.random_range(0..200_000)),
+                };
+                drain(&mut c, now);
+                if let Some(at) = c.poll_at() {
+                    assert!(
+                        at > now,
+                        "seed {seed}: {:?} stuck at {:?}",
+                        c.state(),
+                        now - at
+                    );
+                }
+                if rng.random_range(0..2) == 0 {
+                    let mtype = [MessageType::Offer, MessageType::Ack, MessageType::Nak]
+                        [rng.random_range(0..3)];
+                    let srv = Srv {
+                        lease: [0, 1, 4, 60, u32::MAX - 1, u32::MAX][rng.random_range(0..6)],
+                        ..Srv::default()
+                    };
+                    let _ = c.handle(now, &reply(mtype, c.xid(), &srv));
+                }
+                while let Some(e) = c.poll_event() {
+                    // Rebooted and resumed clients held a lease: in keep-trying mode, never give up.
+                    if c.keeps_trying() && seed % 3 != 0 {
+                        assert_ne!(e, Event::Timeout, "seed {seed}");
+                    }
+                }
+                if c.keeps_trying() && seed % 3 != 0 {
+                    assert!(!matches!(c.state(), State::Failed | State::Expired));
+                }
+                if let (Some(a), Some(b), Some(e)) = (c.renew_at(), c.rebind_at(), c.expires_at()) {
+                    assert!(a <= b && b <= e);
+                }
+            }
+        }
     }
 
     #[test]

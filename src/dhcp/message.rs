@@ -1,5 +1,6 @@
 //! Send side: the client identifier and the DHCP messages the client builds (DHCPDISCOVER,
-//! DHCPREQUEST in its SELECTING / RENEWING / REBINDING forms, DHCPRELEASE), encoded with dhcproto.
+//! DHCPREQUEST in its SELECTING / INIT-REBOOT / RENEWING / REBINDING forms, DHCPDECLINE,
+//! DHCPRELEASE), encoded with dhcproto.
 //!
 //! Every message carries option 61 (RFC 2132 §9.14) because on ipvlan all slaves share the
 //! master's MAC, so chaddr cannot tell containers apart; and, when configured, the BOOTP broadcast
@@ -48,7 +49,11 @@ pub fn client_id(container_id: &str, network: &str, ifname: &str) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// DHCPDISCOVER (RFC 2131 §4.4.1): ciaddr 0, broadcast flag per config.
-    Discover,
+    Discover {
+        /// Option 50, when set: an address the client would like back (RFC 2131 §4.4.1: "the
+        /// client MAY suggest a network address"), e.g. the one of a lease it lost.
+        requested: Option<Ipv4Addr>,
+    },
     /// DHCPREQUEST in SELECTING (RFC 2131 §4.3.2): ciaddr 0, option 50 = the offered yiaddr,
     /// option 54 = the offering server, broadcast flag per config.
     Select {
@@ -57,11 +62,26 @@ pub enum Kind {
         /// Option 54: the server whose offer is accepted.
         server_id: Ipv4Addr,
     },
+    /// DHCPREQUEST in INIT-REBOOT (RFC 2131 §4.3.2, §4.4.2): ciaddr 0, option 50 = the address of
+    /// the lease remembered from before, NO option 54 (any server on the link may answer),
+    /// broadcast flag per config.
+    Reboot {
+        /// Option 50: the previously leased address.
+        requested: Ipv4Addr,
+    },
     /// DHCPREQUEST in RENEWING or REBINDING (RFC 2131 §4.3.2): ciaddr = the leased address, no
     /// option 50 or 54, broadcast flag clear (the server unicasts the ACK to ciaddr, §4.1).
     Renew {
         /// ciaddr: the leased address.
         ciaddr: Ipv4Addr,
+    },
+    /// DHCPDECLINE (RFC 2131 §4.4.1, table 5): ciaddr 0, option 50 = the address found to be in
+    /// use, option 54 = the server that offered it; no option 55, 57 or 12, secs 0, flags 0.
+    Decline {
+        /// Option 50: the declined address.
+        requested: Ipv4Addr,
+        /// Option 54: the server that offered or granted it.
+        server_id: Ipv4Addr,
     },
     /// DHCPRELEASE (RFC 2131 §4.4.6): ciaddr = the leased address, option 54 = the lease's
     /// server; no option 50 or 55, secs 0.
@@ -77,11 +97,15 @@ pub enum Kind {
 ///
 /// `xid` is the transaction id, `secs` the seconds since the acquisition or renewal started
 /// (RFC 2131 §2). Options: 53, 61 (skipped when `config.client_id` is empty), 57 and 55 (except on
-/// DHCPRELEASE), 12 when `config.hostname` is set (except on DHCPRELEASE), and what `kind` adds.
+/// DHCPRELEASE and DHCPDECLINE), 12 when `config.hostname` is set (except on DHCPRELEASE and
+/// DHCPDECLINE), and what `kind` adds.
 pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> {
     let ciaddr = match kind {
         Kind::Renew { ciaddr } | Kind::Release { ciaddr, .. } => ciaddr,
-        Kind::Discover | Kind::Select { .. } => Ipv4Addr::UNSPECIFIED,
+        Kind::Discover { .. }
+        | Kind::Select { .. }
+        | Kind::Reboot { .. }
+        | Kind::Decline { .. } => Ipv4Addr::UNSPECIFIED,
     };
     let unspecified = Ipv4Addr::UNSPECIFIED;
     let mut msg = v4::Message::new_with_id(
@@ -94,7 +118,11 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     );
     msg.set_opcode(v4::Opcode::BootRequest);
     msg.set_secs(secs);
-    let broadcast = config.broadcast && matches!(kind, Kind::Discover | Kind::Select { .. });
+    let broadcast = config.broadcast
+        && matches!(
+            kind,
+            Kind::Discover { .. } | Kind::Select { .. } | Kind::Reboot { .. }
+        );
     msg.set_flags(if broadcast {
         Flags::default().set_broadcast()
     } else {
@@ -102,8 +130,9 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     });
     let opts = msg.opts_mut();
     let mtype = match kind {
-        Kind::Discover => MessageType::Discover,
-        Kind::Select { .. } | Kind::Renew { .. } => MessageType::Request,
+        Kind::Discover { .. } => MessageType::Discover,
+        Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
+        Kind::Decline { .. } => MessageType::Decline,
         Kind::Release { .. } => MessageType::Release,
     };
     opts.insert(DhcpOption::MessageType(mtype));
@@ -114,16 +143,26 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
         Kind::Select {
             requested,
             server_id,
+        }
+        | Kind::Decline {
+            requested,
+            server_id,
         } => {
             opts.insert(DhcpOption::RequestedIpAddress(requested));
             opts.insert(DhcpOption::ServerIdentifier(server_id));
         }
+        Kind::Reboot { requested }
+        | Kind::Discover {
+            requested: Some(requested),
+        } => {
+            opts.insert(DhcpOption::RequestedIpAddress(requested));
+        }
         Kind::Release { server_id, .. } => {
             opts.insert(DhcpOption::ServerIdentifier(server_id));
         }
-        Kind::Discover | Kind::Renew { .. } => {}
+        Kind::Discover { requested: None } | Kind::Renew { .. } => {}
     }
-    if !matches!(kind, Kind::Release { .. }) {
+    if !matches!(kind, Kind::Release { .. } | Kind::Decline { .. }) {
         opts.insert(DhcpOption::MaxMessageSize(MAX_MESSAGE_SIZE));
         if !config.parameter_request_list.is_empty() {
             opts.insert(DhcpOption::ParameterRequestList(
@@ -184,7 +223,12 @@ mod tests {
 
     #[test]
     fn discover_contents() {
-        let bytes = build(&config(), Kind::Discover, 0xdead_beef, 3);
+        let bytes = build(
+            &config(),
+            Kind::Discover { requested: None },
+            0xdead_beef,
+            3,
+        );
         assert!(bytes.len() >= MIN_MESSAGE_LEN);
         let r = parse_reply(&bytes).unwrap();
         assert_eq!(r.op, 1);
@@ -211,10 +255,23 @@ mod tests {
     }
 
     #[test]
+    fn discover_may_suggest_an_address() {
+        let kind = Kind::Discover {
+            requested: Some(Ipv4Addr::new(198, 18, 0, 10)),
+        };
+        let r = parse_reply(&build(&config(), kind, 1, 0)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Discover));
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(r.server_id, None);
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert!(r.broadcast());
+    }
+
+    #[test]
     fn broadcast_flag_follows_config() {
         let mut c = config();
         c.broadcast = false;
-        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        let r = parse_reply(&build(&c, Kind::Discover { requested: None }, 1, 0)).unwrap();
         assert!(!r.broadcast());
         assert_eq!(r.flags, 0);
     }
@@ -249,6 +306,50 @@ mod tests {
     }
 
     #[test]
+    fn reboot_request_contents() {
+        let kind = Kind::Reboot {
+            requested: Ipv4Addr::new(198, 18, 0, 10),
+        };
+        let r = parse_reply(&build(&config(), kind, 7, 2)).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Request));
+        assert!(r.broadcast(), "no address yet: the reply must be broadcast");
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(
+            r.server_id, None,
+            "RFC 2131 §4.3.2: no option 54 in INIT-REBOOT"
+        );
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert!(r.option(code::PARAMETER_REQUEST_LIST).is_some());
+        assert_eq!(r.secs, 2);
+        let mut c = config();
+        c.broadcast = false;
+        assert!(!parse_reply(&build(&c, kind, 7, 0)).unwrap().broadcast());
+    }
+
+    #[test]
+    fn decline_contents() {
+        let kind = Kind::Decline {
+            requested: Ipv4Addr::new(198, 18, 0, 10),
+            server_id: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let bytes = build(&config(), kind, 9, 0);
+        let r = parse_reply(&bytes).unwrap();
+        assert_eq!(r.message_type, Some(MessageType::Decline));
+        assert_eq!(r.ciaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.option(code::REQUESTED_IP), Some(&[198, 18, 0, 10][..]));
+        assert_eq!(r.server_id, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(r.client_id, Some(client_id("cid-c1", "labnet", "eth0")));
+        assert_eq!((r.flags, r.secs), (0, 0));
+        // RFC 2131 table 5: MUST NOT carry 55 or 57; no host name either.
+        assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
+        assert_eq!(r.option(code::MAX_MESSAGE_SIZE), None);
+        assert_eq!(r.option(code::HOSTNAME), None);
+        let m = v4::Message::decode(&mut dhcproto::Decoder::new(&bytes)).unwrap();
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Decline));
+    }
+
+    #[test]
     fn release_contents() {
         let kind = Kind::Release {
             ciaddr: Ipv4Addr::new(198, 18, 0, 10),
@@ -271,7 +372,7 @@ mod tests {
         c.client_id.clear();
         c.parameter_request_list.clear();
         c.hostname = None;
-        let r = parse_reply(&build(&c, Kind::Discover, 1, 0)).unwrap();
+        let r = parse_reply(&build(&c, Kind::Discover { requested: None }, 1, 0)).unwrap();
         assert_eq!(r.client_id, None);
         assert_eq!(r.option(code::PARAMETER_REQUEST_LIST), None);
         assert_eq!(r.option(code::HOSTNAME), None);
