@@ -100,6 +100,8 @@ struct Ctx {
     /// Whether the leased address is on the interface as far as we know: the main plugin puts
     /// it there after ADD; we take it off on expiry or NAK and put it back.
     configured: bool,
+    /// The address of the last DHCPACK, to notice when the server hands out another one.
+    last_address: Option<Ipv4Addr>,
     /// The ADD waiting for the first DHCPACK, if any.
     bound_tx: Option<oneshot::Sender<Result<Lease, Error>>>,
     /// The acquisition budget, for the timeout message.
@@ -313,6 +315,7 @@ pub async fn start(
         link_kind,
         server_mac: None,
         configured: false,
+        last_address: None,
         bound_tx: Some(bound_tx),
         timeout: config.timeout,
         trace: Trace::default(),
@@ -391,6 +394,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         lease: (!expired).then(|| record.lease.clone()),
         timers: timers(&client),
         renewals: record.renewals,
+        previous_address: None,
         last_error: None,
     };
     info!(
@@ -408,6 +412,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         server_mac: record.server_mac,
         // An expired lease's address was (or should have been) withdrawn already.
         configured: !expired,
+        last_address: Some(record.lease.address),
         bound_tx: None,
         timeout: config.timeout,
         trace: Trace::default(),
@@ -717,16 +722,14 @@ async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
     }
 }
 
-fn record(ctx: &Ctx, client: &Client, lease: &Lease, renewal: bool) {
+fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
     let mut st = ctx.slot.status();
-    if let Some(old) = st.lease.as_ref().filter(|old| old.address != lease.address) {
-        st.last_error = Some(format!(
-            "address changed from {} to {}",
-            old.address, lease.address
-        ));
-    } else {
-        st.last_error = None;
+    if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
+        info!(attachment = %ctx.slot.attachment, from = %old, to = %lease.address, "address changed");
+        st.previous_address = Some(old);
     }
+    ctx.last_address = Some(lease.address);
+    st.last_error = None;
     st.lease = Some(lease.clone());
     st.timers = timers(client);
     if renewal {

@@ -62,6 +62,9 @@ pub struct Status {
     pub timers: Option<Timers>,
     /// DHCPACKs received in RENEWING or REBINDING.
     pub renewals: u32,
+    /// The address this attachment held before the server gave it another one (after a NAK or
+    /// an expiry), if that ever happened.
+    pub previous_address: Option<std::net::Ipv4Addr>,
     /// Last error, for operators.
     pub last_error: Option<String>,
 }
@@ -118,6 +121,7 @@ impl Slot {
             t2_in,
             expires_in,
             renewals: s.renewals,
+            previous_address: s.previous_address,
             last_error: s.last_error,
         }
     }

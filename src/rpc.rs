@@ -164,6 +164,10 @@ pub struct LeaseRecord {
     pub expires_in: Option<u64>,
     /// Successful renewals (RENEWING or REBINDING answered with DHCPACK).
     pub renewals: u32,
+    /// The address held before the server moved this attachment to another one (after a
+    /// DHCPNAK or an expiry), if that happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_address: Option<std::net::Ipv4Addr>,
     /// The last error met, for operators.
     pub last_error: Option<String>,
 }
