@@ -524,9 +524,6 @@ async fn drive(
                         Ok(()) => {
                             ctx.server_mac = Some(r.src_mac);
                             debug!(attachment = %att, from = %r.src_ip, "reply accepted");
-                            if let Next::Stop = check_offer(&mut ctx, &mut client, &socket).await {
-                                return;
-                            }
                         }
                         Err(why) => {
                             ctx.trace.ignored += 1;
@@ -572,18 +569,12 @@ fn fail_add(ctx: &mut Ctx, err: Error) {
     }
 }
 
-/// While REQUESTING an offered address during ADD: if another live lease holds it, the server
-/// keys by MAC; decline and fail the ADD rather than hand out a duplicate.
-async fn check_offer(ctx: &mut Ctx, client: &mut Client, socket: &Option<PacketSocket>) -> Next {
-    if client.state() != State::Requesting {
-        return Next::Continue;
-    }
-    let Some((address, server)) = client.offered() else {
-        return Next::Continue;
-    };
-    decline_if_conflict(ctx, client, socket, address, server).await
-}
-
+/// When a DHCPACK gives an address that another live lease holds (from the same server, or on
+/// the same master), the server keys by MAC: decline it and fail the ADD rather than hand out
+/// a duplicate. Judged at the ACK, not the OFFER: an OFFER is no commitment, and a correct
+/// server answering many simultaneous DISCOVERs does offer an address that another client
+/// binds a moment later (seen with dnsmasq at 200 parallel ADDs); REQUESTing it then just gets
+/// a DHCPNAK and a new DISCOVER.
 async fn decline_if_conflict(
     ctx: &mut Ctx,
     client: &mut Client,

@@ -323,10 +323,16 @@ pub fn call(
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .and_then(|()| stream.write_all(&encode(request)))
         .map_err(|e| frame_err(e.into()))?;
+    // A daemon that refuses us (SO_PEERCRED) answers and closes before reading: our write may
+    // then fail with EPIPE while its explanation waits in our receive buffer. Read it anyway.
+    let written = stream.write_all(&encode(request));
     let mut reader = io::BufReader::new(stream);
-    let frame = read_frame(&mut reader, MAX_RESPONSE_BYTES).map_err(frame_err)?;
+    let frame = match (read_frame(&mut reader, MAX_RESPONSE_BYTES), written) {
+        (Ok(frame), _) => frame,
+        (Err(_), Err(write_error)) => return Err(frame_err(write_error.into())),
+        (Err(read_error), Ok(())) => return Err(frame_err(read_error)),
+    };
     let response: Response = serde_json::from_slice(&frame).map_err(|e| frame_err(e.into()))?;
     let version = match &response {
         Response::Lease { version, .. }
