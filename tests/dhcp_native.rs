@@ -667,3 +667,32 @@ fn release_on_exit_flag_releases_every_lease() {
         .count();
     assert_eq!(files, 0, "released leases are not kept on disk");
 }
+
+#[test]
+fn cni_netns_must_be_a_network_namespace() {
+    if common::skip_unless_available("cni_netns_must_be_a_network_namespace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let regular = dir.path().join("not-a-netns");
+    std::fs::write(&regular, "").unwrap();
+    for (path, what) in [
+        (regular.as_path(), "regular file"),
+        (Path::new("/proc/self/ns/mnt"), "mount namespace"),
+    ] {
+        let (ok, out) = cni(
+            DHCP,
+            "ADD",
+            "c1",
+            path,
+            "eth0",
+            &conf(&daemon.socket, json!({})),
+        );
+        assert!(!ok, "{path:?} accepted");
+        assert_eq!(out["code"], 4, "{out}");
+        let text = format!("{} {}", out["msg"], out["details"]);
+        assert!(text.contains("not a network namespace"), "{what}: {text}");
+    }
+    assert_eq!(lease_records(&daemon.socket), json!([]));
+}

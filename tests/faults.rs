@@ -308,3 +308,48 @@ fn t1_fuzz_spreads_renewals_of_leases_granted_together() {
     assert!(max <= 10.05, "T1 later than half the lease: {max}");
     assert!(max - min > 0.1, "renewals not fuzzed: {offsets:?}");
 }
+
+#[test]
+fn a_silent_server_on_one_network_never_stalls_another() {
+    let Some(silent_lab) = lab("stall") else {
+        return;
+    };
+    let server = FakeServer::start(&silent_lab);
+    server.set_silent(true);
+    if common::skip_unless_available("a_silent_server_on_one_network_never_stalls_another") {
+        return;
+    }
+    let busy_lab = Lab::builder("busy").no_ping(true).build();
+    let daemon = Daemon::start(silent_lab.dir(), &["-timeout", "3s"]);
+    let stuck_ns = silent_lab.container("stuck");
+    silent_lab.add_macvlan(&stuck_ns, "eth0");
+    let fine_ns = busy_lab.container("fine");
+    busy_lab.add_macvlan(&fine_ns, "eth0");
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| {
+            let mut c = conf(&daemon.socket, json!({}));
+            c["name"] = json!("silentnet");
+            cni(DHCP, "ADD", "stuck", &stuck_ns, "eth0", &c)
+        });
+        // Let the silent ADD start first.
+        assert!(server.wait_for(|s| s.kind == Kind::Discover, Duration::from_secs(2)));
+        let started = Instant::now();
+        let (ok, out) = cni(
+            DHCP,
+            "ADD",
+            "fine",
+            &fine_ns,
+            "eth0",
+            &conf(&daemon.socket, json!({})),
+        );
+        let took = started.elapsed();
+        assert!(ok, "{out}");
+        let (stuck_ok, stuck_out) = stuck.join().unwrap();
+        assert!(!stuck_ok && stuck_out["code"] == 11, "{stuck_out}");
+        println!(
+            "ADD on a working network took {:.0} ms while another network's server was silent",
+            took.as_secs_f64() * 1e3
+        );
+        assert!(took < Duration::from_secs(1), "stalled: {took:?}");
+    });
+}
