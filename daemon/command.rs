@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::driver;
 use super::server::Shared;
+use super::table::Slot;
 use crate::cni::{self, code};
 use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response, ValidAttachment};
 
@@ -82,13 +83,19 @@ async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) 
     }
 }
 
+/// Releases the slot's lease (DHCPRELEASE, file removed) once no other request on the same
+/// attachment runs, and forgets the slot. Used by DEL, GC and `-release-on-exit`.
+pub async fn release_slot(shared: &Arc<Shared>, slot: &Arc<Slot>) {
+    let mut op = slot.op.lock().await;
+    if let Some(handle) = op.take() {
+        driver::release(handle).await;
+    }
+    shared.table.remove(slot);
+}
+
 async fn del(shared: &Arc<Shared>, attachment: Attachment) -> Response {
     if let Some(slot) = shared.table.get(&attachment) {
-        let mut op = slot.op.lock().await;
-        if let Some(handle) = op.take() {
-            driver::release(handle).await;
-        }
-        shared.table.remove(&slot);
+        release_slot(shared, &slot).await;
     }
     Response::Ok {
         version: PROTOCOL_VERSION,
@@ -138,11 +145,7 @@ async fn gc(shared: &Arc<Shared>, network: &str, valid: &[ValidAttachment]) -> R
         .collect();
     for slot in stale {
         tracing::info!(attachment = %slot.attachment, "GC: attachment no longer valid, releasing");
-        let mut op = slot.op.lock().await;
-        if let Some(handle) = op.take() {
-            driver::release(handle).await;
-        }
-        shared.table.remove(&slot);
+        release_slot(shared, &slot).await;
     }
     Response::Ok {
         version: PROTOCOL_VERSION,

@@ -93,11 +93,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
         );
         // One after the other: a burst of releases overflows dnsmasq's socket (NOTES §4).
         for slot in shared.table.all() {
-            let mut op = slot.op.lock().await;
-            if let Some(handle) = op.take() {
-                super::driver::release(handle).await;
-            }
-            shared.table.remove(&slot);
+            command::release_slot(&shared, &slot).await;
         }
     } else {
         info!(
