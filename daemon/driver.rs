@@ -154,6 +154,10 @@ impl Ctx {
             broadcast: config.broadcast,
             broadcast_reason: status.broadcast_reason.clone(),
             hostname: config.hostname.clone(),
+            provided: config.provided.clone(),
+            parameter_request_list: (config.parameter_request_list
+                != DEFAULT_PARAMETER_REQUEST_LIST)
+                .then(|| config.parameter_request_list.clone()),
             lease,
             granted: client
                 .granted_at()
@@ -300,8 +304,12 @@ pub async fn start(
         client_id: cid,
         chaddr: link.mac,
         broadcast,
-        parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
+        parameter_request_list: options
+            .parameter_request_list
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PARAMETER_REQUEST_LIST.to_vec()),
         hostname: options.hostname.clone(),
+        provided: options.provided.clone(),
         timeout: config.timeout,
         resend_max: config.resend_max,
     };
@@ -365,8 +373,12 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         client_id: record.client_id.clone(),
         chaddr: record.chaddr,
         broadcast: record.broadcast,
-        parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
+        parameter_request_list: record
+            .parameter_request_list
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PARAMETER_REQUEST_LIST.to_vec()),
         hostname: record.hostname.clone(),
+        provided: record.provided.clone(),
         timeout: config.timeout,
         resend_max: config.resend_max,
     };

@@ -49,6 +49,8 @@
 //! - `chaddr` (string): the interface's MAC as sent in chaddr, `aa:bb:cc:dd:ee:ff`.
 //! - `broadcast` (bool): the BOOTP broadcast flag in use; `broadcast_reason` (string): why.
 //! - `hostname` (string, optional): option 12 sent with renewals.
+//! - `provided` (array of [code, [bytes]], optional): other options sent with renewals.
+//! - `parameter_request_list` (array of codes, optional): option 55 when not the default.
 //! - `lease` (object): the last DHCPACK's lease, [`Lease`]'s serde form (lease, T1, T2 in
 //!   seconds relative to `granted`).
 //! - `granted` (object): when the lease's times count from (RFC 2131 §4.4.1: when the
@@ -113,6 +115,12 @@ pub struct Record {
     /// Option 12 host name sent with requests, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Further options sent with requests (ipam `provide`), as (code, data); empty when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provided: Vec<(u8, Vec<u8>)>,
+    /// Option 55 codes sent with requests when not the default list (ipam `request`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_request_list: Option<Vec<u8>>,
     /// The lease of the last DHCPACK; its times are seconds counted from [`Record::granted`].
     pub lease: Lease,
     /// When the lease's times count from, on the boot-time and wall clocks.
@@ -744,6 +752,8 @@ mod tests {
             broadcast: true,
             broadcast_reason: "auto: link kind ipvlan".into(),
             hostname: Some("pod-a".into()),
+            provided: vec![(60, b"vendor".to_vec())],
+            parameter_request_list: None,
             lease: lease(),
             granted: Granted {
                 boot_id: "b1".into(),

@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use crate::cni::{self, CniResult, Dns, Env, Error, IpConfig, NetConf, Plugin, code};
 use crate::dhcp::Lease;
+use crate::dhcp::message::DEFAULT_PARAMETER_REQUEST_LIST;
+use crate::dhcp::names;
 use crate::rpc::{
     self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response, ValidAttachment,
 };
@@ -42,6 +44,102 @@ pub struct IpamConf {
     /// daemon decides (its `-broadcast` flag, else on for ipvlan slaves).
     #[serde(default)]
     pub broadcast: Option<bool>,
+    /// Options to send (the reference's `provide`): `[{"option": "host-name", "fromArg":
+    /// "K8S_POD_NAME"}, {"option": "60", "value": "my-vendor"}]`.
+    #[serde(default)]
+    pub provide: Vec<ProvideOption>,
+    /// Options to ask for (the reference's `request`): `[{"option": "ntp-servers"}]`; one entry
+    /// with `"skipDefault": true` drops the default parameter request list.
+    #[serde(default)]
+    pub request: Vec<RequestOption>,
+    /// Metric of every route in the result (the reference's `priority`); the main plugin
+    /// installs routes with it.
+    #[serde(default)]
+    pub priority: Option<u32>,
+}
+
+/// One `provide` entry. The value is sent as its bytes, as the reference does.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvideOption {
+    /// Option name ([`crate::dhcp::names::OPTION_NAMES`]) or decimal code.
+    pub option: String,
+    /// A literal value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Take the value from this CNI_ARGS key instead (e.g. `K8S_POD_NAME`); the option is left
+    /// out when the key is absent.
+    #[serde(default)]
+    pub from_arg: Option<String>,
+}
+
+/// One `request` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestOption {
+    /// Option name or decimal code added to the parameter request list (option 55).
+    pub option: String,
+    /// Drop the default parameter request list, keeping only the requested options.
+    #[serde(default)]
+    pub skip_default: bool,
+}
+
+/// What `provide` and `request` mean for the DHCP messages of one ADD.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DhcpExtras {
+    /// Option 12.
+    pub hostname: Option<String>,
+    /// Option 61 replacing the default client identifier.
+    pub client_id: Option<Vec<u8>>,
+    /// Other options to send, (code, data).
+    pub provided: Vec<(u8, Vec<u8>)>,
+    /// Option 55 when not the default list.
+    pub parameter_request_list: Option<Vec<u8>>,
+}
+
+impl IpamConf {
+    /// Resolves `provide` (values from the config or from CNI_ARGS via `arg`) and `request`
+    /// into option bytes. Errors: code 7 for an unknown option name or a `provide` entry with
+    /// neither `value` nor `fromArg`.
+    pub fn dhcp_extras(&self, arg: impl Fn(&str) -> Option<String>) -> Result<DhcpExtras, Error> {
+        let bad = |e: String| Error::new(code::INVALID_NETWORK_CONFIG, e, "");
+        let mut extras = DhcpExtras::default();
+        for p in &self.provide {
+            let code = names::option_code(&p.option).map_err(bad)?;
+            let value = match (&p.value, &p.from_arg) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(key)) => arg(key),
+                (None, None) => {
+                    return Err(bad(format!(
+                        "provide option {:?} needs \"value\" or \"fromArg\"",
+                        p.option
+                    )));
+                }
+            };
+            let Some(value) = value else { continue };
+            match code {
+                12 => extras.hostname = Some(value),
+                61 => extras.client_id = Some(value.into_bytes()),
+                _ => extras.provided.push((code, value.into_bytes())),
+            }
+        }
+        if !self.request.is_empty() {
+            let skip_default = self.request.iter().any(|r| r.skip_default);
+            let mut list = if skip_default {
+                Vec::new()
+            } else {
+                DEFAULT_PARAMETER_REQUEST_LIST.to_vec()
+            };
+            for r in &self.request {
+                let code = names::option_code(&r.option).map_err(bad)?;
+                if !list.contains(&code) {
+                    list.push(code);
+                }
+            }
+            extras.parameter_request_list = Some(list);
+        }
+        Ok(extras)
+    }
 }
 
 /// The parts of the network configuration this plugin reads.
@@ -86,7 +184,9 @@ impl Conf {
 /// The CNI result for a lease (CNI spec §"ADD Success"): one IPv4 address with its prefix from
 /// option 1 and the first router as gateway; routes from option 121 when present, else option
 /// 33 plus a default route via the router ([`Lease::routes`]); DNS from options 6, 15 and 119.
-pub fn result_from_lease(lease: &Lease, cni_version: &str) -> CniResult {
+///
+/// `priority` (the ipam key) becomes every route's metric.
+pub fn result_from_lease(lease: &Lease, cni_version: &str, priority: Option<u32>) -> CniResult {
     let address = ipnet::Ipv4Net::new(lease.address, lease.prefix_len.min(32))
         .unwrap_or_else(|_| ipnet::Ipv4Net::from(lease.address));
     CniResult {
@@ -105,7 +205,7 @@ pub fn result_from_lease(lease: &Lease, cni_version: &str) -> CniResult {
                 gw: (r.gateway != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(r.gateway)),
                 mtu: None,
                 advmss: None,
-                priority: None,
+                priority,
                 table: None,
                 scope: None,
             })
@@ -154,18 +254,28 @@ impl Plugin for DhcpPlugin {
         let conf = Conf::parse(stdin)?;
         let attachment = attachment(env, &conf)?;
         let netns = env.netns()?.display().to_string();
+        let extras = conf
+            .ipam
+            .dhcp_extras(|key| env.arg(key).map(str::to_string))?;
         let request = Request::Add {
             version: PROTOCOL_VERSION,
             attachment,
             options: AddOptions {
                 netns,
                 broadcast: conf.ipam.broadcast,
-                hostname: None,
+                hostname: extras.hostname,
+                client_id: extras.client_id,
+                provided: extras.provided,
+                parameter_request_list: extras.parameter_request_list,
             },
         };
         match call(&conf, request)? {
             Response::Lease { record, .. } => match &record.lease {
-                Some(lease) => Ok(result_from_lease(lease, &conf.net.cni_version)),
+                Some(lease) => Ok(result_from_lease(
+                    lease,
+                    &conf.net.cni_version,
+                    conf.ipam.priority,
+                )),
                 None => Err(Error::new(
                     code::IO_FAILURE,
                     "daemon answered without a lease",
@@ -281,4 +391,96 @@ pub fn main() -> ExitCode {
         &DhcpPlugin,
         "CNI dhcp IPAM plugin (cni-dhcp); run `dhcp daemon` to start its lease daemon",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipam(v: serde_json::Value) -> IpamConf {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn provide_from_args_and_values_request_and_skip_default() {
+        let conf = ipam(serde_json::json!({
+            "type": "dhcp",
+            "provide": [
+                {"option": "host-name", "fromArg": "K8S_POD_NAME"},
+                {"option": "vendor-class-identifier", "value": "acme"},
+                {"option": "77", "fromArg": "ABSENT"}
+            ],
+            "request": [{"option": "ntp-servers"}, {"option": "1"}]
+        }));
+        let args = |k: &str| (k == "K8S_POD_NAME").then(|| "web-0".to_string());
+        let x = conf.dhcp_extras(args).unwrap();
+        assert_eq!(x.hostname.as_deref(), Some("web-0"));
+        assert_eq!(
+            x.provided,
+            vec![(60, b"acme".to_vec())],
+            "absent fromArg is left out"
+        );
+        let list = x.parameter_request_list.unwrap();
+        assert!(list.starts_with(DEFAULT_PARAMETER_REQUEST_LIST));
+        assert_eq!(
+            list.iter().filter(|&&c| c == 1).count(),
+            1,
+            "no duplicate codes"
+        );
+        assert!(list.contains(&42));
+
+        let skip = ipam(serde_json::json!({"type": "dhcp",
+            "request": [{"option": "ntp-servers", "skipDefault": true}]}));
+        assert_eq!(
+            skip.dhcp_extras(|_| None).unwrap().parameter_request_list,
+            Some(vec![42])
+        );
+        let none = ipam(serde_json::json!({"type": "dhcp"}));
+        assert_eq!(none.dhcp_extras(|_| None).unwrap(), DhcpExtras::default());
+        let cid = ipam(serde_json::json!({"type": "dhcp",
+            "provide": [{"option": "dhcp-client-identifier", "value": "reserved-1"}]}));
+        assert_eq!(
+            cid.dhcp_extras(|_| None).unwrap().client_id,
+            Some(b"reserved-1".to_vec())
+        );
+    }
+
+    #[test]
+    fn unknown_option_names_are_config_errors() {
+        for bad in [
+            serde_json::json!({"type": "dhcp", "provide": [{"option": "hostname", "value": "x"}]}),
+            serde_json::json!({"type": "dhcp", "request": [{"option": "time-travel"}]}),
+            serde_json::json!({"type": "dhcp", "provide": [{"option": "host-name"}]}),
+        ] {
+            let err = ipam(bad.clone()).dhcp_extras(|_| None).unwrap_err();
+            assert_eq!(err.code, code::INVALID_NETWORK_CONFIG, "{bad}");
+        }
+    }
+
+    #[test]
+    fn priority_becomes_the_route_metric() {
+        let lease = Lease {
+            address: "198.18.0.5".parse().unwrap(),
+            prefix_len: 24,
+            routers: vec!["198.18.0.1".parse().unwrap()],
+            dns_servers: vec![],
+            domain_name: None,
+            domain_search: vec![],
+            classless_routes: vec![],
+            static_routes: vec![],
+            mtu: None,
+            broadcast_address: None,
+            server_id: "198.18.0.1".parse().unwrap(),
+            lease_time: 3600,
+            renewal_time: 1800,
+            rebinding_time: 3150,
+        };
+        let r = result_from_lease(&lease, "1.1.0", Some(250));
+        assert_eq!(r.routes.len(), 1);
+        assert_eq!(r.routes[0].priority, Some(250));
+        assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+        assert_eq!(r.ips[0].address.to_string(), "198.18.0.5/24");
+        let r = result_from_lease(&lease, "1.1.0", None);
+        assert_eq!(r.routes[0].priority, None);
+    }
 }

@@ -68,9 +68,20 @@ pub struct AddOptions {
     /// The ipam key `broadcast`: `Some` overrides the daemon's policy (see the daemon's docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<bool>,
-    /// Host name to send as option 12 (RFC 2132 §3.14), when configured.
+    /// Host name to send as option 12 (RFC 2132 §3.14), when configured (ipam `provide` of
+    /// `host-name`, e.g. from CNI_ARGS `K8S_POD_NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Option 61 bytes replacing the default client identifier (ipam `provide` of
+    /// `dhcp-client-identifier`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Vec<u8>>,
+    /// Further options to send, as (code, data) (ipam `provide`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provided: Vec<(u8, Vec<u8>)>,
+    /// Option 55 codes replacing the default list (ipam `request`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_request_list: Option<Vec<u8>>,
 }
 
 /// A request from a plugin. Serialized with a `command` tag, e.g.
@@ -366,7 +377,10 @@ mod tests {
             options: AddOptions {
                 netns: "/var/run/netns/x".into(),
                 broadcast: Some(true),
-                hostname: None,
+                hostname: Some("web-0".into()),
+                client_id: None,
+                provided: vec![(60, b"acme".to_vec())],
+                parameter_request_list: Some(vec![1, 3, 42]),
             },
         };
         let frame = encode(&req);

@@ -685,3 +685,50 @@ fn cni_netns_must_be_a_network_namespace() {
     }
     assert_eq!(lease_records(&daemon.socket), json!([]));
 }
+
+#[test]
+fn provide_request_and_priority_reach_the_server_and_the_result() {
+    if common::skip_unless_available("provide_request_and_priority_reach_the_server_and_the_result")
+    {
+        return;
+    }
+    let lab = Lab::builder("provide").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let ns = lab.container("p1");
+    lab.add_macvlan(&ns, "eth0");
+    let config = conf(
+        &daemon.socket,
+        json!({
+            "provide": [
+                {"option": "host-name", "fromArg": "K8S_POD_NAME"},
+                {"option": "vendor-class-identifier", "value": "acme-vendor"}
+            ],
+            "request": [{"option": "ntp-servers"}],
+            "priority": 250
+        }),
+    );
+    let mut cmd = Command::new(DHCP);
+    cmd.env(
+        "CNI_ARGS",
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+    );
+    let (ok, result) = cni_in(cmd, "ADD", "prov-1", &ns, "eth0", &config);
+    assert!(ok, "{result}");
+    assert_eq!(result["routes"][0]["priority"], 250, "{result}");
+    let leases = lab.leases();
+    assert_eq!(leases[0].hostname, "web-0", "option 12 from K8S_POD_NAME");
+    let log = lab.dnsmasq_log();
+    assert!(log.contains("vendor class: acme-vendor"), "{log}");
+    assert!(log.contains("ntp-server"), "option 42 requested: {log}");
+    // Unknown option names are refused, not ignored.
+    let bad = conf(
+        &daemon.socket,
+        json!({"provide": [{"option": "hostname", "value": "x"}]}),
+    );
+    let (ok, out) = cni(DHCP, "ADD", "prov-2", &ns, "eth0", &bad);
+    assert!(!ok && out["code"] == 7, "{out}");
+    assert!(
+        out["msg"].as_str().unwrap().contains("unknown DHCP option"),
+        "{out}"
+    );
+}

@@ -85,6 +85,10 @@ pub struct ClientConfig {
     pub parameter_request_list: Vec<u8>,
     /// Option 12 host name (RFC 2132 §3.14), sent when set and non-empty.
     pub hostname: Option<String>,
+    /// Further options to send in DHCPDISCOVER and DHCPREQUEST, as (code, data): the ipam
+    /// config's `provide` list (e.g. 60 vendor class identifier, 77 user class). Codes this
+    /// client manages itself (0, 12, 50, 51, 53, 54, 55, 57, 61, 255) are skipped.
+    pub provided: Vec<(u8, Vec<u8>)>,
     /// Budget for one acquisition, from INIT (or INIT-REBOOT) to BOUND, NAK restarts included
     /// (the daemon's `-timeout`, default 10 s). Ignored by acquisitions after a lost lease in
     /// [`Client::keep_trying`] mode, except that it still bounds the INIT-REBOOT phase (half of
@@ -105,6 +109,7 @@ impl ClientConfig {
             broadcast: true,
             parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
             hostname: None,
+            provided: Vec::new(),
             timeout: Duration::from_secs(10),
             resend_max: Duration::from_secs(62),
         }

@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 
 use dhcproto::Encodable;
-use dhcproto::v4::{self, DhcpOption, Flags, MessageType, OptionCode};
+use dhcproto::v4::{self, DhcpOption, Flags, MessageType, OptionCode, UnknownOption};
 
 use super::client::ClientConfig;
 
@@ -20,6 +20,11 @@ use super::client::ClientConfig;
 /// server id 54, T1 58, T2 59, domain search 119 (RFC 3397), classless routes 121 (RFC 3442).
 pub const DEFAULT_PARAMETER_REQUEST_LIST: &[u8] =
     &[1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121];
+
+/// Options this client sets itself; a `provide` entry cannot override them (RFC 2132: pad,
+/// host name, requested address, lease time, message type, server identifier, parameter request
+/// list, maximum message size, client identifier, end).
+pub const MANAGED_OPTIONS: &[u8] = &[0, 12, 50, 51, 53, 54, 55, 57, 61, 255];
 
 /// Option 57 (RFC 2132 §9.10) value we send: the largest DHCP message, IP and UDP headers included,
 /// we accept. 1500 = a full Ethernet frame; a reply that big on a link with a smaller MTU would be
@@ -176,6 +181,14 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
         if let Some(hostname) = config.hostname.as_ref().filter(|h| !h.is_empty()) {
             opts.insert(DhcpOption::Hostname(hostname.clone()));
         }
+        for (code, data) in &config.provided {
+            if !MANAGED_OPTIONS.contains(code) {
+                opts.insert(DhcpOption::Unknown(UnknownOption::new(
+                    OptionCode::from(*code),
+                    data.clone(),
+                )));
+            }
+        }
     }
     // Encoding into a Vec cannot fail for these options (long ones are split per RFC 3396); an
     // empty payload would only mean a dhcproto bug, and sending nothing is the safe answer.
@@ -252,6 +265,30 @@ mod tests {
         let m = v4::Message::decode(&mut dhcproto::Decoder::new(&bytes)).unwrap();
         assert!(m.flags().broadcast());
         assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+    }
+
+    #[test]
+    fn provided_options_are_sent_but_cannot_override_managed_ones() {
+        let mut c = config();
+        c.provided = vec![
+            (60, b"my-vendor".to_vec()),
+            (77, b"gold".to_vec()),
+            (61, b"hijack".to_vec()),
+            (53, vec![7]),
+        ];
+        let r = parse_reply(&build(&c, Kind::Discover { requested: None }, 1, 0)).unwrap();
+        assert_eq!(r.option(60), Some(&b"my-vendor"[..]));
+        assert_eq!(r.option(77), Some(&b"gold"[..]));
+        // Option 61 stays ours, and the message is still a DHCPDISCOVER.
+        assert_eq!(r.client_id.as_deref(), Some(&c.client_id[..]));
+        assert_eq!(r.message_type, Some(MessageType::Discover));
+        // Not on DHCPRELEASE.
+        let kind = Kind::Release {
+            ciaddr: "198.18.0.5".parse().unwrap(),
+            server_id: "198.18.0.1".parse().unwrap(),
+        };
+        let r = parse_reply(&build(&c, kind, 1, 0)).unwrap();
+        assert_eq!(r.option(60), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`options`]: what we receive: a defensive parser of server messages into a [`Reply`] (fixed
 //!   BOOTP header by offsets, options walked by hand with RFC 3396 concatenation and option 52
 //!   overload) and the [`Lease`] it grants (RFC 3442 classless routes, RFC 3397 search list);
+//! - [`names`]: option names for the `provide` and `request` ipam keys;
 //! - [`client`]: the sans-IO client state machine (RFC 2131 §4.4) the lease daemon drives with
 //!   received payloads and the current time.
 //!
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod message;
+pub mod names;
 pub mod options;
 
 pub use client::{Client, ClientConfig, Event, Ignored, State, Transmit};
