@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use super::driver;
 use super::server::Shared;
 use super::table::Slot;
@@ -39,8 +41,14 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
             attachment,
             options,
             ..
-        } => add(shared, attachment, options).await,
-        Request::Del { attachment, .. } => del(shared, attachment).await,
+        } => {
+            let span = driver::lease_span(&attachment);
+            add(shared, attachment, options).instrument(span).await
+        }
+        Request::Del { attachment, .. } => {
+            let span = driver::lease_span(&attachment);
+            del(shared, attachment).instrument(span).await
+        }
         Request::Check { attachment, .. } => check(shared, attachment).await,
         Request::Status { .. } => status(shared),
         Request::Gc { network, valid, .. } => gc(shared, &network, &valid).await,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::iface;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
@@ -65,6 +65,17 @@ pub fn broadcast_policy(
             (ipvlan, reason)
         }
     }
+}
+
+/// The span every log line about one lease is emitted in: its container ID, network and ifname
+/// become fields of each line (flattened into JSON lines with `--log-format json`).
+pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
+    tracing::info_span!(
+        "lease",
+        container_id = %attachment.container_id,
+        network = %attachment.network,
+        ifname = %attachment.ifname
+    )
 }
 
 /// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
@@ -122,7 +133,7 @@ impl Ctx {
     /// The container is gone without a DEL: forget the lease entirely (table and disk), so no
     /// task, fd, memory or file stays behind. Nothing is sent: the interface is gone too.
     async fn lose(&self, reason: String) {
-        warn!(attachment = %self.att(), reason = %reason, "lease dropped: container gone");
+        warn!(reason = %reason, "lease dropped: container gone");
         {
             let mut st = self.slot.status();
             st.state = "LOST".into();
@@ -170,7 +181,7 @@ impl Ctx {
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || shared.store.save(&record)).await;
         if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
-            warn!(attachment = %self.att(), error = %e, "cannot persist lease");
+            warn!(error = %e, "cannot persist lease");
             self.slot.status().last_error = Some(format!("cannot persist lease: {e}"));
         }
     }
@@ -181,7 +192,7 @@ impl Ctx {
         let attachment = self.slot.attachment.clone();
         let result = tokio::task::spawn_blocking(move || shared.store.remove(&attachment)).await;
         if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
-            warn!(attachment = %self.att(), error = %e, "cannot remove persisted lease");
+            warn!(error = %e, "cannot remove persisted lease");
         }
     }
 
@@ -329,7 +340,9 @@ pub async fn start(
         trace: Trace::default(),
     };
     let (commands, command_rx) = mpsc::channel(4);
-    let task = tokio::spawn(drive(ctx, client, Some(socket), command_rx));
+    let task = tokio::spawn(
+        drive(ctx, client, Some(socket), command_rx).instrument(lease_span(&attachment)),
+    );
     match bound_rx.await {
         Ok(Ok(_lease)) => Ok(Handle { commands, task }),
         Ok(Err(e)) => Err(e),
@@ -430,7 +443,9 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         trace: Trace::default(),
     };
     let (commands, command_rx) = mpsc::channel(4);
-    let task = tokio::spawn(drive(ctx, client, None, command_rx));
+    let task = tokio::spawn(
+        drive(ctx, client, None, command_rx).instrument(lease_span(&record.attachment)),
+    );
     *op = Some(Handle { commands, task });
     Ok(())
 }
@@ -475,7 +490,6 @@ async fn drive(
     mut socket: Option<PacketSocket>,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
-    let att = ctx.att();
     loop {
         let now = Instant::now();
         while let Some(tx) = client.poll_transmit(now) {
@@ -491,7 +505,7 @@ async fn drive(
                 }
             }
             if let Some(s) = &socket {
-                send(s, &tx, &mut ctx, &att).await;
+                send(s, &tx, &mut ctx).await;
             }
         }
         ctx.slot.status().state = state_name(client.state());
@@ -535,17 +549,17 @@ async fn drive(
                     match client.handle(now, &r.payload) {
                         Ok(()) => {
                             ctx.server_mac = Some(r.src_mac);
-                            debug!(attachment = %att, from = %r.src_ip, "reply accepted");
+                            debug!(from = %r.src_ip, "reply accepted");
                         }
                         Err(why) => {
                             ctx.trace.ignored += 1;
                             ctx.trace.last_ignored = Some(why.to_string());
-                            debug!(attachment = %att, from = %r.src_ip, reason = %why, "reply ignored");
+                            debug!(from = %r.src_ip, reason = %why, "reply ignored");
                         }
                     }
                 }
                 Err(e) => {
-                    warn!(attachment = %att, error = %e, "receive failed; reopening the socket");
+                    warn!(error = %e, "receive failed; reopening the socket");
                     socket = None;
                 }
             },
@@ -557,10 +571,10 @@ async fn drive(
                         }
                         match &socket {
                             Some(s) => {
-                                send(s, &tx, &mut ctx, &att).await;
-                                info!(attachment = %att, "released");
+                                send(s, &tx, &mut ctx).await;
+                                info!("released");
                             }
-                            None => warn!(attachment = %att, "DHCPRELEASE not sent: interface gone"),
+                            None => warn!("DHCPRELEASE not sent: interface gone"),
                         }
                     }
                     ctx.slot.status().state = state_name(client.state());
@@ -599,11 +613,11 @@ async fn decline_if_conflict(
         return Next::Continue;
     };
     let att = ctx.att();
-    warn!(attachment = %att, %address, %server, holder = %holder, "duplicate address offered: declining");
+    warn!(%address, %server, holder = %holder, "duplicate address offered: declining");
     if let Some(tx) = client.decline(Instant::now())
         && let Some(s) = socket
     {
-        send(s, &tx, ctx, &att).await;
+        send(s, &tx, ctx).await;
     }
     let err = Error::new(
         code::INVALID_NETWORK_CONFIG,
@@ -629,7 +643,6 @@ async fn on_event(
     socket: &mut Option<PacketSocket>,
     event: Event,
 ) -> Next {
-    let att = ctx.att();
     match event {
         Event::Bound(lease) => {
             if ctx.bound_tx.is_some() {
@@ -641,7 +654,7 @@ async fn on_event(
                     return Next::Stop;
                 }
             }
-            info!(attachment = %att, address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
+            info!(address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
             let previous = ctx.slot.status().lease.clone();
             record(ctx, client, &lease, false);
             client.keep_trying(true);
@@ -655,16 +668,16 @@ async fn on_event(
             ctx.persist(client).await;
         }
         Event::Renewed(lease) => {
-            info!(attachment = %att, address = %lease.address, lease_secs = lease.lease_time, "renewed");
+            info!(address = %lease.address, lease_secs = lease.lease_time, "renewed");
             record(ctx, client, &lease, true);
             ctx.persist(client).await;
         }
         Event::Nak => {
-            warn!(attachment = %att, "DHCPNAK: address withdrawn by the server; acquiring again");
+            warn!("DHCPNAK: address withdrawn by the server; acquiring again");
             lose_address(ctx, "DHCPNAK from server: address withdrawn").await;
         }
         Event::Expired => {
-            warn!(attachment = %att, "lease expired without renewal; acquiring again");
+            warn!("lease expired without renewal; acquiring again");
             lose_address(ctx, "lease expired: no answer while RENEWING and REBINDING").await;
             ctx.slot.status().state = state_name(State::Expired);
             if client.state() == State::Expired {
@@ -674,7 +687,7 @@ async fn on_event(
         }
         Event::Timeout => {
             let err = ctx.timeout_error(client.config().broadcast);
-            warn!(attachment = %att, error = %err.msg, "acquisition failed");
+            warn!(error = %err.msg, "acquisition failed");
             fail_add(ctx, err);
             return Next::Stop;
         }
@@ -694,9 +707,9 @@ async fn lose_address(ctx: &mut Ctx, why: &str) {
     if let (true, Some(old)) = (ctx.configured, old) {
         match iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), &old).await {
             Ok(_) => {
-                info!(attachment = %ctx.att(), address = %old.address, "address withdrawn from the interface")
+                info!(address = %old.address, "address withdrawn from the interface")
             }
-            Err(e) => warn!(attachment = %ctx.att(), error = %e, "cannot withdraw the address"),
+            Err(e) => warn!(error = %e, "cannot withdraw the address"),
         }
         ctx.configured = false;
     }
@@ -705,7 +718,6 @@ async fn lose_address(ctx: &mut Ctx, why: &str) {
 /// A lease came back after a loss (or was re-acquired after a restart): put its address and
 /// routes on the interface, replacing a different old address.
 async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
-    let att = ctx.att();
     if let Some(old) = previous.filter(|old| ctx.configured && old.address != lease.address) {
         let _ = iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), old).await;
         ctx.configured = false;
@@ -716,10 +728,10 @@ async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
     match iface::apply(ctx.netns_path.clone(), ctx.ifname.clone(), lease).await {
         Ok(()) => {
             ctx.configured = true;
-            info!(attachment = %att, address = %lease.address, "address and routes put back on the interface");
+            info!(address = %lease.address, "address and routes put back on the interface");
         }
         Err(e) => {
-            warn!(attachment = %att, error = %e, "cannot configure the interface");
+            warn!(error = %e, "cannot configure the interface");
             ctx.slot.status().last_error = Some(format!("cannot configure {}: {e}", ctx.ifname));
         }
     }
@@ -728,7 +740,7 @@ async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
 fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
     let mut st = ctx.slot.status();
     if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
-        info!(attachment = %ctx.slot.attachment, from = %old, to = %lease.address, "address changed");
+        info!(from = %old, to = %lease.address, "address changed");
         st.previous_address = Some(old);
     }
     ctx.last_address = Some(lease.address);
@@ -740,7 +752,7 @@ fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
     }
 }
 
-async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx, att: &str) {
+async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     let dst_mac = if tx.dst == Ipv4Addr::BROADCAST {
         BROADCAST_MAC
     } else {
@@ -757,13 +769,13 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx, att: &str) {
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
-            debug!(attachment = %att, src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
+            debug!(src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
         }
         Err(e) => {
             // The retransmission timer tries again; a just-created link may still be down.
             ctx.trace.send_errors += 1;
             ctx.trace.last_send_error = Some(e.to_string());
-            debug!(attachment = %att, error = %e, "send failed");
+            debug!(error = %e, "send failed");
         }
     }
 }

@@ -732,3 +732,36 @@ fn provide_request_and_priority_reach_the_server_and_the_result() {
         "{out}"
     );
 }
+
+#[test]
+fn json_logs_carry_the_attachment_on_every_lease_line() {
+    if common::skip_unless_available("json_logs_carry_the_attachment_on_every_lease_line") {
+        return;
+    }
+    let lab = Lab::builder("jsonlog").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &["--log-format", "json"]);
+    let ns = lab.container("j1");
+    lab.add_macvlan(&ns, "eth0");
+    let config = conf(&daemon.socket, json!({}));
+    assert!(cni(DHCP, "ADD", "json-1", &ns, "eth0", &config).0);
+    assert!(cni(DHCP, "DEL", "json-1", &ns, "eth0", &config).0);
+    drop(daemon);
+    let log = std::fs::read_to_string(lab.dir().join("daemon.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let about_lease: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            let m = l["message"].as_str().unwrap_or("");
+            m == "bound" || m == "released"
+        })
+        .collect();
+    assert_eq!(about_lease.len(), 2, "{log}");
+    for l in about_lease {
+        assert_eq!(l["span"]["container_id"], "json-1", "{l}");
+        assert_eq!(l["span"]["network"], "labnet", "{l}");
+        assert_eq!(l["span"]["ifname"], "eth0", "{l}");
+    }
+}

@@ -40,6 +40,9 @@ struct DaemonArgs {
     /// Group (name or numeric gid) whose members may use the socket: mode 0660 instead of 0600.
     #[arg(long = "socket-group", value_parser = parse_group)]
     socket_group: Option<u32>,
+    /// Log format on stderr: text (default) or json, one object per line.
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Directory where leases are persisted (one file per lease, reloaded at start).
     #[arg(long = "state-dir", default_value = cni_dhcp::daemon::store::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
             Ok(p) => p,
             Err(e) => e.exit(),
         };
-        init_logging();
+        init_logging(parsed.log_format);
         let config = daemon::Config {
             socket_path: parsed.socket_path,
             pid_file: parsed.pid_file,
@@ -117,13 +120,32 @@ fn main() -> ExitCode {
     cni_dhcp::ipam::main()
 }
 
-fn init_logging() {
+/// Log line format of `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, for log collectors; span fields (container_id, network,
+    /// ifname) are flattened into each line.
+    Json,
+}
+
+/// Logs to stderr through tracing; `RUST_LOG` filters (default `info`).
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 #[cfg(test)]
