@@ -63,11 +63,11 @@ pub async fn serve(config: Config) -> io::Result<()> {
         store,
     });
     resume_all(&shared, records).await;
-    info!(
-        socket = %shared.config.socket_path.display(),
-        leases = shared.table.len(),
-        "dhcp daemon listening"
-    );
+    let socket = match activated_fd() {
+        Some(fd) => format!("fd {fd} (systemd socket activation)"),
+        None => shared.config.socket_path.display().to_string(),
+    };
+    info!(%socket, leases = shared.table.len(), "dhcp daemon listening");
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
