@@ -59,6 +59,17 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
                 records: shared.table.all().iter().map(|s| s.record(now)).collect(),
             }
         }
+        Request::Show { attachment, .. } => match shared.table.get(&attachment) {
+            Some(slot) => Response::Lease {
+                version: PROTOCOL_VERSION,
+                record: Box::new(slot.record_with_history(Instant::now())),
+            },
+            None => Response::error(
+                code::UNKNOWN_CONTAINER,
+                format!("no lease for {attachment}"),
+                "",
+            ),
+        },
     }
 }
 

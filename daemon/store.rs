@@ -537,7 +537,7 @@ impl Store {
                         removed_temp = true;
                     }
                 }
-                Entry::Record => match self.load_one(&path, &name) {
+                Entry::Record => match Store::load_one(&path, &name) {
                     Ok(record) => records.push(record),
                     Err((reason, corrupt)) => {
                         let moved_to = if corrupt {
@@ -574,7 +574,7 @@ impl Store {
 
     /// One record file. On failure: the reason, and whether the file is corrupt (to move aside)
     /// rather than unreadable or of another version (to leave alone).
-    fn load_one(&self, path: &Path, name: &str) -> Result<Record, (String, bool)> {
+    fn load_one(path: &Path, name: &str) -> Result<Record, (String, bool)> {
         let unreadable = |e: io::Error| (format!("cannot read: {e}"), false);
         // Neither follow a symlink nor block on a FIFO: only a regular file is a record.
         let mut file = match OpenOptions::new()
@@ -632,6 +632,43 @@ impl Store {
         }
         Ok(record)
     }
+}
+
+/// Reads every record in `dir` for an inspector (`dhcp-leases --state-dir`), safely beside a
+/// running daemon: no [`Store`] is opened, so nothing is locked, created, moved aside or
+/// deleted (temp files and other files are skipped; every unusable record file is reported in
+/// the second list, `moved_to` always `None`). Saves are atomic renames, so each file read is
+/// one complete version. Records are sorted by attachment. Fails only when `dir` cannot be
+/// listed.
+pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, Vec<LoadError>)> {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Entry::Record = classify(&name) {
+            let path = entry.path();
+            match Store::load_one(&path, &name) {
+                Ok(record) => records.push(record),
+                Err((reason, _)) => errors.push(LoadError {
+                    path,
+                    reason,
+                    moved_to: None,
+                }),
+            }
+        }
+    }
+    records.sort_by(|a, b| {
+        let key = |r: &Record| {
+            let a = &r.attachment;
+            (a.container_id.clone(), a.network.clone(), a.ifname.clone())
+        };
+        key(a).cmp(&key(b))
+    });
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((records, errors))
 }
 
 /// Serde for `Vec<u8>` as lower-case hex without separators.
@@ -897,6 +934,25 @@ mod tests {
         let (records, errors) = store.load_all();
         assert_eq!(records, vec![good]);
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn read_all_reads_beside_a_running_daemon_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let good = record(att("c1", "n", "eth0"));
+        store.save(&good).unwrap();
+        fs::write(store.path_of(&att("bad", "n", "eth0")), b"{").unwrap();
+        fs::write(dir.path().join(".x.json.1.0.tmp"), b"{").unwrap();
+        let before = names(dir.path());
+        // The store stays open (locked): read_all neither waits for nor takes the lock.
+        let (records, errors) = read_all(dir.path()).unwrap();
+        assert_eq!(records, vec![good]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].moved_to.is_none());
+        assert_eq!(names(dir.path()), before);
+        assert!(read_all(&dir.path().join("missing")).is_err());
+        assert!(!dir.path().join("missing").exists());
     }
 
     #[test]

@@ -8,14 +8,14 @@
 //! Each slot also carries a [`Status`] snapshot that the lease's driver task updates as it goes,
 //! so `dhcp-leases` can list a lease while an ADD is still acquiring it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dhcp::Lease;
-use crate::rpc::{Attachment, LeaseRecord};
+use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseRecord, Transaction};
 
 /// A request to a running driver task.
 #[derive(Debug)]
@@ -88,6 +88,23 @@ pub struct Slot {
     /// Held for the whole of a request on this attachment; holds the driver, if one runs.
     pub op: tokio::sync::Mutex<Option<Handle>>,
     status: Mutex<Status>,
+    /// The last [`HISTORY_LEN`] transactions, oldest first. Kept beside [`Status`], not in it,
+    /// so that the driver's `*slot.status() = Status { .. }` (a new ADD, a resume) does not
+    /// erase what led to it.
+    history: Mutex<VecDeque<Transaction>>,
+}
+
+/// Wall-clock milliseconds since the Unix epoch of the monotonic `at`, by the clocks' offset
+/// right now (`SystemTime::now() - (Instant::now() - at)`); 0 before the epoch.
+pub fn unix_ms_of(at: Instant) -> u64 {
+    let (mono, wall) = (Instant::now(), SystemTime::now());
+    let wall = if at <= mono {
+        wall.checked_sub(mono - at)
+    } else {
+        wall.checked_add(at - mono)
+    };
+    wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Slot {
@@ -97,9 +114,51 @@ impl Slot {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The snapshot as a protocol record, with times relative to `now`.
+    /// Appends to the attachment's history (stamped with the wall clock now), dropping the
+    /// oldest entry beyond [`HISTORY_LEN`]. Cheap (a short mutex), callable with the
+    /// [`Slot::status`] lock held.
+    pub fn push_history(&self, direction: Direction, message: impl Into<String>) {
+        let at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if history.len() >= HISTORY_LEN {
+            history.pop_front();
+        }
+        history.push_back(Transaction {
+            at_unix_ms,
+            direction,
+            message: message.into(),
+        });
+    }
+
+    /// The history, oldest first.
+    pub fn history(&self) -> Vec<Transaction> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.iter().cloned().collect()
+    }
+
+    /// [`Slot::record`] with [`LeaseRecord::history`] filled in (the answer to SHOW).
+    pub fn record_with_history(&self, now: Instant) -> LeaseRecord {
+        LeaseRecord {
+            history: Some(self.history()),
+            ..self.record(now)
+        }
+    }
+
+    /// The snapshot as a protocol record, with times relative to `now` (and absolute ones by
+    /// the wall clock, [`unix_ms_of`]); no history.
     pub fn record(&self, now: Instant) -> LeaseRecord {
         let s = self.status().clone();
+        // The client counts expiry from the grant without fuzz, so the grant is expiry minus
+        // the lease time.
+        let granted = match (&s.timers, &s.lease) {
+            (Some(t), Some(l)) => t
+                .expires_at
+                .checked_sub(Duration::from_secs(l.lease_time.into())),
+            _ => None,
+        };
+        let abs = |at: Option<Instant>| at.map(unix_ms_of);
         let secs_until = |at: Instant| Some(at.saturating_duration_since(now).as_secs());
         let (t1_in, t2_in, expires_in) = match s.timers {
             Some(t) => (
@@ -123,6 +182,11 @@ impl Slot {
             renewals: s.renewals,
             previous_address: s.previous_address,
             last_error: s.last_error,
+            granted_unix_ms: abs(granted),
+            t1_unix_ms: abs(s.timers.map(|t| t.renew_at)),
+            t2_unix_ms: abs(s.timers.map(|t| t.rebind_at)),
+            expires_unix_ms: abs(s.timers.map(|t| t.expires_at)),
+            history: None,
         }
     }
 }
@@ -147,6 +211,7 @@ impl Table {
                     attachment: attachment.clone(),
                     op: tokio::sync::Mutex::new(None),
                     status: Mutex::new(Status::default()),
+                    history: Mutex::new(VecDeque::new()),
                 })
             })
             .clone()
@@ -264,7 +329,45 @@ mod tests {
         assert_eq!(r.t2_in, Some(77));
         assert_eq!(r.expires_in, Some(90));
         assert_eq!(r.client_id, "0061");
+        // Absolute times: the grant is expiry minus the lease time, all on the wall clock.
+        let wall = |i: Instant| unix_ms_of(i) as i64;
+        let near = |a: Option<u64>, b: i64| (a.unwrap() as i64 - b).abs() < 50;
+        assert!(near(r.granted_unix_ms, wall(start)), "{r:?}");
+        assert!(near(r.t1_unix_ms, wall(start) + 50_000), "{r:?}");
+        assert!(near(r.t2_unix_ms, wall(start) + 87_000), "{r:?}");
+        assert!(near(r.expires_unix_ms, wall(start) + 100_000), "{r:?}");
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((wall(start) - now_ms).abs() < 1000);
+        assert_eq!(r.history, None);
         let r = s.record(start + std::time::Duration::from_secs(200));
         assert_eq!(r.expires_in, Some(0));
+        s.status().timers = None;
+        let r = s.record(start);
+        assert_eq!(
+            (r.granted_unix_ms, r.t1_unix_ms, r.expires_unix_ms),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_last_entries_in_order() {
+        let t = Table::default();
+        let s = t.slot(&att("a"));
+        assert_eq!(s.record_with_history(Instant::now()).history, Some(vec![]));
+        for i in 0..HISTORY_LEN + 5 {
+            s.push_history(Direction::Sent, format!("m{i}"));
+        }
+        s.push_history(Direction::Event, "address withdrawn");
+        let h = s.record_with_history(Instant::now()).history.unwrap();
+        assert_eq!(h.len(), HISTORY_LEN);
+        assert_eq!(h[0].message, "m6");
+        assert_eq!(h.last().unwrap().direction, Direction::Event);
+        assert!(h.windows(2).all(|w| w[0].at_unix_ms <= w[1].at_unix_ms));
+        // A new status (a new ADD) keeps the history.
+        *s.status() = Status::default();
+        assert_eq!(s.history().len(), HISTORY_LEN);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
 //! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
+//! - [`leases_view`]: what `dhcp-leases` shows (table, detail, JSON schema), live or offline;
 //! - [`rpc`]: the versioned, size-limited protocol between the `dhcp` plugin and `dhcp daemon`;
 //! - [`netns`]: entering a network namespace on a short-lived thread;
 //! - [`link`]: rtnetlink helpers (links, addresses, routes) used by the daemon and `ipvlan`;
@@ -17,6 +18,7 @@
 pub mod cni;
 pub mod dhcp;
 pub mod ipam;
+pub mod leases_view;
 pub mod link;
 pub mod netns;
 pub mod rpc;

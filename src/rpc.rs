@@ -127,10 +127,19 @@ pub enum Request {
         /// Attachments still in use on that network.
         valid: Vec<ValidAttachment>,
     },
-    /// All leases, for `dhcp-leases`.
+    /// All leases, for `dhcp-leases`. The records carry no [`LeaseRecord::history`].
     List {
         /// Protocol version.
         version: u32,
+    },
+    /// One attachment's lease with its [`LeaseRecord::history`], for `dhcp-leases show`.
+    /// Answered with [`Response::Lease`], or an error (code 3) when the daemon has no slot
+    /// for the attachment. Never acquires or changes anything.
+    Show {
+        /// Protocol version.
+        version: u32,
+        /// The attachment.
+        attachment: Attachment,
     },
 }
 
@@ -143,7 +152,8 @@ impl Request {
             | Request::Check { version, .. }
             | Request::Status { version }
             | Request::Gc { version, .. }
-            | Request::List { version } => *version,
+            | Request::List { version }
+            | Request::Show { version, .. } => *version,
         }
     }
 }
@@ -181,6 +191,51 @@ pub struct LeaseRecord {
     pub previous_address: Option<std::net::Ipv4Addr>,
     /// The last error met, for operators.
     pub last_error: Option<String>,
+    /// When the lease's times count from (RFC 2131 §4.4.1), wall clock, milliseconds since the
+    /// Unix epoch; `None` when not bound or the lease is infinite. The daemon converts its
+    /// monotonic timers at response time: `now_wall - (now_monotonic - instant)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_unix_ms: Option<u64>,
+    /// T1 (with the client's fuzz), wall clock, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t1_unix_ms: Option<u64>,
+    /// T2 (with fuzz), milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t2_unix_ms: Option<u64>,
+    /// Expiry, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_unix_ms: Option<u64>,
+    /// The last [`HISTORY_LEN`] transactions of this attachment, oldest first: only in the
+    /// answer to [`Request::Show`] (`None` in ADD, CHECK and LIST answers, to keep them small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Transaction>>,
+}
+
+/// How many [`Transaction`]s the daemon keeps per attachment.
+pub const HISTORY_LEN: usize = 32;
+
+/// One entry of a lease's history: a message sent or received, or something that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// When, wall clock, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Which way.
+    pub direction: Direction,
+    /// What, for operators: `DHCPREQUEST to 198.18.0.1 (RENEWING)`, `DHCPACK 198.18.0.100 lease
+    /// 3600s`, `DHCPNAK from 198.18.0.1`, `address withdrawn`, ...
+    pub message: String,
+}
+
+/// [`Transaction::direction`]. JSON: `"sent"`, `"received"`, `"event"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A message the daemon sent to a server.
+    Sent,
+    /// A message the daemon received from a server.
+    Received,
+    /// Anything else: a timer fired, the lease expired, the address was removed, ...
+    Event,
 }
 
 /// The daemon's answer. `{"version":1,"result":"lease","record":{...}}` and so on.
@@ -386,6 +441,31 @@ mod tests {
         let frame = encode(&req);
         assert_eq!(frame.last(), Some(&b'\n'));
         assert_eq!(decode_request(&frame).unwrap(), req);
+    }
+
+    #[test]
+    fn show_round_trip_and_old_records_still_parse() {
+        let req = Request::Show {
+            version: PROTOCOL_VERSION,
+            attachment: attachment(),
+        };
+        assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        // A record from a daemon without the absolute times and history.
+        let old = r#"{"attachment":{"container_id":"c1","network":"net","ifname":"eth0"},
+            "netns":"/x","client_id":"00","state":"BOUND","broadcast":false,
+            "broadcast_reason":"auto","lease":null,"t1_in":1,"t2_in":2,"expires_in":3,
+            "renewals":0,"last_error":null}"#;
+        let r: LeaseRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.t1_unix_ms, r.history), (None, None));
+        let t = Transaction {
+            at_unix_ms: 5,
+            direction: Direction::Received,
+            message: "DHCPACK".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"at_unix_ms":5,"direction":"received","message":"DHCPACK"}"#
+        );
     }
 
     #[test]

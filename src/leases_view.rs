@@ -1,0 +1,872 @@
+//! What `dhcp-leases` shows: one record type ([`LeaseView`]) built from either source, the
+//! live daemon ([`LeaseView::from_live`], a [`LeaseRecord`] of `LIST`/`SHOW`) or the state
+//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`store::Record`]), and the
+//! renderings of it: the table, the detail of `show`, and JSON.
+//!
+//! # JSON schema, version 1 ([`SCHEMA_VERSION`])
+//!
+//! `dhcp-leases --json` and `dhcp-leases show ID --json` print a JSON **array** with one object
+//! per lease (an empty array when there is none), sorted by container ID, network, ifname.
+//! Every key below is always present (`null` when unknown or not applicable); keys may be added
+//! in later versions of the same `schema_version`, never removed or changed in meaning.
+//!
+//! | key | type | meaning |
+//! | --- | --- | --- |
+//! | `schema_version` | integer | `1` |
+//! | `source` | string | `"daemon"` (live) or `"state-dir"` (offline, read from the files) |
+//! | `attachment` | object | `container_id` (full), `network`, `ifname` |
+//! | `netns` | string | `CNI_NETNS` given at ADD |
+//! | `client_id` | string | option 61 as sent, lower-case hex, no separators |
+//! | `state` | string | RFC 2131 client state, upper case (`BOUND`, `RENEWING`, ...); offline: as last saved, or `EXPIRED` when the lease has run out since |
+//! | `broadcast` | bool | the BOOTP broadcast flag in use |
+//! | `broadcast_reason` | string | why (`ipam`, `daemon`, `auto: ...`) |
+//! | `lease` | object or null | the last DHCPACK: `address`, `prefix_len`, `routers`, `dns_servers`, `domain_name`, `domain_search`, `classless_routes`, `static_routes`, `mtu`, `broadcast_address`, `server_id`, `lease_time`, `renewal_time`, `rebinding_time` (seconds) |
+//! | `granted` | string or null | RFC 3339 UTC, milliseconds (`2025-06-01T12:00:00.000Z`): when the lease's times count from |
+//! | `t1`, `t2`, `expiry` | string or null | RFC 3339 UTC: T1 (renew), T2 (rebind), expiry; `null` when not bound or infinite. Live: the daemon's schedule (with its random fuzz); offline: from the lease times |
+//! | `t1_in`, `t2_in`, `expires_in` | integer or null | seconds from the listing to T1, T2, expiry (0 once passed) |
+//! | `renewals` | integer | DHCPACKs received in RENEWING or REBINDING |
+//! | `previous_address` | string or null | the address held before the server gave another one |
+//! | `last_error` | string or null | the daemon's last error for this lease (live only) |
+//! | `history` | array or null | `show` against a live daemon: the last 32 transactions, oldest first, each `{"at": RFC 3339, "direction": "sent" \| "received" \| "event", "message": string}`; `null` in listings and offline (the daemon keeps it in memory only) |
+//!
+//! The top level is an array (not an object) so that the records stay what `dhcp-leases
+//! --json` printed before versioning; `schema_version` is therefore in every record.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::store::{self, Granted};
+use crate::dhcp::Lease;
+use crate::rpc::{Attachment, Direction, LeaseRecord, Transaction};
+
+/// Version of the JSON schema documented above.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Longest `last_error` shown in the table, in characters.
+pub const ERROR_WIDTH: usize = 40;
+
+/// Where a [`LeaseView`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The running daemon, over its socket.
+    Daemon,
+    /// The state directory of a stopped daemon.
+    StateDir,
+}
+
+/// One history entry as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// RFC 3339 UTC, milliseconds.
+    pub at: String,
+    /// Which way.
+    pub direction: Direction,
+    /// What.
+    pub message: String,
+}
+
+/// One lease as `dhcp-leases` shows it; its serde form is the JSON schema of the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Live or offline.
+    pub source: Source,
+    /// Whose lease.
+    pub attachment: Attachment,
+    /// `CNI_NETNS`.
+    pub netns: String,
+    /// Option 61, hex.
+    pub client_id: String,
+    /// RFC 2131 state.
+    pub state: String,
+    /// BOOTP broadcast flag.
+    pub broadcast: bool,
+    /// Why.
+    pub broadcast_reason: String,
+    /// Last DHCPACK.
+    pub lease: Option<Lease>,
+    /// Grant time, RFC 3339.
+    pub granted: Option<String>,
+    /// T1, RFC 3339.
+    pub t1: Option<String>,
+    /// T2, RFC 3339.
+    pub t2: Option<String>,
+    /// Expiry, RFC 3339.
+    pub expiry: Option<String>,
+    /// Seconds to T1.
+    pub t1_in: Option<u64>,
+    /// Seconds to T2.
+    pub t2_in: Option<u64>,
+    /// Seconds to expiry.
+    pub expires_in: Option<u64>,
+    /// Renewals done.
+    pub renewals: u32,
+    /// Address held before.
+    pub previous_address: Option<Ipv4Addr>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Recent transactions (`show`, live only).
+    pub history: Option<Vec<HistoryEntry>>,
+}
+
+/// RFC 3339 UTC with milliseconds of a Unix time in milliseconds.
+pub fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+}
+
+impl LeaseView {
+    /// From the daemon's answer.
+    pub fn from_live(r: LeaseRecord) -> LeaseView {
+        LeaseView {
+            schema_version: SCHEMA_VERSION,
+            source: Source::Daemon,
+            attachment: r.attachment,
+            netns: r.netns,
+            client_id: r.client_id,
+            state: r.state,
+            broadcast: r.broadcast,
+            broadcast_reason: r.broadcast_reason,
+            lease: r.lease,
+            granted: r.granted_unix_ms.map(rfc3339),
+            t1: r.t1_unix_ms.map(rfc3339),
+            t2: r.t2_unix_ms.map(rfc3339),
+            expiry: r.expires_unix_ms.map(rfc3339),
+            t1_in: r.t1_in,
+            t2_in: r.t2_in,
+            expires_in: r.expires_in,
+            renewals: r.renewals,
+            previous_address: r.previous_address,
+            last_error: r.last_error,
+            history: r
+                .history
+                .map(|h| h.into_iter().map(history_entry).collect()),
+        }
+    }
+
+    /// From a saved record, with times as of `now` ([`Granted::now`]): the grant is placed on
+    /// the wall clock by how long ago it was (boot time when the boot is the same, so a stepped
+    /// wall clock does not skew it), T1/T2/expiry from the lease's own times (no fuzz). A lease
+    /// that has run out shows as `EXPIRED` with no time left; an infinite one has no T1, T2,
+    /// expiry.
+    pub fn from_stored(r: &store::Record, now: &Granted) -> LeaseView {
+        let elapsed = r.granted.elapsed_until(now);
+        let granted_ms = now
+            .unix_ms
+            .saturating_sub(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        let l = &r.lease;
+        let infinite = l.lease_time == u32::MAX;
+        let expired = !infinite && elapsed >= Duration::from_secs(l.lease_time.into());
+        let at = |secs: u32| (!infinite).then(|| granted_ms + u64::from(secs) * 1000);
+        let left = |secs: u32| {
+            (!infinite && !expired).then(|| {
+                Duration::from_secs(secs.into())
+                    .saturating_sub(elapsed)
+                    .as_secs()
+            })
+        };
+        LeaseView {
+            schema_version: SCHEMA_VERSION,
+            source: Source::StateDir,
+            attachment: r.attachment.clone(),
+            netns: r.netns.clone(),
+            client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+            state: if expired {
+                "EXPIRED".into()
+            } else {
+                r.state.clone()
+            },
+            broadcast: r.broadcast,
+            broadcast_reason: r.broadcast_reason.clone(),
+            lease: Some(l.clone()),
+            granted: Some(rfc3339(granted_ms)),
+            t1: at(l.renewal_time).map(rfc3339),
+            t2: at(l.rebinding_time).map(rfc3339),
+            expiry: at(l.lease_time).map(rfc3339),
+            t1_in: left(l.renewal_time),
+            t2_in: left(l.rebinding_time),
+            expires_in: left(l.lease_time),
+            renewals: r.renewals,
+            previous_address: None,
+            last_error: None,
+            history: None,
+        }
+    }
+
+    /// The gateway: the default route's next hop (option 121 when sent, else option 3).
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        let lease = self.lease.as_ref()?;
+        lease
+            .routes()
+            .iter()
+            .find(|r| r.dst.prefix_len() == 0)
+            .map(|r| r.gateway)
+    }
+}
+
+fn history_entry(t: Transaction) -> HistoryEntry {
+    HistoryEntry {
+        at: rfc3339(t.at_unix_ms),
+        direction: t.direction,
+        message: t.message,
+    }
+}
+
+/// Reads a state directory without disturbing a daemon that may run on it
+/// ([`store::read_all`]). Returns the leases and one line per file that could not be used;
+/// fails when the directory cannot be listed.
+pub fn load_state_dir(
+    dir: &std::path::Path,
+    now: &Granted,
+) -> std::io::Result<(Vec<LeaseView>, Vec<String>)> {
+    let (records, errors) = store::read_all(dir)?;
+    Ok((
+        records
+            .iter()
+            .map(|r| LeaseView::from_stored(r, now))
+            .collect(),
+        errors.iter().map(ToString::to_string).collect(),
+    ))
+}
+
+/// The listing filters; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Container ID prefix.
+    pub container: Option<String>,
+    /// Network name, exact.
+    pub network: Option<String>,
+    /// State, case-insensitive.
+    pub state: Option<String>,
+}
+
+impl Filter {
+    /// Whether `v` passes every filter given.
+    pub fn matches(&self, v: &LeaseView) -> bool {
+        self.container
+            .as_ref()
+            .is_none_or(|c| v.attachment.container_id.starts_with(c.as_str()))
+            && self
+                .network
+                .as_ref()
+                .is_none_or(|n| v.attachment.network == *n)
+            && self
+                .state
+                .as_ref()
+                .is_none_or(|s| v.state.eq_ignore_ascii_case(s))
+    }
+}
+
+/// The leases `show ID` means: those whose container ID is `id`, else those whose container ID
+/// starts with `id` if they all belong to one container. `Err` explains none or ambiguous.
+pub fn select<'a>(views: &'a [LeaseView], id: &str) -> Result<Vec<&'a LeaseView>, String> {
+    let exact: Vec<_> = views
+        .iter()
+        .filter(|v| v.attachment.container_id == id)
+        .collect();
+    if !exact.is_empty() {
+        return Ok(exact);
+    }
+    let matching: Vec<_> = views
+        .iter()
+        .filter(|v| v.attachment.container_id.starts_with(id))
+        .collect();
+    let mut ids: Vec<&str> = matching
+        .iter()
+        .map(|v| v.attachment.container_id.as_str())
+        .collect();
+    ids.dedup();
+    match ids.len() {
+        0 => Err(format!("no lease for a container ID starting with {id:?}")),
+        1 => Ok(matching),
+        _ => Err(format!(
+            "{id:?} is ambiguous: it starts the container IDs {}",
+            ids.join(", ")
+        )),
+    }
+}
+
+/// A duration in the two largest units that matter: `45s`, `29m59s`, `1h2m`, `3d4h`; a unit
+/// whose count is zero is left out (`30m`, `1h`).
+pub fn human(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let pair = |a: u64, ua: &str, b: u64, ub: &str| {
+        if b == 0 {
+            format!("{a}{ua}")
+        } else {
+            format!("{a}{ua}{b}{ub}")
+        }
+    };
+    if d > 0 {
+        pair(d, "d", h, "h")
+    } else if h > 0 {
+        pair(h, "h", m, "m")
+    } else if m > 0 {
+        pair(m, "m", s, "s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn left(secs: Option<u64>) -> String {
+    secs.map_or_else(|| "-".into(), human)
+}
+
+/// `s` cut to `max` characters, the last three replaced by `...` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
+/// Column titles of [`table`].
+pub const COLUMNS: [&str; 12] = [
+    "CONTAINER",
+    "NETWORK",
+    "IFNAME",
+    "ADDRESS",
+    "GATEWAY",
+    "SERVER",
+    "STATE",
+    "T1",
+    "T2",
+    "EXPIRY",
+    "RENEWALS",
+    "LAST ERROR",
+];
+
+/// The aligned table: a header line and one line per lease, columns separated by two spaces,
+/// each as wide as its widest cell (in characters), trailing spaces trimmed.
+pub fn table(views: &[LeaseView]) -> String {
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 12]> = views
+        .iter()
+        .map(|v| {
+            let (address, server) = v.lease.as_ref().map_or((dash(), dash()), |l| {
+                (
+                    format!("{}/{}", l.address, l.prefix_len),
+                    l.server_id.to_string(),
+                )
+            });
+            [
+                v.attachment.container_id.chars().take(12).collect(),
+                v.attachment.network.clone(),
+                v.attachment.ifname.clone(),
+                address,
+                v.gateway().map_or_else(dash, |g| g.to_string()),
+                server,
+                v.state.clone(),
+                left(v.t1_in),
+                left(v.t2_in),
+                left(v.expires_in),
+                v.renewals.to_string(),
+                v.last_error
+                    .as_deref()
+                    .map_or_else(dash, |e| truncate(&e.replace('\n', " "), ERROR_WIDTH)),
+            ]
+        })
+        .collect();
+    let mut widths = COLUMNS.map(|c| c.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (cell, w) in cells.zip(widths) {
+            l.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut COLUMNS.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// One lease in full, for `show`, as `key: value` lines, then the history.
+pub fn detail(v: &LeaseView) -> String {
+    let opt = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+    let when = |t: &Option<String>, secs: Option<u64>| match (t, secs) {
+        (Some(t), Some(s)) => format!("{t} (in {})", human(s)),
+        (Some(t), None) => t.clone(),
+        (None, _) => "-".into(),
+    };
+    let join = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("container", v.attachment.container_id.clone()),
+        ("network", v.attachment.network.clone()),
+        ("ifname", v.attachment.ifname.clone()),
+        ("netns", v.netns.clone()),
+        (
+            "source",
+            match v.source {
+                Source::Daemon => "daemon (live)".into(),
+                Source::StateDir => "state directory (offline: the daemon is not asked)".into(),
+            },
+        ),
+        ("state", v.state.clone()),
+        ("client id", v.client_id.clone()),
+        (
+            "broadcast",
+            format!("{} ({})", v.broadcast, v.broadcast_reason),
+        ),
+    ];
+    match &v.lease {
+        Some(l) => {
+            let ips = |a: &[Ipv4Addr]| join(a.iter().map(ToString::to_string).collect());
+            rows.extend([
+                ("address", format!("{}/{}", l.address, l.prefix_len)),
+                ("gateway", opt(v.gateway().map(|g| g.to_string()))),
+                ("server", l.server_id.to_string()),
+                ("routers", ips(&l.routers)),
+                (
+                    "routes",
+                    join(
+                        l.routes()
+                            .iter()
+                            .map(|r| format!("{} via {}", r.dst, r.gateway))
+                            .collect(),
+                    ),
+                ),
+                ("dns servers", ips(&l.dns_servers)),
+                ("domain", opt(l.domain_name.clone())),
+                ("search", join(l.domain_search.clone())),
+                ("mtu", opt(l.mtu.map(|m| m.to_string()))),
+                (
+                    "lease time",
+                    if l.lease_time == u32::MAX {
+                        "infinite".into()
+                    } else {
+                        format!(
+                            "{} (T1 {}, T2 {})",
+                            human(l.lease_time.into()),
+                            human(l.renewal_time.into()),
+                            human(l.rebinding_time.into())
+                        )
+                    },
+                ),
+            ]);
+        }
+        None => rows.push(("address", "- (no DHCPACK yet)".into())),
+    }
+    rows.extend([
+        ("granted", opt(v.granted.clone())),
+        ("T1", when(&v.t1, v.t1_in)),
+        ("T2", when(&v.t2, v.t2_in)),
+        ("expiry", when(&v.expiry, v.expires_in)),
+        ("renewals", v.renewals.to_string()),
+        (
+            "previous address",
+            opt(v.previous_address.map(|a| a.to_string())),
+        ),
+        ("last error", opt(v.last_error.clone())),
+    ]);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, val) in rows {
+        out.push_str(&format!("{:<width$} {val}\n", format!("{k}:")));
+    }
+    match &v.history {
+        Some(h) if h.is_empty() => out.push_str("history: none recorded\n"),
+        Some(h) => {
+            out.push_str(&format!("history (last {}, oldest first):\n", h.len()));
+            for e in h {
+                let dir = match e.direction {
+                    Direction::Sent => "sent",
+                    Direction::Received => "received",
+                    Direction::Event => "event",
+                };
+                out.push_str(&format!("  {}  {dir:<8}  {}\n", e.at, e.message));
+            }
+        }
+        None if v.source == Source::StateDir => {
+            out.push_str("history: not available offline (the daemon keeps it in memory only)\n")
+        }
+        None => out.push_str("history: not available from this daemon\n"),
+    }
+    out
+}
+
+/// The JSON of the module docs: an array of [`LeaseView`], pretty-printed.
+pub fn to_json<'a>(views: impl IntoIterator<Item = &'a LeaseView>) -> String {
+    let views: Vec<&LeaseView> = views.into_iter().collect();
+    // Serializing plain structs with string keys cannot fail.
+    serde_json::to_string_pretty(&views).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::store::{Record, Store};
+
+    fn lease(address: &str) -> Lease {
+        Lease {
+            address: address.parse().unwrap(),
+            prefix_len: 24,
+            routers: vec!["198.18.0.1".parse().unwrap()],
+            dns_servers: vec![],
+            domain_name: None,
+            domain_search: vec![],
+            classless_routes: vec![],
+            static_routes: vec![],
+            mtu: None,
+            broadcast_address: None,
+            server_id: "198.18.0.1".parse().unwrap(),
+            lease_time: 3600,
+            renewal_time: 1800,
+            rebinding_time: 3150,
+        }
+    }
+
+    fn live(id: &str, network: &str, state: &str) -> LeaseView {
+        LeaseView::from_live(LeaseRecord {
+            attachment: Attachment {
+                container_id: id.into(),
+                network: network.into(),
+                ifname: "eth0".into(),
+            },
+            netns: "/var/run/netns/x".into(),
+            client_id: "0063".into(),
+            state: state.into(),
+            broadcast: true,
+            broadcast_reason: "auto: ipvlan slave".into(),
+            lease: Some(lease("198.18.0.100")),
+            t1_in: Some(1799),
+            t2_in: Some(3149),
+            expires_in: Some(3599),
+            renewals: 2,
+            previous_address: None,
+            last_error: None,
+            granted_unix_ms: Some(1_750_000_000_000),
+            t1_unix_ms: Some(1_750_000_000_000 + 1_800_000),
+            t2_unix_ms: Some(1_750_000_000_000 + 3_150_000),
+            expires_unix_ms: Some(1_750_000_000_000 + 3_600_000),
+            history: None,
+        })
+    }
+
+    #[test]
+    fn human_durations() {
+        for (secs, text) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (1799, "29m59s"),
+            (3600, "1h"),
+            (3720, "1h2m"),
+            (3721, "1h2m"),
+            (86_400, "1d"),
+            (90_061, "1d1h"),
+            (u64::from(u32::MAX), "49710d6h"),
+        ] {
+            assert_eq!(human(secs), text, "{secs}");
+        }
+        assert_eq!(left(None), "-");
+    }
+
+    #[test]
+    fn filters() {
+        let views = [
+            live("abcdef0123456789", "net1", "BOUND"),
+            live("abc999", "net2", "RENEWING"),
+            live("zzz", "net1", "BOUND"),
+        ];
+        let ids = |f: Filter| -> Vec<&str> {
+            views
+                .iter()
+                .filter(|v| f.matches(v))
+                .map(|v| v.attachment.container_id.as_str())
+                .collect()
+        };
+        assert_eq!(ids(Filter::default()).len(), 3);
+        let f = |c: Option<&str>, n: Option<&str>, s: Option<&str>| Filter {
+            container: c.map(Into::into),
+            network: n.map(Into::into),
+            state: s.map(Into::into),
+        };
+        assert_eq!(
+            ids(f(Some("abc"), None, None)),
+            ["abcdef0123456789", "abc999"]
+        );
+        assert_eq!(
+            ids(f(None, Some("net1"), None)),
+            ["abcdef0123456789", "zzz"]
+        );
+        assert!(
+            ids(f(None, Some("net"), None)).is_empty(),
+            "network is exact"
+        );
+        assert_eq!(ids(f(None, None, Some("renewing"))), ["abc999"]);
+        assert_eq!(
+            ids(f(Some("abc"), Some("net1"), Some("Bound"))),
+            ["abcdef0123456789"]
+        );
+        // show: exact, unique prefix, ambiguous, none.
+        assert_eq!(select(&views, "abc999").unwrap().len(), 1);
+        assert_eq!(
+            select(&views, "abcd").unwrap()[0].attachment.container_id,
+            "abcdef0123456789"
+        );
+        let err = select(&views, "abc").unwrap_err();
+        assert!(err.contains("ambiguous") && err.contains("abc999"), "{err}");
+        assert!(select(&views, "q").unwrap_err().contains("no lease"));
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let mut long = live("0123456789abcdef0123", "a-long-network-name", "BOUND");
+        long.last_error = Some("x".repeat(100));
+        let mut unbound = live("c2", "n", "SELECTING");
+        unbound.lease = None;
+        (unbound.t1_in, unbound.t2_in, unbound.expires_in) = (None, None, None);
+        let out = table(&[long, unbound]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("CONTAINER     NETWORK "), "{out}");
+        assert!(
+            lines[1].starts_with("0123456789ab  a-long-network-name  eth0 "),
+            "{out}"
+        );
+        // Every column starts at the same offset on every line.
+        for title in [
+            "NETWORK",
+            "ADDRESS",
+            "GATEWAY",
+            "STATE",
+            "T1",
+            "EXPIRY",
+            "LAST ERROR",
+        ] {
+            let col = lines[0].find(title).unwrap();
+            for l in &lines[1..] {
+                assert_eq!(&l[col - 2..col], "  ", "{title}\n{out}");
+                assert_ne!(&l[col..=col], " ", "{title}\n{out}");
+            }
+        }
+        let cell = |l: &str, title: &str| {
+            let col = lines[0].find(title).unwrap();
+            l[col..].split("  ").next().unwrap().trim().to_string()
+        };
+        let row1: Vec<String> = COLUMNS.iter().map(|t| cell(lines[1], t)).collect();
+        assert_eq!(
+            row1[3..11],
+            [
+                "198.18.0.100/24",
+                "198.18.0.1",
+                "198.18.0.1",
+                "BOUND",
+                "29m59s",
+                "52m29s",
+                "59m59s",
+                "2"
+            ],
+            "{out}"
+        );
+        assert_eq!(row1[11], format!("{}...", "x".repeat(ERROR_WIDTH - 3)));
+        let row2: Vec<String> = COLUMNS.iter().map(|t| cell(lines[2], t)).collect();
+        assert_eq!(
+            row2[3..],
+            ["-", "-", "-", "SELECTING", "-", "-", "-", "2", "-"],
+            "{out}"
+        );
+        assert!(!out.lines().any(|l| l.ends_with(' ')));
+    }
+
+    #[test]
+    fn json_schema() {
+        let mut v = live("c1", "n", "BOUND");
+        v.history = Some(vec![history_entry(Transaction {
+            at_unix_ms: 1_750_000_000_123,
+            direction: Direction::Sent,
+            message: "DHCPREQUEST to 198.18.0.1 (RENEWING)".into(),
+        })]);
+        let json: serde_json::Value = serde_json::from_str(&to_json([&v])).unwrap();
+        let r = &json.as_array().unwrap()[0];
+        let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "schema_version",
+            "source",
+            "attachment",
+            "netns",
+            "client_id",
+            "state",
+            "broadcast",
+            "broadcast_reason",
+            "lease",
+            "granted",
+            "t1",
+            "t2",
+            "expiry",
+            "t1_in",
+            "t2_in",
+            "expires_in",
+            "renewals",
+            "previous_address",
+            "last_error",
+            "history",
+        ];
+        expected.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(r["schema_version"], 1);
+        assert_eq!(r["source"], "daemon");
+        assert_eq!(r["attachment"]["container_id"], "c1");
+        assert_eq!(r["lease"]["address"], "198.18.0.100");
+        assert_eq!(r["client_id"], "0063");
+        assert_eq!(r["previous_address"], serde_json::Value::Null);
+        let t = |k: &str| humantime::parse_rfc3339(r[k].as_str().unwrap()).unwrap();
+        assert_eq!(
+            t("granted"),
+            UNIX_EPOCH + Duration::from_millis(1_750_000_000_000)
+        );
+        assert_eq!(
+            t("t1").duration_since(t("granted")).unwrap(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            t("expiry").duration_since(t("granted")).unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(r["granted"], "2025-06-15T15:06:40.000Z");
+        let h = &r["history"][0];
+        assert_eq!(h["direction"], "sent");
+        assert_eq!(h["at"], "2025-06-15T15:06:40.123Z");
+        humantime::parse_rfc3339(h["at"].as_str().unwrap()).unwrap();
+        // The view parses back into itself.
+        let back: Vec<LeaseView> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, vec![v]);
+        assert_eq!(to_json([]), "[]");
+    }
+
+    fn record(id: &str, granted: Granted, lease_time: u32) -> Record {
+        let mut l = lease("198.18.0.7");
+        l.lease_time = lease_time;
+        Record {
+            attachment: Attachment {
+                container_id: id.into(),
+                network: "n".into(),
+                ifname: "eth0".into(),
+            },
+            netns: "/x".into(),
+            client_id: vec![0, 0x63],
+            chaddr: [2, 0, 0, 0, 0, 1],
+            broadcast: false,
+            broadcast_reason: "auto: not ipvlan".into(),
+            hostname: None,
+            lease: l,
+            granted,
+            state: "BOUND".into(),
+            renewals: 4,
+            server_mac: None,
+        }
+    }
+
+    #[test]
+    fn offline_loading_from_a_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Granted::now();
+        let ago = |secs: u64| Granted {
+            boot_id: now.boot_id.clone(),
+            boottime_ms: now.boottime_ms - secs * 1000,
+            unix_ms: now.unix_ms - secs * 1000,
+        };
+        store.save(&record("fresh", ago(100), 3600)).unwrap();
+        store.save(&record("gone", ago(4000), 3600)).unwrap();
+        store.save(&record("forever", ago(100), u32::MAX)).unwrap();
+        std::fs::write(dir.path().join("0123.json"), b"nonsense").unwrap();
+        // The daemon's store stays open: offline loading must not need its lock.
+        let (views, errors) = load_state_dir(dir.path(), &now).unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("0123.json"), "{errors:?}");
+        let ids: Vec<_> = views
+            .iter()
+            .map(|v| v.attachment.container_id.as_str())
+            .collect();
+        assert_eq!(ids, ["forever", "fresh", "gone"]);
+        let fresh = &views[1];
+        assert_eq!(fresh.source, Source::StateDir);
+        assert_eq!(fresh.state, "BOUND");
+        assert_eq!(fresh.client_id, "0063");
+        assert_eq!(
+            (fresh.t1_in, fresh.t2_in, fresh.expires_in),
+            (Some(1700), Some(3050), Some(3500))
+        );
+        assert_eq!(
+            fresh.granted.as_deref(),
+            Some(rfc3339(now.unix_ms - 100_000).as_str())
+        );
+        assert_eq!(
+            fresh.expiry.as_deref(),
+            Some(rfc3339(now.unix_ms + 3_500_000).as_str())
+        );
+        assert_eq!(fresh.renewals, 4);
+        assert_eq!(fresh.history, None);
+        assert!(detail(fresh).contains("history: not available offline"));
+        let gone = &views[2];
+        assert_eq!(gone.state, "EXPIRED");
+        assert_eq!(gone.expires_in, None);
+        assert!(gone.expiry.is_some());
+        let forever = &views[0];
+        assert_eq!((forever.t1.clone(), forever.expires_in), (None, None));
+        assert!(
+            detail(forever).contains("lease time:       infinite"),
+            "{}",
+            detail(forever)
+        );
+        // A missing directory is an error, not created.
+        assert!(load_state_dir(&dir.path().join("nope"), &now).is_err());
+        assert!(!dir.path().join("nope").exists());
+        drop(store);
+    }
+
+    #[test]
+    fn detail_lists_everything_and_the_history() {
+        let mut v = live("c1", "n", "BOUND");
+        assert!(detail(&v).contains("history: not available from this daemon"));
+        v.history = Some(vec![]);
+        assert!(detail(&v).contains("history: none recorded"));
+        v.history = Some(vec![
+            history_entry(Transaction {
+                at_unix_ms: 1,
+                direction: Direction::Sent,
+                message: "DHCPDISCOVER".into(),
+            }),
+            history_entry(Transaction {
+                at_unix_ms: 2,
+                direction: Direction::Received,
+                message: "DHCPACK 198.18.0.100 lease 3600s".into(),
+            }),
+        ]);
+        let out = detail(&v);
+        for needle in [
+            "container:        c1",
+            "address:          198.18.0.100/24",
+            "gateway:          198.18.0.1",
+            "T1:               2025-06-15T15:36:40.000Z (in 29m59s)",
+            "lease time:       1h (T1 30m, T2 52m30s)",
+            "history (last 2, oldest first):",
+            "  1970-01-01T00:00:00.002Z  received  DHCPACK 198.18.0.100 lease 3600s",
+        ] {
+            assert!(out.contains(needle), "{needle:?} not in\n{out}");
+        }
+    }
+}
