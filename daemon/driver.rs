@@ -35,7 +35,7 @@ use crate::dhcp::Lease;
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
 use crate::netns::NetNs;
-use crate::rpc::AddOptions;
+use crate::rpc::{AddOptions, Direction};
 
 /// How often a bound lease checks that its container's namespace still exists.
 pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,6 +76,17 @@ pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
         network = %attachment.network,
         ifname = %attachment.ifname
     )
+}
+
+/// "DHCPDISCOVER", "DHCPACK", ... for a message we built or received; "DHCP?" if unreadable.
+fn message_name(payload: &[u8]) -> String {
+    match crate::dhcp::parse_reply(payload)
+        .ok()
+        .and_then(|r| r.message_type)
+    {
+        Some(t) => format!("DHCP{}", format!("{t:?}").to_uppercase()),
+        None => "DHCP?".into(),
+    }
 }
 
 /// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
@@ -422,6 +433,14 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         previous_address: None,
         last_error: None,
     };
+    slot.push_history(
+        Direction::Event,
+        format!(
+            "resumed from the state directory ({}, {})",
+            record.lease.address,
+            state_name(client.state())
+        ),
+    );
     info!(
         attachment = %record.attachment,
         address = %record.lease.address,
@@ -549,6 +568,13 @@ async fn drive(
                     match client.handle(now, &r.payload) {
                         Ok(()) => {
                             ctx.server_mac = Some(r.src_mac);
+                            let yiaddr = crate::dhcp::parse_reply(&r.payload)
+                                .map(|m| m.yiaddr.to_string())
+                                .unwrap_or_default();
+                            ctx.slot.push_history(
+                                Direction::Received,
+                                format!("{} {yiaddr} from {}", message_name(&r.payload), r.src_ip),
+                            );
                             debug!(from = %r.src_ip, "reply accepted");
                         }
                         Err(why) => {
@@ -589,6 +615,8 @@ async fn drive(
 
 /// Answers the waiting ADD, if any, with `err`.
 fn fail_add(ctx: &mut Ctx, err: Error) {
+    ctx.slot
+        .push_history(Direction::Event, format!("ADD failed: {}", err.msg));
     ctx.slot.status().last_error = Some(err.msg.clone());
     if let Some(tx) = ctx.bound_tx.take() {
         let _ = tx.send(Err(err));
@@ -698,6 +726,7 @@ async fn on_event(
 /// The lease is gone (NAK, expiry): take the address off the interface at once (RFC 2131
 /// §4.4.5), keep the slot and keep acquiring.
 async fn lose_address(ctx: &mut Ctx, why: &str) {
+    ctx.slot.push_history(Direction::Event, why.to_string());
     let old = {
         let mut st = ctx.slot.status();
         st.timers = None;
@@ -728,6 +757,13 @@ async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
     match iface::apply(ctx.netns_path.clone(), ctx.ifname.clone(), lease).await {
         Ok(()) => {
             ctx.configured = true;
+            ctx.slot.push_history(
+                Direction::Event,
+                format!(
+                    "{} and its routes put back on {}",
+                    lease.address, ctx.ifname
+                ),
+            );
             info!(address = %lease.address, "address and routes put back on the interface");
         }
         Err(e) => {
@@ -769,6 +805,11 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
+            let state = ctx.slot.status().state.clone();
+            ctx.slot.push_history(
+                Direction::Sent,
+                format!("{} to {} ({state})", message_name(&tx.payload), tx.dst),
+            );
             debug!(src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
         }
         Err(e) => {

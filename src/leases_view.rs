@@ -771,6 +771,8 @@ mod tests {
             broadcast: false,
             broadcast_reason: "auto: not ipvlan".into(),
             hostname: None,
+            provided: vec![],
+            parameter_request_list: None,
             lease: l,
             granted,
             state: "BOUND".into(),
