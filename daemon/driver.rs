@@ -523,6 +523,8 @@ async fn drive(
                     }
                 }
             }
+            // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
+            ctx.slot.status().state = state_name(client.state());
             if let Some(s) = &socket {
                 send(s, &tx, &mut ctx).await;
             }
