@@ -23,6 +23,25 @@
 //! | `leases_lost_total` | counter | | [`Metrics::lease_lost`] |
 //! | `requests_in_flight` | gauge | `command` | [`Metrics::request_started`] (a guard) |
 //!
+//! Where each call belongs (`m` is `ctx.shared.metrics` in `driver.rs`, `shared.metrics` in
+//! `command.rs`):
+//!
+//! - `command::apply`, first line: `let _in_flight = m.request_started(command_name(&request));`
+//! - `command::apply`, the `Request::Add` arm: `let t = Instant::now();` before `add(..)`, then
+//!   `m.observe_add(t.elapsed(), !matches!(response, Response::Error { .. }))` on its response
+//!   (the held-lease fast path included; an invalid attachment rejected before the match is not
+//!   an ADD that ran and is not observed).
+//! - `driver::send`, the `Ok(())` arm: `if let Some(t) = message_type(&tx.payload) {
+//!   m.message_sent(t) }` (covers DISCOVER, REQUEST, DECLINE and RELEASE, retransmissions too).
+//! - `driver::drive`, the receive arm: take `let was = client.state();` before
+//!   `client.handle(..)`; on `Ok(())`, `message_received(t)` with `t` from
+//!   `message_type(&r.payload)`, then if `t` is ACK, `m.renewal()` when `was` is RENEWING and
+//!   `m.rebind()` when it is REBINDING (the client's `Event::Renewed` does not say which); on
+//!   `Err(_)`, `m.reply_ignored()`.
+//! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
+//! - `driver::decline_if_conflict`, where the DHCPDECLINE is sent: `m.decline()`.
+//! - `driver::Ctx::lose`: `m.lease_lost()`.
+//!
 //! Every hot-path call is one atomic operation on a series created up front: the label sets
 //! are small and fixed (DHCP message types outside RFC 2131 count as `OTHER`), so a scrape
 //! always shows every series, at 0 until something happens.
@@ -70,6 +89,32 @@ pub const ADD_BUCKETS: [f64; 15] = [
 /// create series at will.
 pub fn message_type_name(t: MessageType) -> &'static str {
     MESSAGE_TYPES[message_type_index(t)]
+}
+
+/// The DHCP message type (option 53) of a DHCP message, found by walking its options without
+/// decoding the rest, for [`Metrics::message_sent`] and [`Metrics::message_received`] from the
+/// payload the driver already has. `None` for a payload too short, without the magic cookie, or
+/// without option 53 in the options field (overloaded `sname`/`file` fields are not searched).
+pub fn message_type(payload: &[u8]) -> Option<MessageType> {
+    const OPTIONS: usize = 240; // fixed BOOTP header (236) + magic cookie (4), RFC 2131 §3
+    if payload.get(236..OPTIONS)? != [99, 130, 83, 99] {
+        return None;
+    }
+    let mut i = OPTIONS;
+    while let Some(&code) = payload.get(i) {
+        match code {
+            0 => i += 1,
+            255 => return None,
+            _ => {
+                let len = usize::from(*payload.get(i + 1)?);
+                if code == 53 && len >= 1 {
+                    return payload.get(i + 2).map(|&t| MessageType::from(t));
+                }
+                i += 2 + len;
+            }
+        }
+    }
+    None
 }
 
 const MESSAGE_TYPES: [&str; 10] = [
@@ -261,22 +306,22 @@ impl Metrics {
         let replies_ignored = counter(
             &mut registry,
             "replies_ignored",
-            "DHCP packets received and dropped: another client's xid or client identifier, malformed, or unexpected in the current state",
+            "DHCP packets received and dropped: another client's xid or client identifier (normal on ipvlan, where every slave hears every broadcast reply), malformed, or unexpected in the current state",
         );
         let renewals = counter(
             &mut registry,
             "renewals",
-            "Leases extended by a DHCPACK in RENEWING",
+            "Leases extended by a DHCPACK in RENEWING (from the server that granted them)",
         );
         let rebinds = counter(
             &mut registry,
             "rebinds",
-            "Leases extended by a DHCPACK in REBINDING",
+            "Leases extended by a DHCPACK in REBINDING (from any server, after T2)",
         );
         let naks = counter(
             &mut registry,
             "naks",
-            "DHCPNAKs that refused a lease or a requested address",
+            "Leases taken away by a DHCPNAK in RENEWING or REBINDING; every accepted DHCPNAK, during acquisition too, counts in messages_received_total with type NAK",
         );
         let expiries = counter(
             &mut registry,
@@ -286,7 +331,7 @@ impl Metrics {
         let declines = counter(
             &mut registry,
             "declines",
-            "Offered addresses declined (DHCPDECLINE) as already in use",
+            "Addresses declined (DHCPDECLINE) because another live lease holds them",
         );
         let leases_lost = counter(
             &mut registry,
@@ -356,7 +401,8 @@ impl Metrics {
         self.rebinds.inc();
     }
 
-    /// A DHCPNAK took a lease (or an address being requested) away.
+    /// A DHCPNAK took a held lease away (RENEWING or REBINDING: the client's `Event::Nak`). A
+    /// DHCPNAK during acquisition only restarts it and is not counted here.
     pub fn nak(&self) {
         self.naks.inc();
     }
@@ -366,7 +412,7 @@ impl Metrics {
         self.expiries.inc();
     }
 
-    /// An offered address declined (DHCPDECLINE).
+    /// An acknowledged address declined (DHCPDECLINE): another live lease holds it.
     pub fn decline(&self) {
         self.declines.inc();
     }
@@ -605,6 +651,46 @@ mod tests {
             1,
             "the scrape-time gauge does not end the document early"
         );
+    }
+
+    fn dhcp_message(t: Option<MessageType>) -> Vec<u8> {
+        use dhcproto::Encodable;
+        use dhcproto::v4::{DhcpOption, Message};
+        let mut msg = Message::default();
+        // Padding and another option first: the walk must step over both.
+        msg.opts_mut()
+            .insert(DhcpOption::Hostname("a-host-name".into()));
+        if let Some(t) = t {
+            msg.opts_mut().insert(DhcpOption::MessageType(t));
+        }
+        msg.to_vec().unwrap()
+    }
+
+    #[test]
+    fn message_type_is_read_from_option_53() {
+        for t in [
+            MessageType::Discover,
+            MessageType::Request,
+            MessageType::Ack,
+            MessageType::Nak,
+            MessageType::Release,
+        ] {
+            assert_eq!(message_type(&dhcp_message(Some(t))), Some(t));
+        }
+        assert_eq!(message_type(&dhcp_message(None)), None);
+        assert_eq!(message_type(&[]), None);
+        assert_eq!(message_type(&[0; 300]), None, "no magic cookie");
+        let mut cut = dhcp_message(Some(MessageType::Offer));
+        let at = cut.windows(2).position(|w| w == [53, 1]).unwrap();
+        cut.truncate(at + 2);
+        assert_eq!(message_type(&cut), None, "option 53 cut short");
+        cut.truncate(at + 1);
+        assert_eq!(message_type(&cut), None, "length byte missing");
+        let mut padded = dhcp_message(None);
+        padded.truncate(240);
+        padded.extend_from_slice(&[0, 0, 12, 1, b'x', 53, 1, 5, 255]);
+        assert_eq!(message_type(&padded), Some(MessageType::Ack));
+        assert_eq!(message_type_name(MessageType::Unknown(77)), "OTHER");
     }
 
     #[test]
