@@ -12,6 +12,7 @@
 //! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
 //! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
 //! - `store.rs`: the leases on disk, so a restarted daemon resumes them;
+//! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
@@ -21,6 +22,7 @@
 pub mod command;
 pub mod driver;
 pub mod iface;
+pub mod metrics;
 pub mod packet;
 pub mod server;
 pub mod store;
@@ -59,6 +61,10 @@ pub struct Config {
     pub release_on_exit: bool,
     /// Number of runtime worker threads (the daemon's thread count does not depend on leases).
     pub worker_threads: usize,
+    /// TCP address of the Prometheus endpoint (`-metrics-listen`, e.g. `127.0.0.1:9153`):
+    /// `GET /metrics` there returns [`metrics`] in the OpenMetrics text format. `None` (the
+    /// default): nothing is served, the counters are kept all the same.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             release_on_exit: false,
             state_dir: PathBuf::from(store::DEFAULT_STATE_DIR),
             worker_threads: 2,
+            metrics_listen: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Config;
 use super::command;
+use super::metrics::{self, Metrics};
 use super::store::Store;
 use super::table::Table;
 use crate::cni::code;
@@ -38,12 +39,19 @@ pub struct Shared {
     pub table: Table,
     /// The leases on disk.
     pub store: Store,
+    /// Counters for Prometheus; served only with `-metrics-listen`, kept all the same.
+    pub metrics: Metrics,
 }
 
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
 /// SIGTERM/SIGINT. Leases are not released on exit: containers outlive a daemon restart.
 pub async fn serve(config: Config) -> io::Result<()> {
     let listener = listen(&config)?;
+    // Bound before anything else happens, so a taken address stops the daemon at once.
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
     }
@@ -61,7 +69,15 @@ pub async fn serve(config: Config) -> io::Result<()> {
         config,
         table: Table::default(),
         store,
+        metrics: Metrics::default(),
     });
+    if let Some(listener) = metrics_listener {
+        info!(address = %listener.local_addr()?, "metrics served at /metrics");
+        let scrape = shared.clone();
+        tokio::spawn(metrics::serve(listener, move || {
+            scrape.metrics.render(metrics::lease_states(&scrape.table))
+        }));
+    }
     resume_all(&shared, records).await;
     let socket = match activated_fd() {
         Some(fd) => format!("fd {fd} (systemd socket activation)"),

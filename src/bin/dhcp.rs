@@ -6,6 +6,7 @@
 //! (`-socketpath /run/cni/dhcp.sock`, `-broadcast=true`, `-timeout 10s`, ...) as well as the
 //! `--double-dash` forms, so existing systemd units keep working.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,6 +54,9 @@ struct DaemonArgs {
     /// Cap on the retransmission interval (RFC 2131 §4.1 back-off).
     #[arg(long = "resendmax", default_value = "62s", value_parser = parse_duration)]
     resend_max: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9153); off by default.
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses a Go-style duration (`10s`, `1m30s`, `500ms`, `2h`).
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             socket_group: parsed.socket_group,
             release_on_exit: parsed.release_on_exit,
             state_dir: parsed.state_dir,
+            metrics_listen: parsed.metrics_listen,
             ..daemon::Config::default()
         };
         return match daemon::run(config) {
@@ -177,5 +182,33 @@ mod tests {
         assert_eq!(a.broadcast, None);
         assert_eq!(a.timeout, Duration::from_secs(10));
         assert_eq!(a.socket_path, PathBuf::from("/run/cni/dhcp.sock"));
+        assert_eq!(a.metrics_listen, None);
+    }
+
+    #[test]
+    fn metrics_listen_flag_parses() {
+        let want: SocketAddr = "127.0.0.1:9153".parse().unwrap();
+        assert_eq!(
+            parse(&["-metrics-listen", "127.0.0.1:9153"]).metrics_listen,
+            Some(want)
+        );
+        assert_eq!(
+            parse(&["--metrics-listen=127.0.0.1:9153"]).metrics_listen,
+            Some(want)
+        );
+        assert_eq!(
+            parse(&["-metrics-listen", "[::1]:9153"]).metrics_listen,
+            Some("[::1]:9153".parse().unwrap())
+        );
+        let flags = go_flags_to_clap(
+            ["-metrics-listen", "localhost"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        assert!(
+            DaemonArgs::try_parse_from(std::iter::once("dhcp daemon".to_string()).chain(flags))
+                .is_err(),
+            "an address with a port is required"
+        );
     }
 }
