@@ -11,6 +11,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::driver;
+use super::metrics;
 use super::server::Shared;
 use super::table::Slot;
 use crate::cni::{self, code};
@@ -27,6 +28,9 @@ fn validate(attachment: &Attachment) -> Result<(), cni::Error> {
 
 /// Applies `request` and returns the response to send.
 pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
+    let _in_flight = shared
+        .metrics
+        .request_started(metrics::command_name(&request));
     let attachment = match &request {
         Request::Add { attachment, .. }
         | Request::Del { attachment, .. }
@@ -43,7 +47,13 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
             ..
         } => {
             let span = driver::lease_span(&attachment);
-            add(shared, attachment, options).instrument(span).await
+            let started = Instant::now();
+            let response = add(shared, attachment, options).instrument(span).await;
+            shared.metrics.observe_add(
+                started.elapsed(),
+                !matches!(response, Response::Error { .. }),
+            );
+            response
         }
         Request::Del { attachment, .. } => {
             let span = driver::lease_span(&attachment);

@@ -26,14 +26,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
 use super::iface;
+use super::metrics;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
 use super::server::Shared;
 use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
-use crate::dhcp::Lease;
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
+use crate::dhcp::{Lease, MessageType};
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Direction};
 
@@ -145,6 +146,7 @@ impl Ctx {
     /// task, fd, memory or file stays behind. Nothing is sent: the interface is gone too.
     async fn lose(&self, reason: String) {
         warn!(reason = %reason, "lease dropped: container gone");
+        self.shared.metrics.lease_lost();
         {
             let mut st = self.slot.status();
             st.state = "LOST".into();
@@ -567,8 +569,20 @@ async fn drive(
             received = recv => match received {
                 Ok(r) => {
                     let now = Instant::now();
+                    let was = client.state();
+                    let metrics = &ctx.shared.metrics;
                     match client.handle(now, &r.payload) {
                         Ok(()) => {
+                            if let Some(t) = metrics::message_type(&r.payload) {
+                                metrics.message_received(t);
+                                if t == MessageType::Ack {
+                                    match was {
+                                        State::Renewing => metrics.renewal(),
+                                        State::Rebinding => metrics.rebind(),
+                                        _ => {}
+                                    }
+                                }
+                            }
                             ctx.server_mac = Some(r.src_mac);
                             let yiaddr = crate::dhcp::parse_reply(&r.payload)
                                 .map(|m| m.yiaddr.to_string())
@@ -580,6 +594,7 @@ async fn drive(
                             debug!(from = %r.src_ip, "reply accepted");
                         }
                         Err(why) => {
+                            metrics.reply_ignored();
                             ctx.trace.ignored += 1;
                             ctx.trace.last_ignored = Some(why.to_string());
                             debug!(from = %r.src_ip, reason = %why, "reply ignored");
@@ -644,6 +659,7 @@ async fn decline_if_conflict(
     };
     let att = ctx.att();
     warn!(%address, %server, holder = %holder, "duplicate address offered: declining");
+    ctx.shared.metrics.decline();
     if let Some(tx) = client.decline(Instant::now())
         && let Some(s) = socket
     {
@@ -703,10 +719,12 @@ async fn on_event(
             ctx.persist(client).await;
         }
         Event::Nak => {
+            ctx.shared.metrics.nak();
             warn!("DHCPNAK: address withdrawn by the server; acquiring again");
             lose_address(ctx, "DHCPNAK from server: address withdrawn").await;
         }
         Event::Expired => {
+            ctx.shared.metrics.expiry();
             warn!("lease expired without renewal; acquiring again");
             lose_address(ctx, "lease expired: no answer while RENEWING and REBINDING").await;
             ctx.slot.status().state = state_name(State::Expired);
@@ -807,6 +825,9 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
+            if let Some(t) = metrics::message_type(&tx.payload) {
+                ctx.shared.metrics.message_sent(t);
+            }
             let state = ctx.slot.status().state.clone();
             ctx.slot.push_history(
                 Direction::Sent,

@@ -772,3 +772,97 @@ fn json_logs_carry_the_attachment_on_every_lease_line() {
         assert_eq!(l["span"]["ifname"], "eth0", "{l}");
     }
 }
+
+/// The value of one series in a Prometheus/OpenMetrics scrape (`name{labels} value`).
+fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
+}
+
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+#[test]
+fn metrics_endpoint_counts_known_traffic() {
+    if common::skip_unless_available("metrics_endpoint_counts_known_traffic") {
+        return;
+    }
+    let lab = Lab::builder("metrics").no_ping(true).build();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let daemon = Daemon::start(lab.dir(), &["-metrics-listen", &addr.to_string()]);
+    let config = conf(&daemon.socket, json!({}));
+    let mut nss = Vec::new();
+    for i in 0..2 {
+        let ns = lab.container(&format!("m{i}"));
+        lab.add_macvlan(&ns, "eth0");
+        assert!(cni(DHCP, "ADD", &format!("met-{i}"), &ns, "eth0", &config).0);
+        nss.push(ns);
+    }
+    assert!(cni(DHCP, "DEL", "met-0", &nss[0], "eth0", &config).0);
+    // A failing ADD (no such interface) counts as an error.
+    assert!(!cni(DHCP, "ADD", "met-x", &nss[0], "nope0", &config).0);
+    let text = scrape(addr);
+    println!(
+        "{}",
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_messages_sent_total{type=\"DISCOVER\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_messages_sent_total{type=\"REQUEST\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_messages_sent_total{type=\"RELEASE\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_messages_received_total{type=\"OFFER\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_messages_received_total{type=\"ACK\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "cni_dhcp_add_duration_seconds_count{outcome=\"ok\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "cni_dhcp_add_duration_seconds_count{outcome=\"error\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "cni_dhcp_leases{state=\"BOUND\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "cni_dhcp_requests_in_flight{command=\"add\"}"),
+        0.0
+    );
+}
