@@ -583,16 +583,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "prints a scrape; run with --ignored --nocapture"]
-    fn print_scrape() {
-        let m = Metrics::default();
-        m.message_sent(MessageType::Discover);
-        m.observe_add(Duration::from_millis(40), true);
-        let _g = m.request_started("add");
-        println!("{}", m.render(["BOUND"]));
-    }
-
-    #[test]
     fn counters_render_with_prefix_suffix_and_labels() {
         let m = Metrics::default();
         m.message_sent(MessageType::Discover);
