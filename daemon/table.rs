@@ -168,6 +168,11 @@ impl Slot {
             ),
             None => (None, None, None),
         };
+        let warnings = s
+            .lease
+            .as_ref()
+            .map(|l| l.route_warnings())
+            .unwrap_or_default();
         LeaseRecord {
             attachment: self.attachment.clone(),
             netns: s.netns,
@@ -181,6 +186,7 @@ impl Slot {
             expires_in,
             renewals: s.renewals,
             previous_address: s.previous_address,
+            warnings,
             last_error: s.last_error,
             granted_unix_ms: abs(granted),
             t1_unix_ms: abs(s.timers.map(|t| t.renew_at)),

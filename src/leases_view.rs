@@ -554,6 +554,7 @@ mod tests {
             renewals: 2,
             previous_address: None,
             last_error: None,
+            warnings: vec![],
             granted_unix_ms: Some(1_750_000_000_000),
             t1_unix_ms: Some(1_750_000_000_000 + 1_800_000),
             t2_unix_ms: Some(1_750_000_000_000 + 3_150_000),

@@ -191,6 +191,9 @@ pub struct LeaseRecord {
     pub previous_address: Option<std::net::Ipv4Addr>,
     /// The last error met, for operators.
     pub last_error: Option<String>,
+    /// Routes of the lease worth an operator's attention ([`Lease::route_warnings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When the lease's times count from (RFC 2131 §4.4.1), wall clock, milliseconds since the
     /// Unix epoch; `None` when not bound or the lease is infinite. The daemon converts its
     /// monotonic timers at response time: `now_wall - (now_monotonic - instant)`.

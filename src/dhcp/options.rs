@@ -186,6 +186,50 @@ impl Lease {
         routes
     }
 
+    /// Routes worth an operator's attention (NOTES §4: option 121 routes that hijack traffic),
+    /// one sentence each; empty when none:
+    /// - option 121 carries a default route via another gateway than option 3's first router
+    ///   (RFC 3442: option 121 replaces options 3 and 33, so it silently moves the default);
+    /// - option 121 is present without a default route while option 3 names a router (the
+    ///   container loses its default route);
+    /// - a route sends the DHCP server's own address through a gateway (renewals would then
+    ///   go elsewhere than the server that granted the lease).
+    pub fn route_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.classless_routes.is_empty() {
+            let default = self
+                .classless_routes
+                .iter()
+                .find(|r| r.dst.prefix_len() == 0);
+            match (default, self.gateway()) {
+                (Some(d), Some(router)) if d.gateway != router => warnings.push(format!(
+                    "option 121 replaces the default route: via {} instead of router {router}",
+                    d.gateway
+                )),
+                (Some(d), None) => warnings.push(format!(
+                    "option 121 sets a default route via {} (no option 3 router)",
+                    d.gateway
+                )),
+                (None, Some(router)) => warnings.push(format!(
+                    "option 121 has no default route, so router {router} (option 3) is not used"
+                )),
+                _ => {}
+            }
+        }
+        for r in self.routes() {
+            if r.dst.prefix_len() > 0
+                && r.dst.contains(&self.server_id)
+                && !r.gateway.is_unspecified()
+            {
+                warnings.push(format!(
+                    "route {} via {} covers the DHCP server {}",
+                    r.dst, r.gateway, self.server_id
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The first option 3 router, used as the CNI result's gateway (as the reference does).
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.routers.first().copied()
