@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 /// identifier `01` + MAC (busybox udhcpc's default), so dnsmasq's echoed option 61 matches.
 const MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0x00, 0x02];
 const SERVER: [u8; 4] = [198, 18, 0, 1];
-const OFFERED: [u8; 4] = [198, 18, 0, 150];
+const OFFERED: [u8; 4] = [198, 18, 0, 152];
 
 fn client_id() -> Vec<u8> {
     let mut id = vec![1];
