@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The input as a result, and as the prevResult inside it.
-    for v in [Some(&value), value.get("prevResult")].into_iter().flatten() {
+    for v in [Some(&value), value.get("prevResult")]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(result) = CniResult::from_value(v) {
             for version in SUPPORTED_VERSIONS {
                 let _ = result.to_version(version);

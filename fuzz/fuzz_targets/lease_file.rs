@@ -26,9 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let name = serde_json::from_slice::<serde_json::Value>(data)
         .ok()
         .and_then(|v| serde_json::from_value::<Attachment>(v.get("attachment")?.clone()).ok())
-        .map_or_else(|| "00000000000000000000000000000000.json".to_string(), |a| {
-            store::file_name(&a)
-        });
+        .map_or_else(
+            || "00000000000000000000000000000000.json".to_string(),
+            |a| store::file_name(&a),
+        );
     let path = dir.join(&name);
     std::fs::write(&path, data).expect("write record");
     let (records, _errors) = store::read_all(dir).expect("list the state dir");
