@@ -9,3 +9,4 @@ tests/vm/kernel.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+scripts/fuzz.sh 45 # bounded fuzzing pass (installs cargo-fuzz if missing), fails on any crash

@@ -1,0 +1,49 @@
+//! The persisted lease format, through the read-only loader (`dhcp-leases --state-dir`): the
+//! input is written as a record file into a private directory and `store::read_all` reads it.
+//! The file is named for the attachment it claims, when it names one, as the daemon names it.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use cni_dhcp::daemon::store::{self, Record};
+use cni_dhcp::rpc::Attachment;
+use libfuzzer_sys::fuzz_target;
+
+fn dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let d = base.join(format!("cni-dhcp-fuzz-lease-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("private state dir");
+        d
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let dir = dir();
+    let name = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Attachment>(v.get("attachment")?.clone()).ok())
+        .map_or_else(
+            || "00000000000000000000000000000000.json".to_string(),
+            |a| store::file_name(&a),
+        );
+    let path = dir.join(&name);
+    std::fs::write(&path, data).expect("write record");
+    let (records, _errors) = store::read_all(dir).expect("list the state dir");
+    for r in &records {
+        let _ = r.elapsed_since_granted();
+        let _ = r.is_expired();
+        let _ = r.lease.routes();
+        let _ = r.lease.address_net();
+        let _ = store::file_name(&r.attachment);
+    }
+    std::fs::remove_file(&path).expect("remove record");
+    // The same bytes straight into a Record, as any other reader of the format would.
+    if let Ok(r) = serde_json::from_slice::<Record>(data) {
+        let _ = r.elapsed_since_granted();
+        let _ = r.is_expired();
+    }
+});
