@@ -22,11 +22,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
 use super::iface;
 use super::metrics;
+use super::pacer::WINDOW_HOLD;
 use super::packet::{self, BROADCAST_MAC, PacketSocket};
 use super::server::Shared;
 use super::store::{Granted, Record};
@@ -130,6 +131,9 @@ struct Ctx {
     /// The acquisition budget, for the timeout message.
     timeout: Duration,
     trace: Trace,
+    /// The network's window permit held by the request in flight, and when it is given back
+    /// if no reply comes ([`crate::daemon::pacer`]).
+    permit: Option<(OwnedSemaphorePermit, Instant)>,
 }
 
 impl Ctx {
@@ -212,7 +216,7 @@ impl Ctx {
     /// Another live lease that already holds `address` from the same server or on the same
     /// master (same chaddr): a server keying by MAC behind ipvlan (NOTES §4).
     fn conflict(&self, address: Ipv4Addr, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<String> {
-        self.shared.table.all().into_iter().find_map(|other| {
+        self.shared.table.snapshot().into_iter().find_map(|other| {
             if Arc::ptr_eq(&other, &self.slot) {
                 return None;
             }
@@ -286,7 +290,24 @@ pub async fn start(
         )
     })?;
     let ifname = attachment.ifname.clone();
-    let (ns, link_kind) = link_kind(ns, &ifname).await.map_err(|e| {
+    // One trip into the namespace (a bounded thread, see crate::netns) reads the link's kind
+    // and opens the packet socket.
+    let ifname2 = ifname.clone();
+    let (kind, opened) = ns
+        .run_async(move || {
+            let kind = crate::link::link_info_here(&ifname2).map(|info| info.kind);
+            let opened = kind.is_ok().then(|| packet::open(&ifname2));
+            Ok((kind, opened))
+        })
+        .await
+        .map_err(|e| {
+            Error::new(
+                code::IO_FAILURE,
+                format!("cannot enter {}", netns_path.display()),
+                e.to_string(),
+            )
+        })?;
+    let link_kind = kind.map_err(|e| {
         Error::new(
             code::INVALID_NETWORK_CONFIG,
             format!("no interface {ifname} in {}", netns_path.display()),
@@ -295,10 +316,8 @@ pub async fn start(
     })?;
     let (broadcast, broadcast_reason) =
         broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
-    let ifname2 = ifname.clone();
-    let (fd, link) = ns
-        .run_async(move || packet::open(&ifname2))
-        .await
+    let (fd, link) = opened
+        .unwrap_or_else(|| Err(std::io::Error::other("link lookup failed")))
         .map_err(|e| {
             Error::new(
                 code::IO_FAILURE,
@@ -351,6 +370,7 @@ pub async fn start(
         bound_tx: Some(bound_tx),
         timeout: config.timeout,
         trace: Trace::default(),
+        permit: None,
     };
     let (commands, command_rx) = mpsc::channel(4);
     let task = tokio::spawn(
@@ -368,16 +388,11 @@ pub async fn start(
 }
 
 /// The link kind (`ipvlan`, `macvlan`, `veth`...) of `ifname` inside `ns`, read over netlink on
-/// a thread in the namespace (kept off the runtime's workers). Returns the namespace back.
-async fn link_kind(ns: NetNs, ifname: &str) -> std::io::Result<(NetNs, Option<String>)> {
+/// one of [`NetNs::run_async`]'s bounded threads (kept off the runtime's workers).
+async fn link_kind(ns: &NetNs, ifname: &str) -> std::io::Result<Option<String>> {
     let ifname = ifname.to_string();
-    let (ns, info) = tokio::task::spawn_blocking(move || {
-        let info = crate::link::link_info_in(&ns, &ifname);
-        (ns, info)
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    Ok((ns, info?.kind))
+    ns.run_async(move || crate::link::link_info_here(&ifname).map(|info| info.kind))
+        .await
 }
 
 /// Resumes a lease persisted by an earlier daemon (at start-up): drops it when its namespace
@@ -391,7 +406,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
     let netns_path = config.netns_path(&record.netns);
     let ns = NetNs::open(&netns_path)
         .map_err(|e| format!("namespace {} gone: {e}", netns_path.display()))?;
-    let (_ns, link_kind) = link_kind(ns, &record.attachment.ifname)
+    let link_kind = link_kind(&ns, &record.attachment.ifname)
         .await
         .map_err(|e| format!("interface {} gone: {e}", record.attachment.ifname))?;
     let expired = record.is_expired();
@@ -462,6 +477,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         bound_tx: None,
         timeout: config.timeout,
         trace: Trace::default(),
+        permit: None,
     };
     let (commands, command_rx) = mpsc::channel(4);
     let task = tokio::spawn(
@@ -541,7 +557,18 @@ async fn drive(
             // Nothing to hear until T1: give the fd back.
             socket = None;
         }
+        if ctx
+            .permit
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= Instant::now())
+            || client.state() == State::Bound
+        {
+            ctx.permit = None;
+        }
         let mut wake = client.poll_at();
+        if let Some((_, until)) = &ctx.permit {
+            wake = Some(wake.map_or(*until, |w| w.min(*until)));
+        }
         if client.state() == State::Bound {
             // A container that vanished without DEL: notice it well before T1.
             if !ctx.netns_alive() {
@@ -573,6 +600,8 @@ async fn drive(
                     let metrics = &ctx.shared.metrics;
                     match client.handle(now, &r.payload) {
                         Ok(()) => {
+                            // The exchange is over: let the next one on this network go.
+                            ctx.permit = None;
                             if let Some(t) = metrics::message_type(&r.payload) {
                                 metrics.message_received(t);
                                 if t == MessageType::Ack {
@@ -814,6 +843,19 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     } else {
         ctx.server_mac.unwrap_or(BROADCAST_MAC)
     };
+    // A request that expects a reply holds a window permit until the reply (or WINDOW_HOLD);
+    // its previous transmission's permit, if any, is given back first.
+    let kind = metrics::message_type(&tx.payload);
+    if matches!(kind, Some(MessageType::Discover | MessageType::Request)) {
+        ctx.permit = None;
+        let permit = ctx.shared.pacer.permit(&ctx.slot.attachment.network).await;
+        ctx.permit = Some((permit, Instant::now() + WINDOW_HOLD));
+    }
+    let fan_out = ctx.shared.table.len();
+    ctx.shared
+        .pacer
+        .turn(dst_mac == BROADCAST_MAC, fan_out)
+        .await;
     let give_up = Instant::now() + LINK_UP_WAIT;
     let mut result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
     while matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENETDOWN))

@@ -13,6 +13,7 @@
 //! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
 //! - `store.rs`: the leases on disk, so a restarted daemon resumes them;
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
+//! - `pacer.rs`: send turns, so broadcasts do not overflow the kernel's queues at scale;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
@@ -23,6 +24,7 @@ pub mod command;
 pub mod driver;
 pub mod iface;
 pub mod metrics;
+pub mod pacer;
 pub mod packet;
 pub mod server;
 pub mod store;
@@ -106,6 +108,7 @@ impl Config {
 /// Errors: the socket cannot be bound (path in use by a live daemon, no permission), the PID
 /// file cannot be written.
 pub fn run(config: Config) -> std::io::Result<()> {
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads.max(1))
         .max_blocking_threads(4)
@@ -113,6 +116,22 @@ pub fn run(config: Config) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(server::serve(config))
+}
+
+/// Lifts the soft limit on open files to the hard limit (as Go's runtime does for the
+/// reference): each lease being acquired holds a packet socket and each plugin waiting on the
+/// daemon a connection, so a thousand ADDs at once need more than the usual soft limit of 1024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 #[cfg(test)]

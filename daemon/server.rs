@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use super::Config;
 use super::command;
 use super::metrics::{self, Metrics};
+use super::pacer::Pacer;
 use super::store::Store;
 use super::table::Table;
 use crate::cni::code;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub store: Store,
     /// Counters for Prometheus; served only with `-metrics-listen`, kept all the same.
     pub metrics: Metrics,
+    /// Send turns for every lease's driver (broadcasts spaced by their fan-out).
+    pub pacer: Pacer,
 }
 
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
@@ -70,6 +73,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
         table: Table::default(),
         store,
         metrics: Metrics::default(),
+        pacer: Pacer::default(),
     });
     if let Some(listener) = metrics_listener {
         info!(address = %listener.local_addr()?, "metrics served at /metrics");

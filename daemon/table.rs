@@ -259,6 +259,12 @@ impl Table {
         all
     }
 
+    /// Every slot, in no particular order: for scans that need no order (a conflict check at
+    /// every DHCPACK), without [`Table::all`]'s sort.
+    pub fn snapshot(&self) -> Vec<Arc<Slot>> {
+        self.slots().values().cloned().collect()
+    }
+
     /// Number of slots.
     pub fn len(&self) -> usize {
         self.slots().len()

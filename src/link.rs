@@ -392,6 +392,16 @@ where
     })
 }
 
+/// Blocking lookup of the link named `ifname` in the calling thread's network namespace, on
+/// the calling thread (with its own current-thread runtime): for a thread that has already
+/// entered a container's namespace, such as [`NetNs::run_async`]'s.
+///
+/// Errors: `NotFound` when the link does not exist; netlink errors otherwise.
+pub fn link_info_here(ifname: &str) -> io::Result<LinkInfo> {
+    let name = ifname.to_owned();
+    run_with_handle(move |h| async move { link_by_name(&h, &name).await })
+}
+
 /// Blocking lookup of the link named `ifname` inside the namespace `ns` (used by the daemon
 /// to notice ipvlan slaves and pick its broadcast policy).
 ///

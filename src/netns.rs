@@ -144,6 +144,10 @@ pub struct NetNs {
     path: PathBuf,
 }
 
+/// Most threads [`NetNs::run_async`] runs at once: opening a socket in a namespace takes tens of
+/// microseconds of work, so a few threads keep up with a thousand ADDs.
+pub const MAX_NAMESPACE_THREADS: usize = 4;
+
 impl NetNs {
     /// Opens the namespace file at `path` read-only and checks, on the open descriptor, that it
     /// is a network namespace ([`check_net_namespace_fd`]), so a wrong `CNI_NETNS` fails here
@@ -198,12 +202,18 @@ impl NetNs {
 
     /// Async form of [`NetNs::run`] for use on the runtime: the work happens on its own
     /// short-lived thread (never a runtime or blocking-pool thread, which would stay in the
-    /// namespace), and the caller's task waits without blocking a worker.
+    /// namespace), and the caller's task waits without blocking a worker. At most
+    /// [`MAX_NAMESPACE_THREADS`] such threads live at once, whatever the number of callers (a
+    /// thousand ADDs at once would otherwise start a thousand threads); the others wait their turn.
     pub async fn run_async<T, F>(&self, f: F) -> io::Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static,
     {
+        static THREADS: tokio::sync::Semaphore =
+            tokio::sync::Semaphore::const_new(MAX_NAMESPACE_THREADS);
+        // Never closed, so acquiring cannot fail; held until the thread has answered.
+        let _turn = THREADS.acquire().await.map_err(io::Error::other)?;
         let fd = self.fd.try_clone()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

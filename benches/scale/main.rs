@@ -1,0 +1,556 @@
+//! The scale benchmark: our `dhcp` plugin and daemon against the reference Go binaries (Debian's
+//! `containernetworking-plugins`, `/usr/lib/cni/dhcp`) on the same workloads, in the same run.
+//!
+//! ```text
+//! cargo bench --bench scale                 # the full run; writes docs/benchmarks.md and the chart
+//! cargo bench --bench scale -- --impls ours --parallel 1000 --out /tmp/b.md
+//! ```
+//!
+//! For each implementation it builds a fresh netns lab (dnsmasq `--no-ping` with 2-minute leases
+//! on a /20, so thousands fit; the lab code is `tests/common`), starts that implementation's
+//! daemon, and measures, with macvlan (bridge) containers made beforehand so that only the IPAM
+//! plugin is timed:
+//! 1. sequential ADDs, a fresh netns each: min / p50 / p99;
+//! 2. N parallel ADDs (N = 100, 500, 1000 by default): wall time, successes, p50 / p99 per ADD,
+//!    the daemon's peak threads, RSS and fds while they run, and dnsmasq's CPU time;
+//! 3. the daemon holding the largest N: RSS, threads, fds, then CPU time over one full renewal
+//!    cycle (T1 of a 2-minute lease is 60 s, so the cycle fits the run: the cycle ends when dnsmasq
+//!    has ACKed as many renewals as there are leases);
+//! 4. DEL of all N at once: wall time, and DHCPRELEASEs in dnsmasq's log;
+//! 5. the server alone ([`server`]): how fast dnsmasq answers when no client stands in the way.
+//!
+//! Then it prints a table (ours, reference, ratio), writes it with the machine, date and command to
+//! `docs/benchmarks.md`, and draws ADD latency against N to `docs/benchmarks-add-latency.svg`.
+//!
+//! Run without `--bench` (as `cargo test --all-targets` does) it is a quick smoke run of every step
+//! with a few containers, written to a temp dir, so the harness cannot rot; it fails if our
+//! implementation loses an ADD there.
+
+#[path = "../../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+mod cni;
+mod procstat;
+mod report;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use common::Lab;
+use procstat::{Sampler, Usage};
+
+/// Benchmark options (after `cargo bench --bench scale --`).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "scale", about = "cni-dhcp against the reference, side by side")]
+struct Args {
+    /// Passed by `cargo bench`: run the full benchmark (without it: a quick smoke run).
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Which implementations, comma-separated: ours, reference.
+    #[arg(long, value_delimiter = ',', default_value = "ours,reference")]
+    impls: Vec<String>,
+    /// Sequential single ADDs per implementation.
+    #[arg(long, default_value_t = 20)]
+    singles: usize,
+    /// Parallel batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    parallel: Vec<usize>,
+    /// Skip the renewal cycle (it waits about a minute per implementation).
+    #[arg(long)]
+    no_renewal: bool,
+    /// Leases in the server-only measurement (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    server_leases: usize,
+    /// The reference's binaries.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    reference_dir: PathBuf,
+    /// Where the Markdown report goes (relative to the repository root).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Where the chart goes (SVG).
+    #[arg(long, default_value = "docs/benchmarks-add-latency.svg")]
+    chart: PathBuf,
+    /// Give up on a batch of ADDs or DELs after this many seconds (stragglers count as failures).
+    #[arg(long, default_value_t = 240)]
+    batch_limit_secs: u64,
+    /// Ignored (cargo and test runners pass these).
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+/// Lease time handed out by the lab's dnsmasq, seconds (dnsmasq's minimum).
+const LEASE_SECS: u64 = 120;
+
+/// One implementation under test.
+struct Impl {
+    /// `ours` or `reference`.
+    name: String,
+    /// Its `dhcp` binary (plugin and daemon).
+    dhcp: PathBuf,
+    /// Directories for CNI_PATH.
+    cni_path: String,
+}
+
+/// Figures for one batch of N parallel ADDs (and the DEL of all of them).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub n: usize,
+    pub ok: usize,
+    pub wall: Duration,
+    /// Latencies of the ADDs that succeeded.
+    pub latencies: Vec<Duration>,
+    /// The daemon's peaks while the ADDs ran.
+    pub peak: Usage,
+    /// The daemon once every ADD returned.
+    pub after: Usage,
+    /// dnsmasq's CPU time over the batch, seconds.
+    pub server_cpu: f64,
+    /// The daemon's CPU time over the batch, seconds.
+    pub daemon_cpu: f64,
+    pub first_failure: Option<String>,
+    pub del_wall: Duration,
+    pub del_ok: usize,
+    /// DHCPRELEASEs dnsmasq logged for this batch's DELs.
+    pub releases: usize,
+    /// DHCPDISCOVERs dnsmasq logged during the ADDs (more than `n`: retransmissions reached it).
+    pub discovers: usize,
+    /// DHCPREQUESTs dnsmasq logged during the ADDs.
+    pub requests: usize,
+    /// CPU seconds the whole machine was busy during the ADDs (all cores).
+    pub machine_busy: f64,
+    /// CPU seconds of the plugin processes of the ADDs.
+    pub plugins_cpu: f64,
+}
+
+/// A renewal cycle at the largest N.
+#[derive(Debug, Clone, Default)]
+pub struct Renewal {
+    pub leases: usize,
+    /// DHCPACKs dnsmasq logged for renewals within the cycle.
+    pub renewed: usize,
+    /// From the end of the batch to the last renewal ACK (or the give-up time).
+    pub elapsed: Duration,
+    /// The daemon's CPU time over `elapsed`, seconds.
+    pub cpu_secs: f64,
+    /// The daemon's peaks over the cycle.
+    pub peak: Usage,
+}
+
+/// Everything measured for one implementation.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    pub name: String,
+    /// Latencies of the sequential ADDs that succeeded.
+    pub singles: Vec<Duration>,
+    pub singles_failed: usize,
+    /// The daemon just after start.
+    pub idle: Usage,
+    pub batches: Vec<Batch>,
+    pub renewal: Option<Renewal>,
+}
+
+fn main() {
+    let mut args = Args::parse();
+    let quick = !args.bench;
+    if quick {
+        // `cargo test`: every step, small, into a temp dir.
+        args.singles = 3;
+        args.parallel = vec![5, 20];
+        args.no_renewal = true;
+        args.server_leases = 50;
+        args.batch_limit_secs = 120;
+    }
+    if let Some(why) = common::unavailable() {
+        if std::env::var_os("CI").is_some() {
+            panic!("scale benchmark cannot run in CI: {why}");
+        }
+        eprintln!("scale: skipped: {why}");
+        return;
+    }
+    raise_fd_limit();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (out, chart) = if quick {
+        (
+            tmp.path().join("benchmarks.md"),
+            tmp.path().join("chart.svg"),
+        )
+    } else {
+        (root.join(&args.out), root.join(&args.chart))
+    };
+    let ours_bin = PathBuf::from(env!("CARGO_BIN_EXE_dhcp"));
+    let mut impls = Vec::new();
+    for name in &args.impls {
+        match name.as_str() {
+            "ours" => impls.push(Impl {
+                name: "ours".into(),
+                cni_path: ours_bin.parent().unwrap().display().to_string(),
+                dhcp: ours_bin.clone(),
+            }),
+            "reference" => {
+                let dhcp = args.reference_dir.join("dhcp");
+                if !dhcp.exists() {
+                    panic!(
+                        "no reference plugin at {} (apt-get install containernetworking-plugins)",
+                        dhcp.display()
+                    );
+                }
+                impls.push(Impl {
+                    name: "reference".into(),
+                    cni_path: args.reference_dir.display().to_string(),
+                    dhcp,
+                });
+            }
+            other => panic!("unknown implementation {other:?} (ours, reference)"),
+        }
+    }
+
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for imp in &impls {
+        eprintln!("== {} ({})", imp.name, imp.dhcp.display());
+        all.push(run_impl(imp, &args));
+    }
+    let server = (args.server_leases > 0).then(|| {
+        eprintln!("== server only: {} leases", args.server_leases);
+        server::measure(args.server_leases)
+    });
+    let command = if quick {
+        "cargo test --bench scale (quick smoke run)".to_string()
+    } else {
+        let extra: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        if extra.is_empty() {
+            "cargo bench --bench scale".to_string()
+        } else {
+            format!("cargo bench --bench scale -- {}", extra.join(" "))
+        }
+    };
+    let report = report::Report {
+        results: &all,
+        server: server.as_ref(),
+        command: &command,
+        lease_secs: LEASE_SECS,
+        took: started.elapsed(),
+        chart_name: chart
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let table = report.table();
+    println!("{table}");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("report dir");
+    }
+    std::fs::write(&out, report.markdown()).expect("write report");
+    report::chart(&all, &chart).expect("draw chart");
+    eprintln!("wrote {} and {}", out.display(), chart.display());
+
+    if quick {
+        // The smoke run is a test: our implementation must not lose an ADD at this size, and the
+        // report must hold what was measured.
+        let ours = all.iter().find(|r| r.name == "ours");
+        if let Some(ours) = ours {
+            assert_eq!(ours.singles_failed, 0, "sequential ADDs failed");
+            for b in &ours.batches {
+                assert_eq!(b.ok, b.n, "{} parallel ADDs: {:?}", b.n, b.first_failure);
+                assert_eq!(b.del_ok, b.n, "{} parallel DELs", b.n);
+            }
+        }
+        let md = std::fs::read_to_string(&out).unwrap();
+        assert!(md.contains("| single ADD p50"), "{md}");
+        let svg = std::fs::read_to_string(&chart).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+    }
+}
+
+/// A thousand plugin processes hold three pipes each: lift the soft descriptor limit to the
+/// hard one (what Go's runtime does for the reference on start).
+fn raise_fd_limit() {
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// A daemon of either implementation on a socket in `dir`; killed on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(imp: &Impl, dir: &Path) -> Daemon {
+        let socket = dir.join(format!("{}.sock", imp.name));
+        let log = std::fs::File::create(dir.join(format!("{}-daemon.log", imp.name))).unwrap();
+        let mut cmd = Command::new(&imp.dhcp);
+        cmd.arg("daemon").arg("-socketpath").arg(&socket);
+        if imp.name == "ours" {
+            // Our daemon keeps leases on disk; the reference keeps none. Info logging, as an
+            // operator would run it.
+            cmd.arg("-state-dir").arg(dir.join("state")).env(
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} daemon socket never answered",
+                imp.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon { child, socket }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lab for one implementation: dnsmasq without its ping check, 2-minute leases, on a /20
+/// with 3839 addresses so every batch of a run fits even when DELs leak leases.
+fn bench_lab(name: &str) -> Lab {
+    Lab::builder(name)
+        .no_ping(true)
+        .lease_time("2m")
+        .subnet(20, "198.18.1.0", "198.18.15.254")
+        .log_dhcp(false)
+        .dnsmasq_arg("--dhcp-lease-max=10000")
+        .build()
+}
+
+fn count_log(lab: &Lab, pattern: &str) -> usize {
+    lab.dnsmasq_log().matches(pattern).count()
+}
+
+/// Waits until `count_log(pattern)` stops changing for `quiet`, at most `limit`; returns it.
+fn settle_count(lab: &Lab, pattern: &str, quiet: Duration, limit: Duration) -> usize {
+    let end = Instant::now() + limit;
+    let mut last = count_log(lab, pattern);
+    let mut since = Instant::now();
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count_log(lab, pattern);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            break;
+        }
+    }
+    last
+}
+
+fn attachments(lab: &Lab, tag: &str, n: usize) -> (Vec<String>, Vec<cni::Attachment>) {
+    let names: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let paths = lab.containers_with_macvlan(&names, "eth0");
+    let atts = names
+        .iter()
+        .zip(paths)
+        .map(|(name, netns)| cni::Attachment {
+            container_id: format!("bench-{name}"),
+            netns,
+            ifname: "eth0".into(),
+        })
+        .collect();
+    (names, atts)
+}
+
+fn run_impl(imp: &Impl, args: &Args) -> Results {
+    let lab = bench_lab(&format!("bench-{}", imp.name));
+    let daemon = Daemon::start(imp, lab.dir());
+    let plugin = cni::Plugin {
+        program: imp.dhcp.clone(),
+        socket: daemon.socket.clone(),
+        cni_path: imp.cni_path.clone(),
+    };
+    let limit = Duration::from_secs(args.batch_limit_secs);
+    let dnsmasq = lab.dnsmasq_pid().expect("dnsmasq pid");
+    let mut res = Results {
+        name: imp.name.clone(),
+        idle: procstat::read(daemon.pid()).unwrap_or_default(),
+        ..Results::default()
+    };
+
+    // 1. Sequential ADDs, a fresh netns each.
+    for i in 0..args.singles {
+        let (names, atts) = attachments(&lab, &format!("s{i}"), 1);
+        let out = cni::one(&plugin, "ADD", &atts[0], limit);
+        if out.ok {
+            res.singles.push(out.latency);
+        } else {
+            res.singles_failed += 1;
+            eprintln!("  single ADD {i} failed: {}", out.detail);
+        }
+        let _ = cni::one(&plugin, "DEL", &atts[0], limit);
+        lab.remove_containers(&names);
+    }
+    eprintln!(
+        "  {} sequential ADDs: p50 {:?}",
+        res.singles.len(),
+        report::percentile(&res.singles, 50.0)
+    );
+
+    // 2-4. Parallel batches.
+    let largest = args.parallel.iter().copied().max().unwrap_or(0);
+    for &n in &args.parallel {
+        let (names, atts) = attachments(&lab, &format!("p{n}"), n);
+        let releases_before = count_log(&lab, "DHCPRELEASE(");
+        let discovers_before = count_log(&lab, "DHCPDISCOVER(");
+        let requests_before = count_log(&lab, "DHCPREQUEST(");
+        let server_cpu0 = procstat::cpu_secs(dnsmasq).unwrap_or(0.0);
+        let daemon_cpu0 = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0);
+        let busy0 = procstat::machine_busy_secs();
+        let children0 = procstat::children_cpu_secs();
+        let sampler = Sampler::start(daemon.pid());
+        let (outs, wall) = cni::batch(&plugin, "ADD", &atts, limit);
+        let machine_busy = procstat::machine_busy_secs() - busy0;
+        let plugins_cpu = procstat::children_cpu_secs() - children0;
+        if let Some(dump) = std::env::var_os("BENCH_DUMP") {
+            let csv: String = outs
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{:.4},{:.4},{}\n",
+                        o.spawned.as_secs_f64(),
+                        o.latency.as_secs_f64(),
+                        o.ok
+                    )
+                })
+                .collect();
+            let _ = std::fs::write(
+                format!("{}-{}-{n}.csv", dump.to_string_lossy(), imp.name),
+                csv,
+            );
+        }
+        let peak = sampler.stop();
+        let mut b = Batch {
+            n,
+            wall,
+            machine_busy,
+            plugins_cpu,
+            discovers: count_log(&lab, "DHCPDISCOVER(") - discovers_before,
+            requests: count_log(&lab, "DHCPREQUEST(") - requests_before,
+            peak,
+            after: procstat::read(daemon.pid()).unwrap_or_default(),
+            server_cpu: procstat::cpu_secs(dnsmasq).unwrap_or(0.0) - server_cpu0,
+            daemon_cpu: procstat::cpu_secs(daemon.pid()).unwrap_or(0.0) - daemon_cpu0,
+            ..Batch::default()
+        };
+        for o in &outs {
+            if o.ok {
+                b.ok += 1;
+                b.latencies.push(o.latency);
+            } else if b.first_failure.is_none() {
+                b.first_failure = Some(o.detail.clone());
+            }
+        }
+        eprintln!(
+            "  {n} parallel ADDs: {} ok in {:?}, p50 {:?}, p99 {:?}, machine busy {:.2} CPU-s, plugins {:.2} CPU-s, daemon {:.2} CPU-s, dnsmasq {:.2} CPU-s, peak threads {}, rss {} KiB, dnsmasq saw {} DISCOVERs {} REQUESTs{}",
+            b.ok,
+            wall,
+            report::percentile(&b.latencies, 50.0),
+            report::percentile(&b.latencies, 99.0),
+            b.machine_busy,
+            b.plugins_cpu,
+            b.daemon_cpu,
+            b.server_cpu,
+            b.peak.threads,
+            b.after.rss_bytes / 1024,
+            b.discovers,
+            b.requests,
+            b.first_failure
+                .as_ref()
+                .map(|f| format!(", first failure: {f}"))
+                .unwrap_or_default()
+        );
+
+        if n == largest && !args.no_renewal && b.ok > 0 {
+            res.renewal = Some(renewal_cycle(&lab, &daemon, b.ok));
+        }
+
+        let (dels, del_wall) = cni::batch(&plugin, "DEL", &atts, limit);
+        b.del_wall = del_wall;
+        b.del_ok = dels.iter().filter(|o| o.ok).count();
+        b.releases = settle_count(
+            &lab,
+            "DHCPRELEASE(",
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .saturating_sub(releases_before);
+        eprintln!(
+            "  {n} parallel DELs: {} ok in {:?}, {} DHCPRELEASEs seen by dnsmasq",
+            b.del_ok, del_wall, b.releases
+        );
+        lab.remove_containers(&names);
+        res.batches.push(b);
+    }
+    drop(daemon);
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_LOGS") {
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::create_dir_all(&keep);
+        for f in [format!("{}-daemon.log", imp.name), "dnsmasq.log".into()] {
+            let _ = std::fs::copy(lab.dir().join(&f), keep.join(format!("{}-{f}", imp.name)));
+        }
+    }
+    res
+}
+
+/// Waits for one full renewal cycle of the `leases` the daemon holds: from now until dnsmasq has
+/// ACKed `leases` more requests (each lease renews once at T1 = 60 s), or 1.5 lease times.
+fn renewal_cycle(lab: &Lab, daemon: &Daemon, leases: usize) -> Renewal {
+    let acks0 = count_log(lab, "DHCPACK(");
+    let cpu0 = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0);
+    let sampler = Sampler::start(daemon.pid());
+    let start = Instant::now();
+    let give_up = start + Duration::from_secs(LEASE_SECS * 3 / 2);
+    let mut renewed = 0;
+    eprintln!(
+        "  waiting for {leases} renewals (T1 = {} s)",
+        LEASE_SECS / 2
+    );
+    while Instant::now() < give_up {
+        renewed = count_log(lab, "DHCPACK(").saturating_sub(acks0);
+        if renewed >= leases {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let elapsed = start.elapsed();
+    let cpu = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0) - cpu0;
+    let peak = sampler.stop();
+    eprintln!("  renewal cycle: {renewed}/{leases} renewed in {elapsed:?}, daemon CPU {cpu:.2} s");
+    Renewal {
+        leases,
+        renewed,
+        elapsed,
+        cpu_secs: cpu,
+        peak,
+    }
+}

@@ -1,0 +1,552 @@
+//! Turning measurements into the table (printed and written to `docs/benchmarks.md`) and the
+//! chart of ADD latency against N (SVG, drawn with plotters).
+//!
+//! Ratios are reference / ours for figures where lower is better, so "12×" means ours is twelve
+//! times faster (or smaller). Targets are the ones issue 6 set for this 2-core machine.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use plotters::prelude::*;
+
+use crate::server::ServerOnly;
+use crate::{Batch, Results};
+
+/// Nearest-rank percentile (`p` in 0..=100) of `v`; `None` when empty.
+pub fn percentile(v: &[Duration], p: f64) -> Option<Duration> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    Some(s[rank.clamp(1, s.len()) - 1])
+}
+
+fn ms(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64() * 1000.0)
+}
+
+/// Everything the report needs.
+pub struct Report<'a> {
+    pub results: &'a [Results],
+    pub server: Option<&'a ServerOnly>,
+    pub command: &'a str,
+    pub lease_secs: u64,
+    pub took: Duration,
+    pub chart_name: String,
+}
+
+/// One row: a label, a value per implementation, how to print it, whether a ratio makes sense,
+/// and the target for ours with whether it was met.
+struct Row {
+    label: String,
+    values: Vec<Option<f64>>,
+    unit: &'static str,
+    decimals: usize,
+    ratio: bool,
+    target: Option<(String, bool)>,
+    /// Printed instead of the numbers (e.g. "998/1000").
+    text: Option<Vec<String>>,
+}
+
+impl Row {
+    fn num(
+        label: impl Into<String>,
+        values: Vec<Option<f64>>,
+        unit: &'static str,
+        decimals: usize,
+    ) -> Row {
+        Row {
+            label: label.into(),
+            values,
+            unit,
+            decimals,
+            ratio: true,
+            target: None,
+            text: None,
+        }
+    }
+
+    fn text(label: impl Into<String>, text: Vec<String>) -> Row {
+        Row {
+            label: label.into(),
+            values: Vec::new(),
+            unit: "",
+            decimals: 0,
+            ratio: false,
+            target: None,
+            text: Some(text),
+        }
+    }
+
+    fn no_ratio(mut self) -> Row {
+        self.ratio = false;
+        self
+    }
+
+    /// Target for ours (`values[ours]`): at most `max`.
+    fn at_most(mut self, ours: usize, max: f64, shown: &str) -> Row {
+        let met = self
+            .values
+            .get(ours)
+            .copied()
+            .flatten()
+            .is_some_and(|v| v <= max);
+        self.target = Some((shown.to_string(), met));
+        self
+    }
+
+    fn cell(&self, i: usize) -> String {
+        if let Some(t) = &self.text {
+            return t.get(i).cloned().unwrap_or_default();
+        }
+        match self.values.get(i).copied().flatten() {
+            Some(v) => format!("{v:.*}{}", self.decimals, self.unit),
+            None => "—".into(),
+        }
+    }
+
+    fn ratio_cell(&self, ours: Option<usize>, reference: Option<usize>) -> String {
+        let (Some(o), Some(r)) = (ours, reference) else {
+            return "—".into();
+        };
+        if !self.ratio {
+            return "—".into();
+        }
+        match (self.values[o], self.values[r]) {
+            (Some(o), Some(r)) if o > 0.0 => format!("{:.1}×", r / o),
+            _ => "—".into(),
+        }
+    }
+}
+
+impl Report<'_> {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.results.iter().position(|r| r.name == name)
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let ours = self.index("ours").unwrap_or(usize::MAX);
+        let each = |f: &dyn Fn(&Results) -> Option<f64>| -> Vec<Option<f64>> {
+            self.results.iter().map(f).collect()
+        };
+        let mut rows = Vec::new();
+        let singles = |p: f64| each(&|r| ms(percentile(&r.singles, p)));
+        rows.push(Row::text(
+            "single ADD: succeeded",
+            self.results
+                .iter()
+                .map(|r| format!("{}/{}", r.singles.len(), r.singles.len() + r.singles_failed))
+                .collect(),
+        ));
+        rows.push(Row::num("single ADD min", singles(0.0), " ms", 1));
+        rows.push(Row::num("single ADD p50", singles(50.0), " ms", 1).at_most(
+            ours,
+            20.0,
+            "≤ 20 ms",
+        ));
+        rows.push(Row::num("single ADD p99", singles(99.0), " ms", 1));
+        rows.push(Row::num(
+            "daemon at start: RSS",
+            each(&|r| Some(r.idle.rss_bytes as f64 / 1e6)),
+            " MB",
+            1,
+        ));
+        rows.push(Row::num(
+            "daemon at start: threads",
+            each(&|r| Some(r.idle.threads as f64)),
+            "",
+            0,
+        ));
+
+        let mut ns: Vec<usize> = self
+            .results
+            .iter()
+            .flat_map(|r| r.batches.iter().map(|b| b.n))
+            .collect();
+        ns.sort();
+        ns.dedup();
+        let largest = ns.last().copied();
+        for &n in &ns {
+            let batch =
+                |r: &Results| -> Option<Batch> { r.batches.iter().find(|b| b.n == n).cloned() };
+            let per = |f: &dyn Fn(&Batch) -> Option<f64>| each(&|r| batch(r).and_then(|b| f(&b)));
+            rows.push(Row::text(
+                format!("{n} parallel ADDs: succeeded"),
+                self.results
+                    .iter()
+                    .map(|r| {
+                        batch(r)
+                            .map(|b| format!("{}/{}", b.ok, b.n))
+                            .unwrap_or("—".into())
+                    })
+                    .collect(),
+            ));
+            let mut wall = Row::num(
+                format!("{n} parallel ADDs: wall"),
+                per(&|b| Some(b.wall.as_secs_f64())),
+                " s",
+                2,
+            );
+            if n == 1000 {
+                let all = self
+                    .results
+                    .get(ours)
+                    .and_then(batch)
+                    .is_some_and(|b| b.ok == b.n);
+                wall = wall.at_most(ours, 5.0, "≤ 5 s, 1000/1000");
+                if let Some(t) = wall.target.as_mut() {
+                    t.1 &= all;
+                }
+            }
+            rows.push(wall);
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: p50"),
+                per(&|b| ms(percentile(&b.latencies, 50.0))),
+                " ms",
+                0,
+            ));
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: p99"),
+                per(&|b| ms(percentile(&b.latencies, 99.0))),
+                " ms",
+                0,
+            ));
+            rows.push(
+                Row::num(
+                    format!("{n} parallel ADDs: daemon peak threads"),
+                    per(&|b| Some(b.peak.threads as f64)),
+                    "",
+                    0,
+                )
+                .at_most(ours, 16.0, "≤ 16"),
+            );
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: daemon CPU"),
+                per(&|b| Some(b.daemon_cpu)),
+                " s",
+                2,
+            ));
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: dnsmasq CPU"),
+                per(&|b| Some(b.server_cpu)),
+                " s",
+                2,
+            ));
+            if Some(n) == largest {
+                let mut rss = Row::num(
+                    format!("daemon holding {n} leases: RSS"),
+                    per(&|b| Some(b.after.rss_bytes as f64 / 1e6)),
+                    " MB",
+                    1,
+                );
+                if n >= 1000 {
+                    rss = rss.at_most(ours, 20.0, "≤ 20 MB");
+                }
+                rows.push(rss);
+                rows.push(
+                    Row::num(
+                        format!("daemon holding {n} leases: threads"),
+                        per(&|b| Some(b.after.threads as f64)),
+                        "",
+                        0,
+                    )
+                    .at_most(ours, 16.0, "≤ 16"),
+                );
+                rows.push(Row::num(
+                    format!("daemon holding {n} leases: open fds"),
+                    per(&|b| Some(b.after.fds as f64)),
+                    "",
+                    0,
+                ));
+                if self.results.iter().any(|r| r.renewal.is_some()) {
+                    let ren = |r: &Results| r.renewal.clone();
+                    rows.push(Row::text(
+                        "renewal cycle: renewed",
+                        self.results
+                            .iter()
+                            .map(|r| {
+                                ren(r)
+                                    .map(|c| format!("{}/{}", c.renewed, c.leases))
+                                    .unwrap_or("—".into())
+                            })
+                            .collect(),
+                    ));
+                    rows.push(
+                        Row::num(
+                            "renewal cycle: length",
+                            each(&|r| ren(r).map(|c| c.elapsed.as_secs_f64())),
+                            " s",
+                            1,
+                        )
+                        .no_ratio(),
+                    );
+                    let mut cpu = Row::num(
+                        "renewal cycle: daemon CPU",
+                        each(&|r| ren(r).map(|c| c.cpu_secs)),
+                        " s",
+                        2,
+                    );
+                    if n >= 1000 {
+                        cpu = cpu.at_most(ours, 1.0, "< 1 CPU-s");
+                    }
+                    rows.push(cpu);
+                    rows.push(
+                        Row::num(
+                            "renewal cycle: daemon peak threads",
+                            each(&|r| ren(r).map(|c| c.peak.threads as f64)),
+                            "",
+                            0,
+                        )
+                        .at_most(ours, 16.0, "≤ 16"),
+                    );
+                }
+            }
+            rows.push(Row::text(
+                format!("DEL of {n}: succeeded"),
+                self.results
+                    .iter()
+                    .map(|r| {
+                        batch(r)
+                            .map(|b| format!("{}/{}", b.del_ok, b.n))
+                            .unwrap_or("—".into())
+                    })
+                    .collect(),
+            ));
+            rows.push(Row::num(
+                format!("DEL of {n}: wall"),
+                per(&|b| Some(b.del_wall.as_secs_f64())),
+                " s",
+                2,
+            ));
+            rows.push(Row::text(
+                format!("DEL of {n}: DHCPRELEASEs seen by dnsmasq"),
+                self.results
+                    .iter()
+                    .map(|r| {
+                        batch(r)
+                            .map(|b| format!("{}/{}", b.releases, b.ok))
+                            .unwrap_or("—".into())
+                    })
+                    .collect(),
+            ));
+        }
+        rows
+    }
+
+    /// The table as Markdown (also what is printed).
+    pub fn table(&self) -> String {
+        let rows = self.rows();
+        let ours = self.index("ours");
+        let reference = self.index("reference");
+        let mut t = String::from("| measure |");
+        for r in self.results {
+            let _ = write!(t, " {} |", r.name);
+        }
+        t.push_str(" ratio (reference / ours) | target for ours |\n|---|");
+        for _ in self.results {
+            t.push_str("---:|");
+        }
+        t.push_str("---:|---|\n");
+        for row in &rows {
+            let _ = write!(t, "| {} |", row.label);
+            for i in 0..self.results.len() {
+                let _ = write!(t, " {} |", row.cell(i));
+            }
+            let target = match &row.target {
+                Some((shown, true)) => format!("{shown}: met"),
+                Some((shown, false)) => format!("{shown}: **missed**"),
+                None => String::new(),
+            };
+            let _ = writeln!(t, " {} | {} |", row.ratio_cell(ours, reference), target);
+        }
+        if let Some(s) = self.server {
+            let _ = writeln!(
+                t,
+                "\nServer alone (dnsmasq, no client in the way): {} DISCOVER+REQUEST pairs answered \
+                 ({} ACKs) in {:.2} s, {:.0} leases/s; dnsmasq CPU {:.2} s; ACK latency p50 {:.1} ms, p99 {:.1} ms.",
+                s.leases,
+                s.acked,
+                s.wall.as_secs_f64(),
+                s.acked as f64 / s.wall.as_secs_f64().max(1e-9),
+                s.server_cpu,
+                ms(percentile(&s.latencies, 50.0)).unwrap_or(f64::NAN),
+                ms(percentile(&s.latencies, 99.0)).unwrap_or(f64::NAN),
+            );
+        }
+        t
+    }
+
+    /// The whole `docs/benchmarks.md`.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        m.push_str("# Benchmarks: cni-dhcp against the reference\n\n");
+        m.push_str("Written by the benchmark itself (`benches/scale/`); rerun it rather than edit this file.\n\n");
+        let _ = writeln!(m, "- Date: {}", now_utc());
+        let _ = writeln!(m, "- Machine: {}", machine());
+        let _ = writeln!(
+            m,
+            "- Command: `{}` (as root; took {:.0} s)",
+            self.command,
+            self.took.as_secs_f64()
+        );
+        let _ = writeln!(
+            m,
+            "- Reference: Debian `containernetworking-plugins` {} (`/usr/lib/cni/dhcp`, plugin and daemon).",
+            reference_version()
+        );
+        let _ = writeln!(
+            m,
+            "- Set-up: a netns lab per implementation: dnsmasq `--no-ping` (its ping check blocks DHCP \
+             for up to 3 s per offer), {} s leases on a /20, `--dhcp-lease-max=10000`, no `--log-dhcp`; \
+             the master is a veth into the server's netns; each container is a fresh netns with a \
+             macvlan (bridge) slave made before the clock starts, so only the IPAM plugin is timed: \
+             one `dhcp` process per ADD or DEL, config on stdin (CNI 1.0.0), spawn to exit. Both \
+             daemons run with their defaults (ours: `-state-dir` in the lab, `RUST_LOG=info`).",
+            self.lease_secs
+        );
+        m.push_str(
+            "- Parallel ADDs all start at once; wall is first spawn to last exit. The daemon's peak threads \
+             are sampled every 20 ms. The renewal cycle starts when the largest batch has returned and \
+             ends when dnsmasq has ACKed one renewal per lease (T1 = half the lease). Releases are \
+             DHCPRELEASE lines in dnsmasq's log, counted after the log has been quiet for 2 s.\n\n",
+        );
+        m.push_str(&self.table());
+        let _ = writeln!(m, "\n![ADD latency against N]({})\n", self.chart_name);
+        m
+    }
+}
+
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem}, Linux {}", kernel.trim())
+}
+
+fn reference_version() -> String {
+    std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "containernetworking-plugins"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|| "(version unknown)".into())
+}
+
+/// One implementation's line: its name, p50 points and p99 points (N, ms).
+type Series = (String, Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+/// Draws p50 and p99 ADD latency (log scale, ms) against N for each implementation; the
+/// sequential ADDs are plotted at N = 1.
+pub fn chart(results: &[Results], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let series: Vec<Series> = results
+        .iter()
+        .map(|r| {
+            let mut p50 = Vec::new();
+            let mut p99 = Vec::new();
+            if let (Some(a), Some(b)) = (
+                ms(percentile(&r.singles, 50.0)),
+                ms(percentile(&r.singles, 99.0)),
+            ) {
+                p50.push((1.0, a));
+                p99.push((1.0, b));
+            }
+            for bt in &r.batches {
+                if let (Some(a), Some(b)) = (
+                    ms(percentile(&bt.latencies, 50.0)),
+                    ms(percentile(&bt.latencies, 99.0)),
+                ) {
+                    p50.push((bt.n as f64, a));
+                    p99.push((bt.n as f64, b));
+                }
+            }
+            (r.name.clone(), p50, p99)
+        })
+        .collect();
+    let max_n = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .fold(10.0, f64::max);
+    let max_ms = series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.1))
+        .fold(100.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "DHCP IPAM ADD latency against parallel ADDs (N = 1: sequential)",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_n * 1.05, (1f64..max_ms * 2.0).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("N parallel ADDs")
+        .y_desc("latency per ADD, ms (log)")
+        .draw()?;
+    let colours = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xd6, 0x27, 0x28),
+        GREEN,
+        MAGENTA,
+    ];
+    for (i, (name, p50, p99)) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        chart
+            .draw_series(LineSeries::new(p50.clone(), c.stroke_width(2)))?
+            .label(format!("{name} p50"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(p50.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
+        chart
+            .draw_series(LineSeries::new(p99.clone(), c.mix(0.5).stroke_width(1)))?
+            .label(format!("{name} p99"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], c.mix(0.5).stroke_width(1))
+            });
+        chart.draw_series(
+            p99.iter()
+                .map(|p| TriangleMarker::new(*p, 4, c.mix(0.5).filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
