@@ -851,17 +851,29 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
         let permit = ctx.shared.pacer.permit(&ctx.slot.attachment.network).await;
         ctx.permit = Some((permit, Instant::now() + WINDOW_HOLD));
     }
-    let fan_out = ctx.shared.table.len();
-    ctx.shared
-        .pacer
-        .turn(dst_mac == BROADCAST_MAC, fan_out)
-        .await;
+    if matches!(kind, Some(MessageType::Release | MessageType::Decline)) {
+        // No reply will clock these: space them so a burst does not drown the server.
+        ctx.shared.pacer.no_reply_turn().await;
+    }
     let give_up = Instant::now() + LINK_UP_WAIT;
     let mut result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
-    while matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENETDOWN))
-        && Instant::now() < give_up
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    loop {
+        let errno = result.as_ref().err().and_then(|e| e.raw_os_error());
+        if Instant::now() >= give_up {
+            break;
+        }
+        match errno {
+            // A slave created milliseconds ago may not be running yet.
+            Some(libc::ENETDOWN) => tokio::time::sleep(Duration::from_millis(5)).await,
+            // The kernel's queue is full (the backlog behind a broadcast's fan-out, see
+            // crate::daemon::pacer): nothing left the host. Wait for a retry turn and send
+            // again, rather than wait out a 4-second retransmission for a loss we know of.
+            Some(libc::ENOBUFS) => {
+                ctx.shared.metrics.send_retried();
+                ctx.shared.pacer.retry_turn().await
+            }
+            _ => break,
+        }
         result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
     }
     match result {
@@ -878,7 +890,8 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
             debug!(src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
         }
         Err(e) => {
-            // The retransmission timer tries again; a just-created link may still be down.
+            // The retransmission timer tries again. No reply can come: free the window permit.
+            ctx.permit = None;
             ctx.trace.send_errors += 1;
             ctx.trace.last_send_error = Some(e.to_string());
             debug!(error = %e, "send failed");

@@ -15,6 +15,7 @@
 //! | `messages_sent_total` | counter | `type` | [`Metrics::message_sent`] |
 //! | `messages_received_total` | counter | `type` | [`Metrics::message_received`] |
 //! | `replies_ignored_total` | counter | | [`Metrics::reply_ignored`] |
+//! | `sends_retried_total` | counter | | [`Metrics::send_retried`] |
 //! | `renewals_total` | counter | | [`Metrics::renewal`] |
 //! | `rebinds_total` | counter | | [`Metrics::rebind`] |
 //! | `naks_total` | counter | | [`Metrics::nak`] |
@@ -241,6 +242,7 @@ pub struct Metrics {
     sent: [Counter; MESSAGE_TYPES.len()],
     received: [Counter; MESSAGE_TYPES.len()],
     replies_ignored: Counter,
+    sends_retried: Counter,
     renewals: Counter,
     rebinds: Counter,
     naks: Counter,
@@ -309,6 +311,11 @@ impl Metrics {
             "replies_ignored",
             "DHCP packets received and dropped: another client's xid or client identifier (normal on ipvlan, where every slave hears every broadcast reply), malformed, or unexpected in the current state",
         );
+        let sends_retried = counter(
+            &mut registry,
+            "sends_retried",
+            "Sends the kernel refused with ENOBUFS (its queue full behind broadcasts fanned out to every slave of the master) and that were sent again after a pacing turn",
+        );
         let renewals = counter(
             &mut registry,
             "renewals",
@@ -361,6 +368,7 @@ impl Metrics {
             sent,
             received,
             replies_ignored,
+            sends_retried,
             renewals,
             rebinds,
             naks,
@@ -390,6 +398,12 @@ impl Metrics {
     /// the current state).
     pub fn reply_ignored(&self) {
         self.replies_ignored.inc();
+    }
+
+    /// A send refused with `ENOBUFS` and tried again after a pacing turn
+    /// ([`crate::daemon::pacer`]).
+    pub fn send_retried(&self) {
+        self.sends_retried.inc();
     }
 
     /// A lease extended by a DHCPACK in RENEWING.

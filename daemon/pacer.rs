@@ -1,36 +1,31 @@
-//! Spacing the daemon's broadcasts so the kernel's queues drain between them.
+//! How fast the daemon sends: a window of exchanges in flight per network, spaced sends for
+//! messages that get no reply, and spaced retries when the kernel's queue is full.
 //!
-//! A broadcast sent from a macvlan (bridge) or ipvlan (l2) slave is copied by the kernel to every
-//! other slave of the same master before it leaves, and every copy waits in the sending CPU's
-//! backlog (`net.core.netdev_max_backlog`, 1000 packets) until softirq work processes it. With a
-//! thousand containers on a master, one DHCPDISCOVER fills the backlog by itself; the next one sent
-//! before the backlog drained is dropped, and so are the server's replies that arrive behind it
-//! (shared NOTES §1; measured here: 1000 unpaced ADDs lost 3700 packets to the backlog and waited
-//! out RFC 2131's 4-second retransmission). A client cannot see the backlog, but it knows the
-//! cause: the fan-out of each broadcast grows with the number of containers, and the daemon holds
-//! one lease per container.
+//! A thousand ADDs at once meet three fixed queues (measured on the benchmark machine, see
+//! docs/performance.md):
 //!
-//! So each broadcast takes a turn: turns are spaced by `fan_out × cost_per_copy`, where `fan_out`
-//! is the number of attachments the daemon holds and `cost_per_copy` the time the kernel takes to
-//! deliver one copy ([`DEFAULT_COST_PER_COPY`], measured on the 2-core benchmark machine). A
-//! daemon with ten containers is spaced by microseconds, that is, not at all; one with a thousand
-//! sends a broadcast about every millisecond, about what the backlog drains in. Unicasts
-//! (renewals, releases) are spaced by a fixed [`UNICAST_SPACING`] so a burst of a thousand
-//! DHCPRELEASEs does not overflow the server's socket buffer (NOTES §4).
+//! - The server's socket buffer. dnsmasq answers one datagram at a time from one socket whose
+//!   buffer holds a couple of hundred; a thousand DHCPDISCOVERs in a second would overflow it and
+//!   each loss costs its client RFC 2131's 4-second retransmission. So requests that expect a
+//!   reply (DHCPDISCOVER, DHCPREQUEST) hold a permit of their CNI network's window from the send
+//!   until the reply comes, like TCP's congestion window: at most [`WINDOW`] exchanges per network
+//!   are in flight, and the next waits for a reply rather than for a timer. A permit whose reply
+//!   never comes is given back after [`WINDOW_HOLD`], so a silent server slows only its own
+//!   network, to one exchange per permit per second.
+//! - The same buffer for messages that get no reply (DHCPRELEASE, DHCPDECLINE): nothing clocks
+//!   them, so they are spaced by [`NO_REPLY_SPACING`] daemon-wide. Measured: 1000 DHCPRELEASEs
+//!   spaced 0.5 ms reached dnsmasq as 185-224; spaced 2 ms, all 1000 did.
+//! - The sending CPU's backlog (`net.core.netdev_max_backlog`, 1000 packets). A broadcast from a
+//!   macvlan (bridge) or ipvlan (l2) slave is copied to every other slave of the master before it
+//!   leaves, and the copy for the wire is queued last: with a thousand slaves one broadcast fills
+//!   the backlog, and the next one sent before it drained is refused with `ENOBUFS` (nothing left
+//!   the host). The driver then sends again after a retry turn ([`RETRY_SPACING`] apart
+//!   daemon-wide, about what the backlog takes to drain) instead of waiting 4 s. Spacing every
+//!   broadcast ahead of time by its fan-out was tried and measured slower (4.5-6.0 s instead of
+//!   4.1 s for 1000 ADDs): the kernel's refusal is the better signal.
 //!
-//! Turns are reserved, not polled: [`Pacer::turn`] takes the next free instant under a mutex and
-//! sleeps until it, so a thousand waiting broadcasts cost a thousand sleeping timers, no spinning.
-//!
-//! Spacing alone does not stop the server from drowning: dnsmasq answers one request at a time
-//! from one socket, whose receive buffer holds a couple of hundred datagrams; a thousand
-//! DHCPDISCOVERs in a second overflow it, and each one lost costs its client RFC 2131's 4-second
-//! retransmission (measured: 1000 ADDs at once took 9-12 s, with the machine 60% idle). So requests
-//! that expect a reply (DHCPDISCOVER, DHCPREQUEST) also hold a permit of their network's
-//! [`Window`] from the send until the reply comes, like TCP's congestion window: at most
-//! [`WINDOW`] exchanges per CNI network are in flight, and the next waits for a free permit
-//! rather than for a retransmission timer. A permit whose reply never comes is given back after
-//! [`WINDOW_HOLD`], so a silent server slows its own network down to one exchange per permit per
-//! second and never blocks another network.
+//! Turns are reserved, not polled: a turn takes the next free instant under a mutex and sleeps
+//! until it, so a thousand waiting sends cost a thousand sleeping timers, no spinning.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,65 +33,83 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Kernel time to deliver one copy of a broadcast to one slave (clone, backlog, IP input, drop),
-/// as measured with `perf` on the benchmark machine (docs/benchmarks.md): about 1 µs.
-pub const DEFAULT_COST_PER_COPY: Duration = Duration::from_nanos(1000);
-/// Spacing of unicast sends (renewals, releases): 2 ms, 500 per second. dnsmasq rewrites its
-/// lease file for every DHCPRELEASE; measured here with 1000 leases, 1000 releases spaced by
-/// 0.5 ms reached it as 185-224 (its socket buffer overflowed), spaced by 2 ms all 1000 did.
-pub const UNICAST_SPACING: Duration = Duration::from_millis(2);
 /// Exchanges in flight per CNI network: enough to keep one server busy (dnsmasq answers a
 /// DISCOVER or REQUEST in about 0.4 ms of CPU), few enough that its socket buffer never fills.
 pub const WINDOW: usize = 32;
-/// How long a permit waits for its reply before it is given back: a hundred times the server's
-/// answer time under load, so it only fires for replies that were lost.
+/// How long a permit waits for its reply before it is given back: hundreds of times the
+/// server's answer time under load, so it only fires for replies that were lost.
 pub const WINDOW_HOLD: Duration = Duration::from_secs(1);
+/// Spacing of messages that get no reply (DHCPRELEASE, DHCPDECLINE): 2 ms, 500 per second.
+pub const NO_REPLY_SPACING: Duration = Duration::from_millis(2);
+/// Spacing of sends retried after `ENOBUFS`: 1 ms, about what a CPU takes to drain a backlog
+/// of a thousand broadcast copies.
+pub const RETRY_SPACING: Duration = Duration::from_millis(1);
 
 /// The in-flight limit of one CNI network.
 pub type Window = Arc<Semaphore>;
 
-/// Hands out send turns. One per daemon, shared by every lease's driver.
+/// One queue of evenly spaced turns.
+#[derive(Debug)]
+struct Turns {
+    /// The earliest instant the next turn may start.
+    next: Mutex<Instant>,
+    spacing: Duration,
+}
+
+impl Turns {
+    fn new(spacing: Duration) -> Turns {
+        Turns {
+            next: Mutex::new(Instant::now()),
+            spacing,
+        }
+    }
+
+    /// Reserves the next turn at or after `now`; returns its instant.
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let at = (*next).max(now);
+        *next = at + self.spacing;
+        at
+    }
+
+    async fn wait(&self) {
+        let at = self.reserve(Instant::now());
+        if at > Instant::now() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+}
+
+/// The daemon's send discipline. One per daemon, shared by every lease's driver.
 #[derive(Debug)]
 pub struct Pacer {
-    /// The earliest instant the next broadcast may go.
-    next_broadcast: Mutex<Instant>,
-    /// The earliest instant the next unicast may go.
-    next_unicast: Mutex<Instant>,
-    cost_per_copy: Duration,
-    unicast_spacing: Duration,
     /// One window per CNI network name, made on first use.
     windows: Mutex<HashMap<String, Window>>,
     window: usize,
+    no_reply: Turns,
+    retry: Turns,
 }
 
 impl Default for Pacer {
     fn default() -> Self {
-        Pacer::new(DEFAULT_COST_PER_COPY, UNICAST_SPACING)
+        Pacer::new(WINDOW, NO_REPLY_SPACING, RETRY_SPACING)
     }
 }
 
 impl Pacer {
-    /// A pacer spacing broadcasts by `fan_out × cost_per_copy` and unicasts by `unicast_spacing`.
-    pub fn new(cost_per_copy: Duration, unicast_spacing: Duration) -> Pacer {
-        let now = Instant::now();
+    /// A pacer with `window` exchanges in flight per network (at least 1), no-reply messages
+    /// spaced by `no_reply_spacing` and retries by `retry_spacing`.
+    pub fn new(window: usize, no_reply_spacing: Duration, retry_spacing: Duration) -> Pacer {
         Pacer {
-            next_broadcast: Mutex::new(now),
-            next_unicast: Mutex::new(now),
-            cost_per_copy,
-            unicast_spacing,
             windows: Mutex::new(HashMap::new()),
-            window: WINDOW,
+            window: window.max(1),
+            no_reply: Turns::new(no_reply_spacing),
+            retry: Turns::new(retry_spacing),
         }
     }
 
-    /// The same pacer with `window` exchanges in flight per network instead of [`WINDOW`].
-    pub fn with_window(mut self, window: usize) -> Pacer {
-        self.window = window.max(1);
-        self
-    }
-
     /// Waits for a permit of `network`'s window: an exchange may then be in flight until the
-    /// permit is dropped (on the reply, or after [`WINDOW_HOLD`]).
+    /// permit is dropped (on the reply, after [`WINDOW_HOLD`], or when the send failed).
     pub async fn permit(&self, network: &str) -> OwnedSemaphorePermit {
         let window = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,31 +125,14 @@ impl Pacer {
             .expect("pacer windows are never closed")
     }
 
-    /// Reserves the next turn at or after `now` and returns its instant: for a broadcast reaching
-    /// `fan_out` receivers, or a unicast (`broadcast` false, `fan_out` ignored). Pure: the caller
-    /// sleeps until the returned instant ([`Pacer::turn`] does).
-    pub fn reserve(&self, now: Instant, broadcast: bool, fan_out: usize) -> Instant {
-        let (next, spacing) = if broadcast {
-            let copies = u32::try_from(fan_out).unwrap_or(u32::MAX);
-            (
-                &self.next_broadcast,
-                self.cost_per_copy.saturating_mul(copies),
-            )
-        } else {
-            (&self.next_unicast, self.unicast_spacing)
-        };
-        let mut next = next.lock().unwrap_or_else(|e| e.into_inner());
-        let at = (*next).max(now);
-        *next = at + spacing;
-        at
+    /// Waits for the turn of a message that gets no reply.
+    pub async fn no_reply_turn(&self) {
+        self.no_reply.wait().await
     }
 
-    /// Waits for a turn (see [`Pacer::reserve`]).
-    pub async fn turn(&self, broadcast: bool, fan_out: usize) {
-        let at = self.reserve(Instant::now(), broadcast, fan_out);
-        if at > Instant::now() {
-            tokio::time::sleep_until(at.into()).await;
-        }
+    /// Waits for the turn of a send retried after `ENOBUFS`.
+    pub async fn retry_turn(&self) {
+        self.retry.wait().await
     }
 }
 
@@ -145,33 +141,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn broadcast_turns_are_spaced_by_fan_out() {
-        let p = Pacer::new(Duration::from_micros(1), Duration::from_micros(500));
+    fn turns_are_spaced_and_an_idle_queue_does_not_delay() {
+        let t = Turns::new(Duration::from_millis(2));
         let t0 = Instant::now();
-        let a = p.reserve(t0, true, 1000);
-        let b = p.reserve(t0, true, 1000);
-        let c = p.reserve(t0, true, 10);
-        assert_eq!(a, t0);
-        assert_eq!(b - a, Duration::from_millis(1));
-        assert_eq!(c - b, Duration::from_millis(1));
-        // The small broadcast's own spacing is tiny: the one after it is nearly immediate.
-        let d = p.reserve(t0, true, 10);
-        assert_eq!(d - c, Duration::from_micros(10));
-    }
-
-    #[test]
-    fn an_idle_pacer_does_not_delay() {
-        let p = Pacer::new(Duration::from_micros(1), Duration::from_micros(500));
-        let t0 = Instant::now();
-        p.reserve(t0, true, 1000);
+        assert_eq!(t.reserve(t0), t0);
+        assert_eq!(t.reserve(t0), t0 + Duration::from_millis(2));
+        assert_eq!(t.reserve(t0), t0 + Duration::from_millis(4));
         // Long after the last turn: the next one is now, not in the past.
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(p.reserve(later, true, 1000), later);
+        assert_eq!(t.reserve(later), later);
     }
 
     #[tokio::test]
     async fn a_full_window_makes_the_next_exchange_wait_on_its_network_only() {
-        let p = Pacer::default().with_window(2);
+        let p = Pacer::new(2, NO_REPLY_SPACING, RETRY_SPACING);
         let a = p.permit("net-a").await;
         let _b = p.permit("net-a").await;
         // A third exchange on net-a waits; net-b is not affected.
@@ -189,12 +172,21 @@ mod tests {
             .expect("a reply frees a permit");
     }
 
-    #[test]
-    fn unicasts_have_their_own_queue() {
-        let p = Pacer::new(Duration::from_micros(1), Duration::from_micros(500));
-        let t0 = Instant::now();
-        p.reserve(t0, true, 100_000);
-        assert_eq!(p.reserve(t0, false, 0), t0);
-        assert_eq!(p.reserve(t0, false, 0), t0 + Duration::from_micros(500));
+    #[tokio::test]
+    async fn no_reply_and_retry_turns_are_separate_queues() {
+        let p = Pacer::new(1, Duration::from_secs(60), Duration::from_secs(60));
+        // The first turn of each queue is immediate even though both spacings are long.
+        tokio::time::timeout(Duration::from_millis(50), p.no_reply_turn())
+            .await
+            .expect("first no-reply turn");
+        tokio::time::timeout(Duration::from_millis(50), p.retry_turn())
+            .await
+            .expect("first retry turn, not behind the no-reply queue");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), p.retry_turn())
+                .await
+                .is_err(),
+            "the second retry waits its spacing"
+        );
     }
 }
