@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -28,6 +29,13 @@ use super::table::Table;
 use crate::cni::code;
 use crate::rpc::{self, FrameError, MAX_REQUEST_BYTES, Response};
 
+/// How often [`trim_after_bursts`] looks whether a burst has ended.
+pub const TRIM_CHECK: Duration = Duration::from_secs(5);
+
+/// Read buffer per connection, bytes: a request is one line of JSON, usually under 1 KiB. (The
+/// default 8 KiB made a thousand simultaneous ADDs hold 8 MB of buffers, measured with heaptrack.)
+const READ_BUFFER: usize = 1024;
+
 /// Time a client has to send its whole request.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -42,8 +50,32 @@ pub struct Shared {
     pub store: Store,
     /// Counters for Prometheus; served only with `-metrics-listen`, kept all the same.
     pub metrics: Metrics,
-    /// Send turns for every lease's driver (broadcasts spaced by their fan-out).
+    /// Send discipline for every lease's driver (window per network, spaced no-reply sends).
     pub pacer: Pacer,
+    /// Connections being served now.
+    pub connections: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+}
+
+/// Gives memory freed after a burst back to the kernel. A thousand ADDs at once allocate
+/// buffers, frames and task state for each request in flight; glibc keeps what was freed in its
+/// arenas, so the daemon's RSS would stay at the burst's peak while it holds a thousand quiet
+/// leases (measured: 24.2 MB, 20.8 MB after `malloc_trim(3)`). Every [`TRIM_CHECK`], if requests
+/// came since the last look and none is being served now, `malloc_trim(0)` runs on the
+/// blocking pool (it takes about a millisecond).
+async fn trim_after_bursts(shared: Arc<Shared>) {
+    let mut seen = shared.accepted.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(TRIM_CHECK).await;
+        let accepted = shared.accepted.load(Ordering::Relaxed);
+        if accepted != seen && shared.connections.load(Ordering::Relaxed) == 0 {
+            seen = accepted;
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim has no preconditions; it only walks the allocator's arenas.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+    }
 }
 
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
@@ -74,6 +106,8 @@ pub async fn serve(config: Config) -> io::Result<()> {
         store,
         metrics: Metrics::default(),
         pacer: Pacer::default(),
+        connections: AtomicUsize::new(0),
+        accepted: AtomicU64::new(0),
     });
     if let Some(listener) = metrics_listener {
         info!(address = %listener.local_addr()?, "metrics served at /metrics");
@@ -88,13 +122,19 @@ pub async fn serve(config: Config) -> io::Result<()> {
         None => shared.config.socket_path.display().to_string(),
     };
     info!(%socket, leases = shared.table.len(), "dhcp daemon listening");
+    tokio::spawn(trim_after_bursts(shared.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let shared = shared.clone();
-                    tokio::spawn(async move { connection(shared, stream).await });
+                    shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        connection(shared.clone(), stream).await;
+                        shared.connections.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
@@ -255,7 +295,7 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
         return;
     }
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read).take(MAX_REQUEST_BYTES as u64);
     let mut frame = Vec::new();
     let read = tokio::time::timeout(REQUEST_DEADLINE, reader.read_until(b'\n', &mut frame)).await;
     let response = match read {

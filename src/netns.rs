@@ -7,11 +7,20 @@
 //! and return its fd) and lets the thread end. The returned descriptors are then driven from the
 //! shared runtime. This keeps the number of threads independent of the number of leases
 //! (shared NOTES §3).
+//!
+//! The daemon's form, [`NetNs::run_async`], uses a fixed pool of [`MAX_NAMESPACE_THREADS`]
+//! threads instead of a thread per call: each job enters the container's namespace, runs, and
+//! returns the thread to the namespace it started in before the next job. A thread that cannot
+//! return ends rather than run another job in the wrong namespace, and a fresh thread (which
+//! enters the home namespace first) takes its place. So a thousand ADDs at once start no thread
+//! at all, and the daemon's thread count has a hard bound.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::sched::{CloneFlags, setns};
 
@@ -144,9 +153,80 @@ pub struct NetNs {
     path: PathBuf,
 }
 
-/// Most threads [`NetNs::run_async`] runs at once: opening a socket in a namespace takes tens of
+/// Threads of [`NetNs::run_async`]'s pool: opening a socket in a namespace takes tens of
 /// microseconds of work, so a few threads keep up with a thousand ADDs.
 pub const MAX_NAMESPACE_THREADS: usize = 4;
+
+/// A job for the pool: the namespace to enter and the work, which reports its own result.
+struct Job {
+    ns: OwnedFd,
+    work: Box<dyn FnOnce(io::Result<()>) + Send>,
+}
+
+/// The pool's shared end: jobs go in here; the threads share the receiver.
+struct Pool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    /// The namespace the pool's threads live in between jobs (the daemon's own).
+    home: Arc<OwnedFd>,
+}
+
+impl Pool {
+    fn get() -> io::Result<&'static Pool> {
+        static POOL: OnceLock<Result<Pool, String>> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let home: OwnedFd = File::open("/proc/thread-self/ns/net")
+                .map_err(|e| format!("cannot open this thread's network namespace: {e}"))?
+                .into();
+            let (tx, rx) = mpsc::channel();
+            let pool = Pool {
+                jobs: Mutex::new(tx),
+                queue: Arc::new(Mutex::new(rx)),
+                home: Arc::new(home),
+            };
+            for _ in 0..MAX_NAMESPACE_THREADS {
+                pool.spawn_thread()
+                    .map_err(|e| format!("cannot start a namespace thread: {e}"))?;
+            }
+            Ok(pool)
+        })
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+    }
+
+    fn spawn_thread(&self) -> io::Result<()> {
+        let queue = self.queue.clone();
+        let home = self.home.clone();
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        std::thread::Builder::new()
+            .name("netns".into())
+            .spawn(move || {
+                // A replacement may have been started by a thread stuck in a container's namespace.
+                if setns(home.as_fd(), CloneFlags::CLONE_NEWNET).is_err() {
+                    return;
+                }
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = next else { return };
+                    let entered =
+                        setns(job.ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
+                    let ok = entered.is_ok();
+                    (job.work)(entered);
+                    if ok && setns(home.as_fd(), CloneFlags::CLONE_NEWNET).is_err() {
+                        // Never run another job from here: hand over to a fresh thread and end.
+                        let replacement = Pool {
+                            jobs: Mutex::new(jobs.clone()),
+                            queue: queue.clone(),
+                            home: home.clone(),
+                        };
+                        let _ = replacement.spawn_thread();
+                        return;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+}
 
 impl NetNs {
     /// Opens the namespace file at `path` read-only and checks, on the open descriptor, that it
@@ -200,32 +280,35 @@ impl NetNs {
         })
     }
 
-    /// Async form of [`NetNs::run`] for use on the runtime: the work happens on its own
-    /// short-lived thread (never a runtime or blocking-pool thread, which would stay in the
-    /// namespace), and the caller's task waits without blocking a worker. At most
-    /// [`MAX_NAMESPACE_THREADS`] such threads live at once, whatever the number of callers (a
-    /// thousand ADDs at once would otherwise start a thousand threads); the others wait their turn.
+    /// Async form of [`NetNs::run`] for use on the runtime: the work happens on one of the
+    /// [`MAX_NAMESPACE_THREADS`] threads of a pool that is never a runtime or blocking-pool
+    /// thread (see the module doc), and the caller's task waits without blocking a worker. Jobs
+    /// beyond the pool's size wait their turn in order.
+    ///
+    /// Errors: as [`NetNs::run`]; also `Other` when the pool cannot be started.
     pub async fn run_async<T, F>(&self, f: F) -> io::Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static,
     {
-        static THREADS: tokio::sync::Semaphore =
-            tokio::sync::Semaphore::const_new(MAX_NAMESPACE_THREADS);
-        // Never closed, so acquiring cannot fail; held until the thread has answered.
-        let _turn = THREADS.acquire().await.map_err(io::Error::other)?;
-        let fd = self.fd.try_clone()?;
+        let ns = self.fd.try_clone()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("netns".into())
-            .spawn(move || {
-                let result = setns(&fd, CloneFlags::CLONE_NEWNET)
-                    .map_err(io::Error::from)
-                    .and_then(|()| f());
-                let _ = tx.send(result);
-            })?;
+        let work = Box::new(move |entered: io::Result<()>| {
+            // A panic in `f` must not take the pool thread with it.
+            let result = entered.and_then(|()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                    .unwrap_or_else(|_| Err(io::Error::other("work in network namespace panicked")))
+            });
+            let _ = tx.send(result);
+        });
+        Pool::get()?
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Job { ns, work })
+            .map_err(|_| io::Error::other("namespace threads are gone"))?;
         rx.await
-            .unwrap_or_else(|_| Err(io::Error::other("thread in network namespace panicked")))
+            .unwrap_or_else(|_| Err(io::Error::other("namespace thread ended without an answer")))
     }
 }
 

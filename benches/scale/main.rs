@@ -75,6 +75,10 @@ struct Args {
     /// Where the chart goes (SVG).
     #[arg(long, default_value = "docs/benchmarks-add-latency.svg")]
     chart: PathBuf,
+    /// A command put before our daemon's, for profiling (e.g. "heaptrack -o /tmp/ht" or
+    /// "perf record -g -o /tmp/perf.data"); its resource figures are then the wrapper's.
+    #[arg(long)]
+    daemon_wrapper: Option<String>,
     /// Give up on a batch of ADDs or DELs after this many seconds (stragglers count as failures).
     #[arg(long, default_value_t = 240)]
     batch_limit_secs: u64,
@@ -82,6 +86,9 @@ struct Args {
     #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
     rest: Vec<String>,
 }
+
+/// How long after a batch the daemon's resting figures are read.
+const SETTLE: Duration = Duration::from_secs(6);
 
 /// Lease time handed out by the lab's dnsmasq, seconds (dnsmasq's minimum).
 const LEASE_SECS: u64 = 120;
@@ -282,18 +289,32 @@ fn raise_fd_limit() {
     }
 }
 
-/// A daemon of either implementation on a socket in `dir`; killed on drop.
+/// A daemon of either implementation on a socket in `dir`; killed on drop (a wrapped one gets
+/// SIGTERM in its process group and time to write its profile).
 struct Daemon {
     child: Child,
     socket: PathBuf,
+    wrapped: bool,
 }
 
 impl Daemon {
-    fn start(imp: &Impl, dir: &Path) -> Daemon {
+    fn start(imp: &Impl, dir: &Path, wrapper: Option<&str>) -> Daemon {
         let socket = dir.join(format!("{}.sock", imp.name));
         let log = std::fs::File::create(dir.join(format!("{}-daemon.log", imp.name))).unwrap();
-        let mut cmd = Command::new(&imp.dhcp);
+        let mut cmd = match wrapper.map(|w| w.split_whitespace().collect::<Vec<_>>()) {
+            Some(w) if !w.is_empty() && imp.name == "ours" => {
+                let mut c = Command::new(w[0]);
+                c.args(&w[1..]).arg(&imp.dhcp);
+                c
+            }
+            _ => Command::new(&imp.dhcp),
+        };
         cmd.arg("daemon").arg("-socketpath").arg(&socket);
+        let wrapped = wrapper.is_some() && imp.name == "ours";
+        if wrapped {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
         if imp.name == "ours" {
             // Our daemon keeps leases on disk; the reference keeps none. Info logging, as an
             // operator would run it.
@@ -317,7 +338,11 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        Daemon { child, socket }
+        Daemon {
+            child,
+            socket,
+            wrapped,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -327,9 +352,57 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.wrapped {
+            // SIGTERM to the daemon itself (a descendant of the wrapper), so the wrapper can
+            // finish writing its profile after it.
+            for pid in descendants(self.child.id()) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "dhcp" {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every process below `pid` (children, their children...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, pp) in &parents {
+            if pp == parent {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// The lab for one implementation: dnsmasq without its ping check, 2-minute leases, on a /20
@@ -383,7 +456,7 @@ fn attachments(lab: &Lab, tag: &str, n: usize) -> (Vec<String>, Vec<cni::Attachm
 
 fn run_impl(imp: &Impl, args: &Args) -> Results {
     let lab = bench_lab(&format!("bench-{}", imp.name));
-    let daemon = Daemon::start(imp, lab.dir());
+    let daemon = Daemon::start(imp, lab.dir(), args.daemon_wrapper.as_deref());
     let plugin = cni::Plugin {
         program: imp.dhcp.clone(),
         socket: daemon.socket.clone(),
@@ -431,6 +504,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
         let (outs, wall) = cni::batch(&plugin, "ADD", &atts, limit);
         let machine_busy = procstat::machine_busy_secs() - busy0;
         let plugins_cpu = procstat::children_cpu_secs() - children0;
+        let server_cpu = procstat::cpu_secs(dnsmasq).unwrap_or(0.0) - server_cpu0;
+        let daemon_cpu = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0) - daemon_cpu0;
         if let Some(dump) = std::env::var_os("BENCH_DUMP") {
             let csv: String = outs
                 .iter()
@@ -449,6 +524,9 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             );
         }
         let peak = sampler.stop();
+        // The daemon at rest with its leases: after its idle-time housekeeping (ours trims the
+        // allocator 5 s after a burst) and the reference's equally long wait.
+        std::thread::sleep(SETTLE);
         let mut b = Batch {
             n,
             wall,
@@ -458,8 +536,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             requests: count_log(&lab, "DHCPREQUEST(") - requests_before,
             peak,
             after: procstat::read(daemon.pid()).unwrap_or_default(),
-            server_cpu: procstat::cpu_secs(dnsmasq).unwrap_or(0.0) - server_cpu0,
-            daemon_cpu: procstat::cpu_secs(daemon.pid()).unwrap_or(0.0) - daemon_cpu0,
+            server_cpu,
+            daemon_cpu,
             ..Batch::default()
         };
         for o in &outs {
@@ -490,6 +568,13 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
                 .unwrap_or_default()
         );
 
+        if let Some(secs) = std::env::var("BENCH_PAUSE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            eprintln!("  pausing {secs} s (daemon pid {})", daemon.pid());
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         if n == largest && !args.no_renewal && b.ok > 0 {
             res.renewal = Some(renewal_cycle(&lab, &daemon, b.ok));
         }
