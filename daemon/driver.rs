@@ -70,9 +70,11 @@ pub fn broadcast_policy(
 }
 
 /// The span every log line about one lease is emitted in: its container ID, network and ifname
-/// become fields of each line (flattened into JSON lines with `--log-format json`).
+/// become fields of each line (flattened into JSON lines with `--log-format json`). A root span:
+/// the driver task is spawned inside the ADD's span and would otherwise print the fields twice.
 pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
     tracing::info_span!(
+        parent: None,
         "lease",
         container_id = %attachment.container_id,
         network = %attachment.network,

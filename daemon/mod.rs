@@ -17,8 +17,11 @@
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
-//! number of workers; sockets are opened inside a namespace on a short-lived thread
-//! ([`crate::netns`]) and then driven from the runtime.
+//! number of workers; sockets are opened inside a namespace by a fixed pool of threads
+//! ([`crate::netns`]), driven from the runtime, and closed by a few closer threads
+//! ([`packet`]), because a packet socket's close waits for an RCU grace period. The bound is
+//! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers.
+//! What profiling at a thousand leases found, and why each piece is there: docs/performance.md.
 
 pub mod command;
 pub mod driver;

@@ -524,6 +524,7 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             );
         }
         let peak = sampler.stop();
+        configure_addresses(&atts, &outs);
         // The daemon at rest with its leases: after its idle-time housekeeping (ours trims the
         // allocator 5 s after a burst) and the reference's equally long wait.
         std::thread::sleep(SETTLE);
@@ -605,6 +606,37 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
         }
     }
     res
+}
+
+/// Does the main plugin's part after each successful ADD, untimed: puts the leased address on
+/// the container's interface and sets it up, as macvlan or ipvlan would. Without it nobody in the
+/// containers answers ARP for their addresses, so the server's unicast DHCPACKs to RENEWING
+/// clients (RFC 2131 §4.4.5) could never be delivered. Eight `ip` processes at a time.
+fn configure_addresses(atts: &[cni::Attachment], outs: &[cni::Outcome]) {
+    let jobs: Vec<(String, String, String)> = atts
+        .iter()
+        .zip(outs)
+        .filter(|(_, o)| o.ok)
+        .map(|(a, o)| {
+            let ns = a.netns.file_name().unwrap().to_string_lossy().into_owned();
+            (ns, a.ifname.clone(), o.detail.clone())
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((ns, ifname, address)) = jobs.get(i) else {
+                        return;
+                    };
+                    common::ip(&["-n", ns, "addr", "add", address, "dev", ifname]);
+                    common::ip(&["-n", ns, "link", "set", ifname, "up"]);
+                }
+            });
+        }
+    });
 }
 
 /// Waits for one full renewal cycle of the `leases` the daemon holds: from now until dnsmasq has
