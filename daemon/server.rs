@@ -123,6 +123,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
     };
     info!(%socket, leases = shared.table.len(), "dhcp daemon listening");
     tokio::spawn(trim_after_bursts(shared.clone()));
+    tokio::spawn(super::driver::sweep_lost_namespaces(shared.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {

@@ -431,7 +431,9 @@ impl Store {
 
     /// Writes `record` (replacing the attachment's previous one) atomically and durably: a
     /// temp file in the same directory, written and fsync'd, renamed over the target, then the
-    /// directory fsync'd. A crash at any point leaves the old record or the new one.
+    /// directory fsync'd when the file is new (a replaced file's rename needs no directory sync:
+    /// losing it leaves the previous record of the same lease). A crash at any point leaves the
+    /// old record or the new one.
     pub fn save(&self, record: &Record) -> io::Result<()> {
         #[derive(Serialize)]
         struct OnDisk<'a> {
@@ -474,13 +476,21 @@ impl Store {
             f.write_all(&json)?;
             f.sync_all()?;
             drop(f);
-            fs::rename(&tmp, &target)
+            let replaced = fs::symlink_metadata(&target).is_ok();
+            fs::rename(&tmp, &target).map(|()| replaced)
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        match written {
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+            // A new lease's file must survive a crash: sync the directory entry. A renewal
+            // replaces an existing file; if a crash loses that rename, the old file (same lease,
+            // older times) is still there and a restarted daemon just renews sooner, so the
+            // second fsync, one per renewal, is skipped.
+            Ok(false) => self.dir_file.sync_all(),
+            Ok(true) => Ok(()),
         }
-        self.dir_file.sync_all()
     }
 
     /// Deletes `attachment`'s record, durably. A missing record is not an error.

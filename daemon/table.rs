@@ -45,6 +45,10 @@ impl Handle {
 pub struct Status {
     /// `CNI_NETNS` as given at ADD.
     pub netns: String,
+    /// The namespace file's identity (device, inode) when the lease started: the namespace's
+    /// nsfs inode. The sweeper ([`crate::daemon::driver::sweep_lost_namespaces`]) compares it
+    /// with what the path names now.
+    pub netns_id: Option<(u64, u64)>,
     /// Option 61 bytes.
     pub client_id: Vec<u8>,
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
@@ -88,6 +92,9 @@ pub struct Slot {
     /// Held for the whole of a request on this attachment; holds the driver, if one runs.
     pub op: tokio::sync::Mutex<Option<Handle>>,
     status: Mutex<Status>,
+    /// Woken by the sweeper when the container's namespace is gone: the driver then drops the
+    /// lease.
+    pub gone: tokio::sync::Notify,
     /// The last [`HISTORY_LEN`] transactions, oldest first. Kept beside [`Status`], not in it,
     /// so that the driver's `*slot.status() = Status { .. }` (a new ADD, a resume) does not
     /// erase what led to it.
@@ -217,6 +224,7 @@ impl Table {
                     attachment: attachment.clone(),
                     op: tokio::sync::Mutex::new(None),
                     status: Mutex::new(Status::default()),
+                    gone: tokio::sync::Notify::new(),
                     history: Mutex::new(VecDeque::new()),
                 })
             })

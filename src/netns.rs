@@ -37,6 +37,17 @@ pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 /// namespace's `CLONE_NEW*` flag.
 const NS_GET_NSTYPE: u32 = 0xb7 << 8 | 0x3;
 
+/// The (device, inode) that `path` names now, following symlinks, without opening it: one
+/// `stat(2)`, cheap enough to look at a thousand namespaces every few seconds. Compare with
+/// [`NetNs::identity`] to tell whether a namespace path still names the same namespace.
+///
+/// Errors: the `stat(2)` error (`NotFound` once `ip netns del` or the runtime removed it).
+pub fn identity_of(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 /// Checks that `path` is a network namespace file (what `CNI_NETNS` must name): a file on nsfs
 /// whose namespace type is `CLONE_NEWNET`. Follows symlinks, as `/proc/PID/ns/net` is one.
 ///
@@ -246,6 +257,15 @@ impl NetNs {
         })
     }
 
+    /// The namespace's identity: the (device, inode) of its nsfs file, the same for every path
+    /// that names it (`/proc/PID/ns/net`, a bind mount under `/var/run/netns`).
+    ///
+    /// Errors: `fstat(2)` failing.
+    pub fn identity(&self) -> io::Result<(u64, u64)> {
+        let st = nix::sys::stat::fstat(&self.fd).map_err(io::Error::from)?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// The path this handle was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -338,6 +358,25 @@ mod tests {
         // What this kernel reports for it: nsfs (procfs only before Linux 3.19).
         let fs = nix::sys::statfs::statfs("/proc/self/ns/net").unwrap();
         assert_eq!(fs.filesystem_type().0 as i64, NSFS_MAGIC);
+    }
+
+    #[test]
+    fn identity_by_path_matches_the_open_namespace_and_tells_namespaces_apart() {
+        let ns = NetNs::open("/proc/self/ns/net").unwrap();
+        let id = ns.identity().unwrap();
+        // The same namespace through another path (thread-self) has the same identity.
+        assert_eq!(
+            identity_of(Path::new("/proc/thread-self/ns/net")).unwrap(),
+            id
+        );
+        // Another namespace file (the mount namespace) is another inode.
+        assert_ne!(identity_of(Path::new("/proc/self/ns/mnt")).unwrap(), id);
+        assert_eq!(
+            identity_of(Path::new("/nonexistent/netns"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
