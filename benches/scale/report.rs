@@ -408,6 +408,13 @@ impl Report<'_> {
             self.lease_secs
         );
         m.push_str(
+            "- After each batch the harness does the main plugin's part, untimed: the leased address on \
+             the container's interface, link up (so containers answer the server's ARP at renewal). \
+             For runs with more than 250 containers it raises `net.ipv4.neigh.default.gc_thresh1/2/3` \
+             to 8192/16384/32768 and restores them after: the kernel's ARP table is shared by all \
+             namespaces and overflows at 1024 entries (as on any node with this many containers).\n",
+        );
+        m.push_str(
             "- Parallel ADDs all start at once; wall is first spawn to last exit. The daemon's peak threads \
              are sampled every 20 ms. The renewal cycle starts when the largest batch has returned and \
              ends when dnsmasq has ACKed one renewal per lease (T1 = half the lease). Releases are \
