@@ -910,7 +910,10 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     }
     if matches!(kind, Some(MessageType::Release | MessageType::Decline)) {
         // No reply will clock these: space them so a burst does not drown the server.
-        ctx.shared.pacer.no_reply_turn().await;
+        ctx.shared
+            .pacer
+            .no_reply_turn(&ctx.slot.attachment.network)
+            .await;
     }
     let give_up = Instant::now() + LINK_UP_WAIT;
     let mut result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);

@@ -13,7 +13,7 @@
 //!   never comes is given back after [`WINDOW_HOLD`], so a silent server slows only its own
 //!   network, to one exchange per permit per second.
 //! - The same buffer for messages that get no reply (DHCPRELEASE, DHCPDECLINE): nothing clocks
-//!   them, so they are spaced by [`NO_REPLY_SPACING`] daemon-wide. dnsmasq rewrites and syncs
+//!   them, so they are spaced by [`NO_REPLY_SPACING`] per CNI network. dnsmasq rewrites and syncs
 //!   its whole lease file for each release. Measured with 1000 leases: 1000 DHCPRELEASEs spaced
 //!   0.5 ms reached dnsmasq as 185-224; spaced 2 ms, 1000 in four runs and 960 in one (right
 //!   after a renewal cycle); spaced 4 ms, all 1000.
@@ -82,13 +82,21 @@ impl Turns {
     }
 }
 
+/// What the pacer keeps per CNI network (one server, one broadcast domain).
+#[derive(Debug)]
+struct Network {
+    window: Window,
+    no_reply: Arc<Turns>,
+}
+
 /// The daemon's send discipline. One per daemon, shared by every lease's driver.
 #[derive(Debug)]
 pub struct Pacer {
-    /// One window per CNI network name, made on first use.
-    windows: Mutex<HashMap<String, Window>>,
+    /// Per CNI network name, made on first use.
+    networks: Mutex<HashMap<String, Network>>,
     window: usize,
-    no_reply: Turns,
+    no_reply_spacing: Duration,
+    /// Daemon-wide: the backlog that refuses sends is the host's, whatever the network.
     retry: Turns,
 }
 
@@ -103,23 +111,29 @@ impl Pacer {
     /// spaced by `no_reply_spacing` and retries by `retry_spacing`.
     pub fn new(window: usize, no_reply_spacing: Duration, retry_spacing: Duration) -> Pacer {
         Pacer {
-            windows: Mutex::new(HashMap::new()),
+            networks: Mutex::new(HashMap::new()),
             window: window.max(1),
-            no_reply: Turns::new(no_reply_spacing),
+            no_reply_spacing,
             retry: Turns::new(retry_spacing),
         }
+    }
+
+    /// `f` applied to `network`'s entry, made on first use.
+    fn network<T>(&self, network: &str, f: impl FnOnce(&Network) -> T) -> T {
+        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = networks
+            .entry(network.to_string())
+            .or_insert_with(|| Network {
+                window: Arc::new(Semaphore::new(self.window)),
+                no_reply: Arc::new(Turns::new(self.no_reply_spacing)),
+            });
+        f(entry)
     }
 
     /// Waits for a permit of `network`'s window: an exchange may then be in flight until the
     /// permit is dropped (on the reply, after [`WINDOW_HOLD`], or when the send failed).
     pub async fn permit(&self, network: &str) -> OwnedSemaphorePermit {
-        let window = {
-            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            windows
-                .entry(network.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.window)))
-                .clone()
-        };
+        let window = self.network(network, |n| n.window.clone());
         // The semaphore is never closed, so acquiring cannot fail.
         window
             .acquire_owned()
@@ -127,9 +141,10 @@ impl Pacer {
             .expect("pacer windows are never closed")
     }
 
-    /// Waits for the turn of a message that gets no reply.
-    pub async fn no_reply_turn(&self) {
-        self.no_reply.wait().await
+    /// Waits for `network`'s turn for a message that gets no reply.
+    pub async fn no_reply_turn(&self, network: &str) {
+        let turns = self.network(network, |n| n.no_reply.clone());
+        turns.wait().await
     }
 
     /// Waits for the turn of a send retried after `ENOBUFS`.
@@ -178,9 +193,18 @@ mod tests {
     async fn no_reply_and_retry_turns_are_separate_queues() {
         let p = Pacer::new(1, Duration::from_secs(60), Duration::from_secs(60));
         // The first turn of each queue is immediate even though both spacings are long.
-        tokio::time::timeout(Duration::from_millis(50), p.no_reply_turn())
+        tokio::time::timeout(Duration::from_millis(50), p.no_reply_turn("net-a"))
             .await
             .expect("first no-reply turn");
+        tokio::time::timeout(Duration::from_millis(50), p.no_reply_turn("net-b"))
+            .await
+            .expect("another network's releases do not queue behind net-a's");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), p.no_reply_turn("net-a"))
+                .await
+                .is_err(),
+            "the second no-reply turn on net-a waits its spacing"
+        );
         tokio::time::timeout(Duration::from_millis(50), p.retry_turn())
             .await
             .expect("first retry turn, not behind the no-reply queue");

@@ -300,7 +300,8 @@ fn raise_fd_limit() {
 /// server's unicast OFFERs and ACKs are dropped (measured: 665 of 1000 ADDs in 11 s after a
 /// 500-container batch). Large Kubernetes nodes raise these limits for the same reason. For the
 /// run, the three thresholds are raised to 8192/16384/32768 (never lowered) for both
-/// implementations alike, and put back on drop.
+/// implementations alike, and put back on drop (a run killed by a signal leaves them raised:
+/// `sysctl -w net.ipv4.neigh.default.gc_thresh1=128 ...2=512 ...3=1024` puts the defaults back).
 struct NeighbourTable {
     saved: Vec<(&'static str, String)>,
 }
