@@ -168,6 +168,16 @@ pub struct NetNs {
 /// microseconds of work, so a few threads keep up with a thousand ADDs.
 pub const MAX_NAMESPACE_THREADS: usize = 4;
 
+/// Starts [`NetNs::run_async`]'s thread pool now, in the calling thread's namespace (which the
+/// pool's threads return to after each job), instead of at the first job. The daemon calls it
+/// at start-up so a failure shows then, and so the pool's descriptor (the home namespace) is
+/// there from the start rather than appearing at the first ADD.
+///
+/// Errors: the home namespace cannot be opened or no thread can be started.
+pub fn start_pool() -> io::Result<()> {
+    Pool::get().map(|_| ())
+}
+
 /// A job for the pool: the namespace to enter and the work, which reports its own result.
 struct Job {
     ns: OwnedFd,
