@@ -418,6 +418,7 @@ type Watched = (Arc<Slot>, PathBuf, Option<(u64, u64)>);
 pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(NETNS_CHECK_INTERVAL).await;
+        let bound_state = state_name(State::Bound);
         let bound: Vec<Watched> = shared
             .table
             .snapshot()
@@ -426,7 +427,7 @@ pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
                 let st = slot.status();
                 let path = shared.config.netns_path(&st.netns);
                 let id = st.netns_id;
-                let bound = st.state == state_name(State::Bound);
+                let bound = st.state == bound_state;
                 drop(st);
                 bound.then_some((slot, path, id))
             })
@@ -616,11 +617,11 @@ async fn drive(
             // Nothing to hear until T1: give the fd back.
             socket = None;
         }
+        // A permit whose reply did not come in time goes back (an accepted reply freed it already).
         if ctx
             .permit
             .as_ref()
             .is_some_and(|(_, until)| *until <= Instant::now())
-            || client.state() == State::Bound
         {
             ctx.permit = None;
         }
@@ -939,7 +940,7 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
-            if let Some(t) = metrics::message_type(&tx.payload) {
+            if let Some(t) = kind {
                 ctx.shared.metrics.message_sent(t);
             }
             let state = ctx.slot.status().state.clone();

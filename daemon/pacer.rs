@@ -23,7 +23,7 @@
 //!   the backlog, and the next one sent before it drained is refused with `ENOBUFS` (nothing left
 //!   the host). The driver then sends again after a retry turn ([`RETRY_SPACING`] apart
 //!   daemon-wide, about what the backlog takes to drain) instead of waiting 4 s. Spacing every
-//!   broadcast ahead of time by its fan-out was tried and measured slower (4.5-6.0 s instead of
+//!   broadcast ahead of time by its fan-out was tried and measured slower (4.4-6.0 s instead of
 //!   4.1 s for 1000 ADDs): the kernel's refusal is the better signal.
 //!
 //! Turns are reserved, not polled: a turn takes the next free instant under a mutex and sleeps
@@ -48,7 +48,7 @@ pub const NO_REPLY_SPACING: Duration = Duration::from_millis(4);
 pub const RETRY_SPACING: Duration = Duration::from_millis(1);
 
 /// The in-flight limit of one CNI network.
-pub type Window = Arc<Semaphore>;
+type Window = Arc<Semaphore>;
 
 /// One queue of evenly spaced turns.
 #[derive(Debug)]

@@ -773,20 +773,11 @@ mod tests {
 
     fn lease() -> Lease {
         Lease {
-            address: "198.18.0.10".parse().unwrap(),
-            prefix_len: 24,
-            routers: vec!["198.18.0.1".parse().unwrap()],
             dns_servers: vec!["198.18.0.1".parse().unwrap()],
             domain_name: Some("lab.example".into()),
             domain_search: vec!["lab.example".into()],
-            classless_routes: vec![],
-            static_routes: vec![],
             mtu: Some(1500),
-            broadcast_address: None,
-            server_id: "198.18.0.1".parse().unwrap(),
-            lease_time: 3600,
-            renewal_time: 1800,
-            rebinding_time: 3150,
+            ..crate::dhcp::options::test_lease("198.18.0.10")
         }
     }
 

@@ -328,20 +328,11 @@ mod tests {
             st.state = "BOUND".into();
             st.client_id = vec![0, 0x61];
             st.lease = Some(Lease {
-                address: "198.18.0.5".parse().unwrap(),
-                prefix_len: 24,
                 routers: vec![],
-                dns_servers: vec![],
-                domain_name: None,
-                domain_search: vec![],
-                classless_routes: vec![],
-                static_routes: vec![],
-                mtu: None,
-                broadcast_address: None,
-                server_id: "198.18.0.1".parse().unwrap(),
                 lease_time: 100,
                 renewal_time: 50,
                 rebinding_time: 87,
+                ..crate::dhcp::options::test_lease("198.18.0.5")
             });
         }
         let r = s.record(start + std::time::Duration::from_secs(10));

@@ -459,22 +459,7 @@ mod tests {
 
     #[test]
     fn priority_becomes_the_route_metric() {
-        let lease = Lease {
-            address: "198.18.0.5".parse().unwrap(),
-            prefix_len: 24,
-            routers: vec!["198.18.0.1".parse().unwrap()],
-            dns_servers: vec![],
-            domain_name: None,
-            domain_search: vec![],
-            classless_routes: vec![],
-            static_routes: vec![],
-            mtu: None,
-            broadcast_address: None,
-            server_id: "198.18.0.1".parse().unwrap(),
-            lease_time: 3600,
-            renewal_time: 1800,
-            rebinding_time: 3150,
-        };
+        let lease = crate::dhcp::options::test_lease("198.18.0.5");
         let r = result_from_lease(&lease, "1.1.0", Some(250));
         assert_eq!(r.routes.len(), 1);
         assert_eq!(r.routes[0].priority, Some(250));

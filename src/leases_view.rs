@@ -517,22 +517,7 @@ mod tests {
     use crate::daemon::store::{Record, Store};
 
     fn lease(address: &str) -> Lease {
-        Lease {
-            address: address.parse().unwrap(),
-            prefix_len: 24,
-            routers: vec!["198.18.0.1".parse().unwrap()],
-            dns_servers: vec![],
-            domain_name: None,
-            domain_search: vec![],
-            classless_routes: vec![],
-            static_routes: vec![],
-            mtu: None,
-            broadcast_address: None,
-            server_id: "198.18.0.1".parse().unwrap(),
-            lease_time: 3600,
-            renewal_time: 1800,
-            rebinding_time: 3150,
-        }
+        crate::dhcp::options::test_lease(address)
     }
 
     fn live(id: &str, network: &str, state: &str) -> LeaseView {

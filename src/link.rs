@@ -407,8 +407,7 @@ pub fn link_info_here(ifname: &str) -> io::Result<LinkInfo> {
 ///
 /// Errors: `NotFound` when the link does not exist; namespace or netlink errors otherwise.
 pub fn link_info_in(ns: &NetNs, ifname: &str) -> io::Result<LinkInfo> {
-    let name = ifname.to_owned();
-    with_handle_in(ns, move |h| async move { link_by_name(&h, &name).await })
+    ns.run(|| link_info_here(ifname))
 }
 
 async fn first_link(

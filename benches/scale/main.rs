@@ -25,6 +25,12 @@
 //! Run without `--bench` (as `cargo test --all-targets` does) it is a quick smoke run of every step
 //! with a few containers, written to a temp dir, so the harness cannot rot; it fails if our
 //! implementation loses an ADD there.
+//!
+//! For digging into one run (what docs/performance.md was found with), environment variables:
+//! `BENCH_DUMP=PREFIX` writes `PREFIX-<impl>-<N>.csv` (spawn offset, latency in seconds, ok per
+//! ADD); `BENCH_KEEP_LOGS=DIR` copies the daemon's and dnsmasq's logs there before the lab goes;
+//! `BENCH_RUST_LOG=debug` sets our daemon's `RUST_LOG`; `BENCH_PAUSE_SECS=N` pauses after each
+//! batch with the daemon's pid printed (for gdb or /proc).
 
 #[path = "../../tests/common/mod.rs"]
 #[allow(unused_imports)]

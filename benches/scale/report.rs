@@ -235,6 +235,27 @@ impl Report<'_> {
                 " s",
                 2,
             ));
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: plugin processes CPU"),
+                per(&|b| Some(b.plugins_cpu)),
+                " s",
+                2,
+            ));
+            rows.push(Row::num(
+                format!("{n} parallel ADDs: whole machine busy"),
+                per(&|b| Some(b.machine_busy)),
+                " CPU-s",
+                2,
+            ));
+            rows.push(
+                Row::num(
+                    format!("{n} parallel ADDs: DHCPDISCOVERs dnsmasq saw"),
+                    per(&|b| Some(b.discovers as f64)),
+                    "",
+                    0,
+                )
+                .no_ratio(),
+            );
             if Some(n) == largest {
                 let mut rss = Row::num(
                     format!("daemon holding {n} leases: RSS"),

@@ -747,6 +747,29 @@ fn decode_static_routes(d: &[u8]) -> Result<Vec<Route>, &'static str> {
         .collect())
 }
 
+/// A plain lease for unit tests elsewhere in the crate: `address`/24 from server and router
+/// 198.18.0.1, one hour (T1 1800 s, T2 3150 s), nothing else. Tests change fields with struct
+/// update syntax.
+#[cfg(test)]
+pub(crate) fn test_lease(address: &str) -> Lease {
+    Lease {
+        address: address.parse().expect("test lease address"),
+        prefix_len: 24,
+        routers: vec![Ipv4Addr::new(198, 18, 0, 1)],
+        dns_servers: vec![],
+        domain_name: None,
+        domain_search: vec![],
+        classless_routes: vec![],
+        static_routes: vec![],
+        mtu: None,
+        broadcast_address: None,
+        server_id: Ipv4Addr::new(198, 18, 0, 1),
+        lease_time: 3600,
+        renewal_time: 1800,
+        rebinding_time: 3150,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
