@@ -81,8 +81,8 @@ async fn trim_after_bursts(shared: Arc<Shared>) {
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
 /// SIGTERM/SIGINT. Leases are not released on exit: containers outlive a daemon restart.
 pub async fn serve(config: Config) -> io::Result<()> {
-    let listener = listen(&config)?;
     crate::netns::start_pool()?;
+    let listener = listen(&config)?;
     // Bound before anything else happens, so a taken address stops the daemon at once.
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),

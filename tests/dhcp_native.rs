@@ -480,6 +480,7 @@ fn lost_namespace_drops_the_lease_and_its_resources() {
     let daemon = Daemon::start(lab.dir(), &[]);
     let config = conf(&daemon.socket, json!({}));
     let fds_before = daemon.fds();
+    let targets_before = daemon.fd_targets();
     let ns = lab.container("gone");
     lab.add_macvlan(&ns, "eth0");
     let (ok, out) = cni(DHCP, "ADD", "vanishing", &ns, "eth0", &config);
@@ -517,7 +518,8 @@ fn lost_namespace_drops_the_lease_and_its_resources() {
     );
     assert!(
         fds_after <= fds_before,
-        "fds leaked: {fds_before} -> {fds_after}"
+        "fds leaked: {fds_before} -> {fds_after}\nbefore: {targets_before:?}\nafter: {:?}",
+        daemon.fd_targets()
     );
 }
 

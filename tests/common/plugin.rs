@@ -42,8 +42,18 @@ impl Daemon {
             .spawn()
             .expect("spawn dhcp daemon");
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Connectable, not merely present: a killed daemon leaves its socket file behind.
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        // Answering, not merely connectable: the socket is bound before the daemon has opened
+        // its state directory and resumed its leases, and a test that counts the daemon's
+        // descriptors must start counting once all of that is done.
+        while !Command::new(LEASES)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             assert!(Instant::now() < deadline, "daemon socket never answered");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -59,6 +69,23 @@ impl Daemon {
             .trim()
             .parse()
             .unwrap()
+    }
+
+    /// What each of the daemon's descriptors points at (`/proc/PID/fd` links), for failure
+    /// messages.
+    pub fn fd_targets(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let target = std::fs::read_link(e.path()).unwrap_or_default();
+                        format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     pub fn fds(&self) -> usize {
