@@ -772,10 +772,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = Granted::now();
-        let ago = |secs: u64| Granted {
-            boot_id: now.boot_id.clone(),
-            boottime_ms: now.boottime_ms - secs * 1000,
-            unix_ms: now.unix_ms - secs * 1000,
+        // A grant `secs` ago: on this boot's clock when the machine has been up that long,
+        // else (a machine booted a minute ago) in an earlier boot, dated by the wall clock.
+        let ago = |secs: u64| {
+            let ms = secs.saturating_mul(1000);
+            match now.boottime_ms.checked_sub(ms) {
+                Some(boottime_ms) => Granted {
+                    boot_id: now.boot_id.clone(),
+                    boottime_ms,
+                    unix_ms: now.unix_ms.saturating_sub(ms),
+                },
+                None => Granted {
+                    boot_id: "an-earlier-boot".into(),
+                    boottime_ms: 0,
+                    unix_ms: now.unix_ms.saturating_sub(ms),
+                },
+            }
         };
         store.save(&record("fresh", ago(100), 3600)).unwrap();
         store.save(&record("gone", ago(4000), 3600)).unwrap();
@@ -800,7 +812,7 @@ mod tests {
         );
         assert_eq!(
             fresh.granted.as_deref(),
-            Some(rfc3339(now.unix_ms - 100_000).as_str())
+            Some(rfc3339(now.unix_ms.saturating_sub(100_000)).as_str())
         );
         assert_eq!(
             fresh.expiry.as_deref(),
