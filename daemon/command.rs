@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
+use super::clock;
 use super::driver;
 use super::metrics;
 use super::server::Shared;
@@ -60,10 +61,10 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
             del(shared, attachment).instrument(span).await
         }
         Request::Check { attachment, .. } => check(shared, attachment).await,
-        Request::Status { .. } => status(shared),
+        Request::Status { .. } => status(shared).await,
         Request::Gc { network, valid, .. } => gc(shared, &network, &valid).await,
         Request::List { .. } => {
-            let now = Instant::now();
+            let now = clock::now();
             Response::Leases {
                 version: PROTOCOL_VERSION,
                 records: shared.table.all().iter().map(|s| s.record(now)).collect(),
@@ -72,7 +73,7 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
         Request::Show { attachment, .. } => match shared.table.get(&attachment) {
             Some(slot) => Response::Lease {
                 version: PROTOCOL_VERSION,
-                record: Box::new(slot.record_with_history(Instant::now())),
+                record: Box::new(slot.record_with_history(clock::now())),
             },
             None => Response::error(
                 code::UNKNOWN_CONTAINER,
@@ -86,29 +87,42 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
 fn lease_response(slot: &super::table::Slot) -> Response {
     Response::Lease {
         version: PROTOCOL_VERSION,
-        record: Box::new(slot.record(Instant::now())),
+        record: Box::new(slot.record(clock::now())),
     }
 }
 
 async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) -> Response {
-    let slot = shared.table.slot(&attachment);
-    let mut op = slot.op.lock().await;
-    if let Some(handle) = op.as_ref() {
-        if handle.is_alive() && slot.status().lease.is_some() {
+    loop {
+        let slot = shared.table.slot(&attachment);
+        let mut op = slot.op.lock().await;
+        // While this request waited for the lock, a DEL, GC or lost container may have removed
+        // the slot (and an ADD behind it made a new one): a lease acquired here would then live
+        // where no LIST, DEL, GC or sweeper can see it. Start over with the table's slot.
+        if !shared.table.is_current(&slot) {
+            continue;
+        }
+        if let Some(handle) = op.as_ref()
+            && handle.is_alive()
+            && slot.status().lease.is_some()
+        {
             return lease_response(&slot);
         }
-    }
-    // No live lease: (re)acquire. A finished driver (expired, lost) is replaced.
-    *op = None;
-    match driver::start(shared, slot.clone(), &options).await {
-        Ok(handle) => {
-            *op = Some(handle);
-            lease_response(&slot)
+        // No lease held now. A task that still runs (acquiring again after a DHCPNAK or an
+        // expiry, or a resumed lease retrying its namespace) is stopped before a new one
+        // starts: one attachment never has two drivers.
+        if let Some(handle) = op.take() {
+            driver::release(handle).await;
         }
-        Err(e) => {
-            shared.table.remove(&slot);
-            Response::error(e.code, e.msg, e.details)
-        }
+        return match driver::start(shared, slot.clone(), &options).await {
+            Ok(handle) => {
+                *op = Some(handle);
+                lease_response(&slot)
+            }
+            Err(e) => {
+                shared.table.remove(&slot);
+                Response::error(e.code, e.msg, e.details)
+            }
+        };
     }
 }
 
@@ -181,11 +195,16 @@ async fn gc(shared: &Arc<Shared>, network: &str, valid: &[ValidAttachment]) -> R
     }
 }
 
-/// CNI STATUS (spec 1.1.0): ready when the state directory is writable (leases can be kept
-/// across restarts); otherwise code 50 with the reason.
-fn status(shared: &Arc<Shared>) -> Response {
-    let dir = shared.store.dir();
-    match nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
+/// CNI STATUS (spec 1.1.0): ready when the state directory takes a write now (a lease must be
+/// on disk before its ADD is answered, so a full or read-only directory means no ADD can
+/// succeed); otherwise code 50 with the directory and the error.
+async fn status(shared: &Arc<Shared>) -> Response {
+    let probe = shared.clone();
+    let written = tokio::task::spawn_blocking(move || probe.store.probe_write())
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    match written {
         Ok(()) => Response::Ok {
             version: PROTOCOL_VERSION,
         },
@@ -193,7 +212,7 @@ fn status(shared: &Arc<Shared>) -> Response {
             code::PLUGIN_NOT_AVAILABLE,
             format!(
                 "DHCP daemon cannot write its state directory {}",
-                dir.display()
+                shared.store.dir().display()
             ),
             e.to_string(),
         ),

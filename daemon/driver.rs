@@ -3,21 +3,27 @@
 //! The driver owns a [`Client`] and, while the client has something to say, a [`PacketSocket`]
 //! opened inside the container's namespace. Its loop is the smoltcp pattern: send what
 //! `poll_transmit` gives, act on `poll_event`s, then sleep until `poll_at`, a received datagram,
-//! or a command (DEL), whichever comes first. Time is read from the monotonic clock and passed
-//! in; the client never reads it itself.
+//! or a command (DEL), whichever comes first. Time is read from the lease clock
+//! ([`super::clock`]: monotonic plus time suspended) and passed in; the client never reads it.
 //!
-//! While BOUND the driver closes its socket: a bound lease costs a sleeping task and its
-//! status, no file descriptor and no thread. At T1 it re-opens the namespace by path. One
-//! sweeper for all leases ([`sweep_lost_namespaces`]) looks every [`NETNS_CHECK_INTERVAL`]
-//! whether each bound lease's namespace path still names its namespace and wakes the driver of
-//! one that does not, so a container that vanished without DEL is dropped, not leaked. (A timer
-//! per lease did the same with 100 task wake-ups a second at 1000 leases.)
+//! Each lease holds its namespace open for its whole life (one descriptor, no thread) and acts
+//! only on what it holds ([`super::identity`]): at T1 it re-opens its socket there, on the
+//! interface with the lease's index and MAC, after checking that the namespace path still names
+//! it. While BOUND the driver closes its socket: a bound lease costs a sleeping task, its status
+//! and the namespace descriptor. One sweeper for all leases ([`sweep_lost_namespaces`]) looks
+//! every [`NETNS_CHECK_INTERVAL`] whether each lease's namespace path still names its namespace
+//! and wakes the driver of one that does not: the container is gone without DEL, so the driver
+//! sends DHCPRELEASE from the namespace it still holds (RFC 2131 §4.4.6) and forgets the lease.
+//! A DEL that comes after the runtime removed the namespace (containerd does this) releases the
+//! same way.
 //!
 //! After the ADD that created it, the driver keeps the lease alive whatever the server does
 //! (RFC 2131 §4.4.5): on DHCPNAK or expiry it withdraws the address from the interface at once
 //! and keeps acquiring in the background; when a lease comes back it puts the address and
-//! routes back ([`super::iface`]). Every DHCPACK is persisted ([`super::store`]) so a restarted
-//! daemon resumes the lease where it was ([`resume`]).
+//! routes back ([`super::iface`]). Every DHCPACK is persisted ([`super::store`]) before anything
+//! is answered or configured, so a restarted daemon resumes the lease where it was
+//! ([`resume`]). Only "gone" drops a lease; a transient failure (no descriptor left, a netlink
+//! error) keeps it and is retried (docs/reliability.md).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -27,10 +33,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
+use super::clock;
+use super::identity::{self, Identity, NetnsForm, Verdict};
 use super::iface;
 use super::metrics;
 use super::pacer::WINDOW_HOLD;
-use super::packet::{self, BROADCAST_MAC, PacketSocket};
+use super::packet::{self, BROADCAST_MAC, LinkAddr, PacketSocket};
 use super::server::Shared;
 use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
@@ -39,15 +47,21 @@ use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
 use crate::dhcp::{Lease, MessageType};
 use crate::netns::NetNs;
-use crate::rpc::{AddOptions, Direction};
+use crate::rpc::{AddOptions, Attachment, Direction};
 
-/// How often the sweeper checks that bound leases' namespaces still exist.
+/// How often the sweeper checks that leases' namespaces still exist.
 pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
 /// milliseconds ago may not be running yet). The reference slept a random back-off here and
 /// turned a 10 ms ADD into seconds (shared NOTES §2).
 const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
+
+/// First wait before a resumed lease whose namespace could not be entered (a transient error)
+/// tries again; it doubles up to [`RESUME_RETRY_MAX`].
+pub const RESUME_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts to resume a lease.
+pub const RESUME_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How the BOOTP broadcast flag was decided for a lease: the ipam key wins, then the daemon's
 /// `-broadcast` flag, then the automatic policy (on for ipvlan slaves, whose shared MAC makes
@@ -100,6 +114,9 @@ pub fn state_name(state: State) -> String {
     state.name().to_string()
 }
 
+/// The state name of a lease the daemon gave up because its container is gone.
+pub const LOST: &str = "LOST";
+
 /// What an acquisition found besides the lease: used to name the likely cause of a timeout.
 #[derive(Debug, Default)]
 struct Trace {
@@ -115,14 +132,119 @@ struct Trace {
     last_send_error: Option<String>,
 }
 
+/// What a lease asks of the server besides its attachment, from the ADD request
+/// ([`Asks::from_add`]) or from the lease file ([`Asks::from_record`]). The client's
+/// configuration is built from it in one place ([`client_config`]), so a resumed lease sends
+/// exactly what its ADD did.
+#[derive(Debug, Clone)]
+struct Asks {
+    /// Option 61: the ipam `provide` of `dhcp-client-identifier` if given, else the
+    /// reference's `0x00 containerID/network/ifname`.
+    client_id: Vec<u8>,
+    /// Option 12.
+    hostname: Option<String>,
+    /// Other options to send, (code, data).
+    provided: Vec<(u8, Vec<u8>)>,
+    /// Option 55 when not the default list.
+    parameter_request_list: Option<Vec<u8>>,
+    /// Route metric (ipam `priority`) for routes the daemon installs itself.
+    priority: Option<u32>,
+}
+
+impl Asks {
+    /// From an ADD. Errors: code 7 when a `dhcp-client-identifier` given in `provide` is empty
+    /// or longer than the 255 bytes an option holds (RFC 2132 §9.14).
+    fn from_add(attachment: &Attachment, options: &AddOptions) -> Result<Asks, Error> {
+        let client_id = match &options.client_id {
+            Some(id) if id.is_empty() || id.len() > 255 => {
+                return Err(Error::new(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!(
+                        "dhcp-client-identifier is {} bytes; option 61 holds 1 to 255",
+                        id.len()
+                    ),
+                    "ipam provide: dhcp-client-identifier",
+                ));
+            }
+            Some(id) => id.clone(),
+            None => client_id(
+                &attachment.container_id,
+                &attachment.network,
+                &attachment.ifname,
+            ),
+        };
+        Ok(Asks {
+            client_id,
+            hostname: options.hostname.clone(),
+            provided: options.provided.clone(),
+            parameter_request_list: options.parameter_request_list.clone(),
+            priority: options.priority,
+        })
+    }
+
+    /// From a persisted lease (what its ADD asked, as stored).
+    fn from_record(record: &Record) -> Asks {
+        Asks {
+            client_id: record.client_id.clone(),
+            hostname: record.hostname.clone(),
+            provided: record.provided.clone(),
+            parameter_request_list: record.parameter_request_list.clone(),
+            priority: record.priority,
+        }
+    }
+}
+
+/// The client configuration for a lease: what it asks ([`Asks`]), the interface's MAC as
+/// chaddr, the broadcast flag, and the daemon's `-timeout` and `-resendmax`.
+fn client_config(
+    config: &super::Config,
+    asks: &Asks,
+    chaddr: [u8; 6],
+    broadcast: bool,
+) -> ClientConfig {
+    ClientConfig {
+        client_id: asks.client_id.clone(),
+        chaddr,
+        broadcast,
+        parameter_request_list: asks
+            .parameter_request_list
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PARAMETER_REQUEST_LIST.to_vec()),
+        hostname: asks.hostname.clone(),
+        provided: asks.provided.clone(),
+        timeout: config.timeout,
+        resend_max: config.resend_max,
+        ..ClientConfig::new(Vec::new(), chaddr)
+    }
+}
+
+/// Why a socket could not be opened for a lease.
+enum OpenError {
+    /// The namespace path no longer names the lease's namespace: the container is gone. Its
+    /// namespace is still held, so a DHCPRELEASE can go out from it.
+    ContainerGone(String),
+    /// The lease's interface is gone from its namespace, or another one has its name.
+    LinkGone(String),
+    /// Anything else (`EMFILE`, `ENOBUFS`...): keep the lease, try again later.
+    Transient(std::io::Error),
+}
+
 /// Everything a driver knows besides its client.
 struct Ctx {
     shared: Arc<Shared>,
     slot: Arc<Slot>,
     /// `CNI_NETNS` as the daemon sees it (with `-hostprefix`).
     netns_path: PathBuf,
+    /// The shape of `CNI_NETNS` ([`identity::parse_cni_netns`]).
+    form: NetnsForm,
+    /// The lease's namespace, held open for the lease's life.
+    ns: Arc<NetNs>,
+    /// What the lease was granted on.
+    identity: Identity,
     ifname: String,
     link_kind: Option<String>,
+    /// Metric of the routes the daemon puts back (ipam `priority`).
+    priority: Option<u32>,
     /// Link-layer destination of unicasts to the server: the source MAC of its last reply.
     server_mac: Option<[u8; 6]>,
     /// Whether the leased address is on the interface as far as we know: the main plugin puts
@@ -135,9 +257,12 @@ struct Ctx {
     /// The acquisition budget, for the timeout message.
     timeout: Duration,
     trace: Trace,
-    /// The network's window permit held by the request in flight, and when it is given back
-    /// if no reply comes ([`crate::daemon::pacer`]).
+    /// The network's window permit held by the request in flight, and when (monotonic) it is
+    /// given back if no reply comes ([`crate::daemon::pacer`]).
     permit: Option<(OwnedSemaphorePermit, Instant)>,
+    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission went
+    /// out: an offer in that transaction was built after then.
+    discover: Option<(u32, Instant)>,
 }
 
 impl Ctx {
@@ -145,42 +270,79 @@ impl Ctx {
         self.slot.attachment.to_string()
     }
 
-    /// Whether the container's namespace still exists and is one.
-    fn netns_alive(&self) -> bool {
-        NetNs::open(&self.netns_path).is_ok()
+    /// Whether the namespace path still names the namespace this lease holds.
+    fn path_verdict(&self) -> std::io::Result<Verdict<()>> {
+        identity::still_named(
+            &self.netns_path,
+            self.form,
+            &self.identity,
+            &self.shared.config.host_prefix,
+        )
     }
 
-    /// Whether the namespace path now names another namespace than the lease's.
-    fn netns_changed(&self) -> bool {
-        let known = self.slot.status().netns_id;
-        known.is_some_and(|id| crate::netns::identity_of(&self.netns_path).ok() != Some(id))
-    }
-
-    /// The container is gone without a DEL: forget the lease entirely (table and disk), so no
-    /// task, fd, memory or file stays behind. Nothing is sent: the interface is gone too.
-    async fn lose(&self, reason: String) {
+    /// The container is gone without a DEL, or its interface is: forget the lease entirely
+    /// (table and disk), so no task, fd, memory or file stays behind. Sends nothing itself
+    /// (see [`container_gone`] for the DHCPRELEASE). A waiting ADD gets an error.
+    async fn lose(&mut self, reason: String) {
         warn!(reason = %reason, "lease dropped: container gone");
         self.shared.metrics.lease_lost();
+        if self.bound_tx.is_some() {
+            fail_add(
+                self,
+                Error::new(
+                    code::INVALID_ENV,
+                    format!("the container went away during ADD: {reason}"),
+                    "",
+                ),
+            );
+        }
         {
             let mut st = self.slot.status();
-            st.state = "LOST".into();
+            st.state = LOST.into();
             st.last_error = Some(reason);
         }
         self.shared.table.remove(&self.slot);
         self.unpersist().await;
     }
 
-    async fn open_socket(&self) -> std::io::Result<PacketSocket> {
-        let ns = NetNs::open(&self.netns_path)?;
+    /// The lease's socket, on its interface inside the held namespace. With `check_path`, the
+    /// namespace path must still name that namespace (not for a DHCPRELEASE, which must go out
+    /// even after the runtime removed the path).
+    async fn open_socket(&self, check_path: bool) -> Result<PacketSocket, OpenError> {
+        if check_path {
+            match self.path_verdict() {
+                Ok(Verdict::Gone(why)) => return Err(OpenError::ContainerGone(why)),
+                Ok(Verdict::Same(())) => {}
+                // The held namespace is the lease's whatever the path does: go on.
+                Err(e) => debug!(error = %e, "cannot check the namespace path"),
+            }
+        }
         let ifname = self.ifname.clone();
-        let (fd, link) = ns.run_async(move || packet::open(&ifname)).await?;
-        PacketSocket::new(fd, link)
+        let expect = LinkAddr {
+            ifindex: self.identity.ifindex,
+            mac: self.identity.mac,
+        };
+        let opened = self
+            .ns
+            .run_async(move || packet::open_existing(&ifname, expect))
+            .await;
+        match opened {
+            Ok((fd, link)) => PacketSocket::new(fd, link).map_err(OpenError::Transient),
+            Err(e) if identity::is_gone(&e) => Err(OpenError::LinkGone(format!(
+                "interface {} of the lease is gone: {e}",
+                self.ifname
+            ))),
+            Err(e) => Err(OpenError::Transient(e)),
+        }
     }
 
-    /// Writes the lease to the state directory (atomically; off the runtime's workers).
-    async fn persist(&self, client: &Client) {
+    /// Writes the lease to the state directory (atomically and durably; off the runtime's
+    /// workers).
+    ///
+    /// Errors: the write failed; the previous file, if any, is unchanged.
+    async fn persist(&self, client: &Client) -> std::io::Result<()> {
         let Some(lease) = client.lease().cloned() else {
-            return;
+            return Ok(());
         };
         let config = client.config();
         let status = self.slot.status().clone();
@@ -204,37 +366,18 @@ impl Ctx {
             state: state_name(client.state()),
             renewals: status.renewals,
             server_mac: self.server_mac,
+            identity: Some(self.identity.clone()),
+            priority: self.priority,
         };
         let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || shared.store.save(&record)).await;
-        if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
-            warn!(error = %e, "cannot persist lease");
-            self.slot.status().last_error = Some(format!("cannot persist lease: {e}"));
-        }
+        tokio::task::spawn_blocking(move || shared.store.save(&record))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Removes the lease's file from the state directory.
     async fn unpersist(&self) {
-        let shared = self.shared.clone();
-        let attachment = self.slot.attachment.clone();
-        let result = tokio::task::spawn_blocking(move || shared.store.remove(&attachment)).await;
-        if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
-            warn!(error = %e, "cannot remove persisted lease");
-        }
-    }
-
-    /// Another live lease that already holds `address` from the same server or on the same
-    /// master (same chaddr): a server keying by MAC behind ipvlan (NOTES §4).
-    fn conflict(&self, address: Ipv4Addr, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<String> {
-        self.shared.table.snapshot().into_iter().find_map(|other| {
-            if Arc::ptr_eq(&other, &self.slot) {
-                return None;
-            }
-            let st = other.status();
-            let lease = st.lease.as_ref()?;
-            (lease.address == address && (lease.server_id == server || st.chaddr == chaddr))
-                .then(|| other.attachment.to_string())
-        })
+        unpersist(&self.shared, &self.slot.attachment).await;
     }
 
     fn timeout_error(&self, broadcast: bool) -> Error {
@@ -276,14 +419,45 @@ impl Ctx {
     }
 }
 
-/// Starts keeping a lease for `slot`'s attachment (CNI ADD): enters the namespace, decides the
-/// broadcast policy, opens the socket, spawns the driver task and waits for its first DHCPACK.
+/// Removes `attachment`'s file from the state directory (off the runtime's workers).
+async fn unpersist(shared: &Arc<Shared>, attachment: &Attachment) {
+    let store_shared = shared.clone();
+    let attachment = attachment.clone();
+    let result = tokio::task::spawn_blocking(move || store_shared.store.remove(&attachment)).await;
+    if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+        warn!(error = %e, "cannot remove persisted lease");
+    }
+}
+
+/// Spawns a lease task that counts as a driver in the metrics while it runs.
+fn spawn_driver<F>(
+    shared: &Arc<Shared>,
+    attachment: &Attachment,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let running = shared.metrics.driver_started();
+    tokio::spawn(
+        async move {
+            let _running = running;
+            task.await
+        }
+        .instrument(lease_span(attachment)),
+    )
+}
+
+/// Starts keeping a lease for `slot`'s attachment (CNI ADD): checks and opens the namespace,
+/// decides the broadcast policy, opens the socket, spawns the driver task and waits for its
+/// first DHCPACK, which it answers only once the lease is on disk.
 ///
 /// Returns the task's [`Handle`] once bound. Errors are CNI errors: code 4 when `CNI_NETNS`
-/// is not a network namespace, code 7 when the interface does not exist, when the server
-/// offers an address another live lease holds (it keys by MAC), or when the timeout ran out on
-/// an ipvlan slave without the broadcast flag (a configuration problem); code 11 (try again
-/// later) when no server answered in time.
+/// is not of an accepted form or not a network namespace; code 7 when the interface does not
+/// exist, when the server offers an address another live lease holds (it keys by MAC), or when
+/// the timeout ran out on an ipvlan slave without the broadcast flag (a configuration problem);
+/// code 11 (try again later) when no server answered in time; code 5 when the lease cannot be
+/// written to the state directory (it is then released).
 pub async fn start(
     shared: &Arc<Shared>,
     slot: Arc<Slot>,
@@ -291,24 +465,48 @@ pub async fn start(
 ) -> Result<Handle, Error> {
     let config = &shared.config;
     let attachment = slot.attachment.clone();
+    let asks = Asks::from_add(&attachment, options)?;
+    let form = identity::parse_cni_netns(&options.netns)
+        .map_err(|why| Error::new(code::INVALID_ENV, why, ""))?;
     let netns_path = config.netns_path(&options.netns);
-    let ns = NetNs::open(&netns_path).map_err(|e| {
+    let opened = {
+        let path = netns_path.clone();
+        let host_prefix = config.host_prefix.clone();
+        tokio::task::spawn_blocking(move || {
+            let ns = identity::open(&path, form)?;
+            let pid_start = match form {
+                NetnsForm::Proc { pid } => Some(identity::proc_start_time(&host_prefix, pid)?),
+                NetnsForm::Named => None,
+            };
+            Ok::<_, std::io::Error>((ns, pid_start))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+    };
+    let (ns, pid_start) = opened.map_err(|e| {
         Error::new(
             code::INVALID_ENV,
             format!("CNI_NETNS {} is not usable", netns_path.display()),
             e.to_string(),
         )
     })?;
-    let netns_id = ns.identity();
+    let (netns_dev, netns_ino) = ns.identity().map_err(|e| {
+        Error::new(
+            code::IO_FAILURE,
+            format!("cannot stat {}", netns_path.display()),
+            e.to_string(),
+        )
+    })?;
     let ifname = attachment.ifname.clone();
-    // One trip into the namespace (a bounded thread, see crate::netns) reads the link's kind
-    // and opens the packet socket.
+    // One trip into the namespace (a bounded thread, see crate::netns) reads the link's kind,
+    // the namespace's cookie and opens the packet socket.
     let ifname2 = ifname.clone();
-    let (kind, opened) = ns
+    let (kind, opened, cookie) = ns
         .run_async(move || {
             let kind = crate::link::link_info_here(&ifname2).map(|info| info.kind);
             let opened = kind.is_ok().then(|| packet::open(&ifname2));
-            Ok((kind, opened))
+            Ok((kind, opened, crate::netns::cookie_here()))
         })
         .await
         .map_err(|e| {
@@ -325,6 +523,13 @@ pub async fn start(
             e.to_string(),
         )
     })?;
+    let netns_cookie = cookie.map_err(|e| {
+        Error::new(
+            code::IO_FAILURE,
+            format!("cannot read the cookie of {}", netns_path.display()),
+            e.to_string(),
+        )
+    })?;
     let (broadcast, broadcast_reason) =
         broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
     let (fd, link) = opened
@@ -338,44 +543,38 @@ pub async fn start(
         })?;
     let socket = PacketSocket::new(fd, link)
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
-    drop(ns);
-
-    let cid = client_id(
-        &attachment.container_id,
-        &attachment.network,
-        &attachment.ifname,
-    );
+    let identity = Identity {
+        boot_id: super::store::boot_id(),
+        netns_dev,
+        netns_ino,
+        netns_cookie,
+        pid_start,
+        ifindex: link.ifindex,
+        mac: link.mac,
+    };
     *slot.status() = Status {
         netns: options.netns.clone(),
-        netns_id: netns_id.ok(),
-        client_id: cid.clone(),
+        identity: Some(identity.clone()),
+        client_id: asks.client_id.clone(),
         chaddr: link.mac,
         state: state_name(State::Init),
         broadcast,
         broadcast_reason,
         ..Status::default()
     };
-    let client_config = ClientConfig {
-        client_id: cid,
-        chaddr: link.mac,
-        broadcast,
-        parameter_request_list: options
-            .parameter_request_list
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PARAMETER_REQUEST_LIST.to_vec()),
-        hostname: options.hostname.clone(),
-        provided: options.provided.clone(),
-        timeout: config.timeout,
-        resend_max: config.resend_max,
-    };
-    let client = Client::new(client_config, Instant::now(), rand::random());
+    let client_config = client_config(config, &asks, link.mac, broadcast);
+    let client = Client::new(client_config, clock::now(), rand::random());
     let (bound_tx, bound_rx) = oneshot::channel();
     let ctx = Ctx {
         shared: shared.clone(),
         slot: slot.clone(),
         netns_path,
+        form,
+        ns: Arc::new(ns),
+        identity,
         ifname,
         link_kind,
+        priority: asks.priority,
         server_mac: None,
         configured: false,
         last_address: None,
@@ -383,10 +582,13 @@ pub async fn start(
         timeout: config.timeout,
         trace: Trace::default(),
         permit: None,
+        discover: None,
     };
     let (commands, command_rx) = mpsc::channel(4);
-    let task = tokio::spawn(
-        drive(ctx, client, Some(socket), command_rx).instrument(lease_span(&attachment)),
+    let task = spawn_driver(
+        shared,
+        &attachment,
+        drive(ctx, client, Some(socket), command_rx),
     );
     match bound_rx.await {
         Ok(Ok(_lease)) => Ok(Handle { commands, task }),
@@ -399,50 +601,52 @@ pub async fn start(
     }
 }
 
-/// The link kind (`ipvlan`, `macvlan`, `veth`...) of `ifname` inside `ns`, read over netlink on
-/// one of [`NetNs::run_async`]'s bounded threads (kept off the runtime's workers).
-async fn link_kind(ns: &NetNs, ifname: &str) -> std::io::Result<Option<String>> {
-    let ifname = ifname.to_string();
-    ns.run_async(move || crate::link::link_info_here(&ifname).map(|info| info.kind))
-        .await
-}
+/// A lease the sweeper looks at: its slot, namespace path and form, and identity.
+type Watched = (Arc<Slot>, PathBuf, NetnsForm, Identity);
 
-/// A bound lease the sweeper looks at: its slot, namespace path and namespace identity.
-type Watched = (Arc<Slot>, PathBuf, Option<(u64, u64)>);
-
-/// Drops leases whose container vanished without a DEL: every [`NETNS_CHECK_INTERVAL`], one
-/// `stat(2)` per bound lease (on the blocking pool) compares what its namespace path names now
-/// with the namespace it started in ([`Status::netns_id`]); the driver of a lease whose path is
-/// gone or names another namespace is woken ([`Slot::gone`]) and drops it. Runs until the
-/// daemon stops.
+/// Finds leases whose container vanished without a DEL: every [`NETNS_CHECK_INTERVAL`], one
+/// `stat(2)` per lease (on the blocking pool; one more small read for a `/proc/PID` path)
+/// compares what its namespace path names now with the namespace it holds
+/// ([`identity::still_named`]); the driver of a lease whose path is gone or names another
+/// namespace is woken ([`Slot::gone`]) and releases and drops it. Only "gone" counts: a
+/// `stat(2)` that fails otherwise (`EACCES`, `EIO`) wakes nobody. Runs until the daemon stops.
 pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(NETNS_CHECK_INTERVAL).await;
-        let bound_state = state_name(State::Bound);
-        let bound: Vec<Watched> = shared
+        let watched: Vec<Watched> = shared
             .table
             .snapshot()
             .into_iter()
             .filter_map(|slot| {
                 let st = slot.status();
+                if st.state == LOST {
+                    return None;
+                }
+                let identity = st.identity.clone()?;
+                let form = identity::parse_cni_netns(&st.netns).ok()?;
                 let path = shared.config.netns_path(&st.netns);
-                let id = st.netns_id;
-                let bound = st.state == bound_state;
                 drop(st);
-                bound.then_some((slot, path, id))
+                Some((slot, path, form, identity))
             })
             .collect();
-        if bound.is_empty() {
+        if watched.is_empty() {
             continue;
         }
+        let host_prefix = shared.config.host_prefix.clone();
         let gone = tokio::task::spawn_blocking(move || {
-            bound
+            watched
                 .into_iter()
-                .filter(|(_, path, id)| match crate::netns::identity_of(path) {
-                    Ok(now) => id.is_some_and(|id| id != now),
-                    Err(_) => true,
+                .filter(|(slot, path, form, identity)| {
+                    match identity::still_named(path, *form, identity, &host_prefix) {
+                        Ok(Verdict::Gone(_)) => true,
+                        Ok(Verdict::Same(())) => false,
+                        Err(e) => {
+                            debug!(attachment = %slot.attachment, error = %e, "cannot check a namespace path; trying again later");
+                            false
+                        }
+                    }
                 })
-                .map(|(slot, _, _)| slot)
+                .map(|(slot, _, _, _)| slot)
                 .collect::<Vec<_>>()
         })
         .await
@@ -453,38 +657,137 @@ pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
     }
 }
 
-/// Resumes a lease persisted by an earlier daemon (at start-up): drops it when its namespace
-/// or interface is gone; otherwise starts its driver in the right state: within T1 it just
-/// waits; past T1 it renews at once, past T2 it rebinds; past expiry it asks for the same
-/// address again (INIT-REBOOT, RFC 2131 §3.2, §4.3.2).
-///
-/// Errors: why the lease was dropped (the caller logs it and removes the file).
-pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> {
+/// How [`resume`] left a persisted lease.
+#[derive(Debug)]
+pub enum Resumed {
+    /// Its driver runs.
+    Running,
+    /// Its container is gone (or it is from another boot): the file was removed. The reason.
+    Dropped(String),
+    /// Its namespace could not be entered for now (a transient error, given): the lease and its
+    /// file are kept, and its task tries again with back-off.
+    Retrying(String),
+}
+
+/// What the daemon found of a persisted lease's namespace and interface.
+struct Attached {
+    ns: NetNs,
+    link: crate::link::LinkInfo,
+    identity: Identity,
+}
+
+/// Opens a persisted lease's namespace and checks it is the lease's ([`identity::reopen`]). A
+/// record from a daemon before identities were kept is checked on what it holds (the boot of
+/// its grant, the MAC as chaddr) and gets the identity found.
+async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdict<Attached>> {
     let config = &shared.config;
-    let netns_path = config.netns_path(&record.netns);
-    let ns = NetNs::open(&netns_path)
-        .map_err(|e| format!("namespace {} gone: {e}", netns_path.display()))?;
-    let netns_id = ns.identity();
-    let link_kind = link_kind(&ns, &record.attachment.ifname)
-        .await
-        .map_err(|e| format!("interface {} gone: {e}", record.attachment.ifname))?;
-    let expired = record.is_expired();
-    let client_config = ClientConfig {
-        client_id: record.client_id.clone(),
-        chaddr: record.chaddr,
-        broadcast: record.broadcast,
-        parameter_request_list: record
-            .parameter_request_list
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PARAMETER_REQUEST_LIST.to_vec()),
-        hostname: record.hostname.clone(),
-        provided: record.provided.clone(),
-        timeout: config.timeout,
-        resend_max: config.resend_max,
+    let form = match identity::parse_cni_netns(&record.netns) {
+        Ok(form) => form,
+        Err(why) => return Ok(Verdict::Gone(why)),
     };
+    let path = config.netns_path(&record.netns);
+    let ifname = record.attachment.ifname.clone();
+    if let Some(known) = &record.identity {
+        return Ok(
+            match identity::reopen(
+                path,
+                form,
+                ifname,
+                known.clone(),
+                config.host_prefix.clone(),
+            )
+            .await?
+            {
+                Verdict::Same(found) => Verdict::Same(Attached {
+                    ns: found.ns,
+                    link: found.link,
+                    identity: known.clone(),
+                }),
+                Verdict::Gone(why) => Verdict::Gone(why),
+            },
+        );
+    }
+    if record.granted.boot_id != super::store::boot_id() {
+        return Ok(Verdict::Gone(
+            "the lease is from another boot: its network namespace cannot have survived".into(),
+        ));
+    }
+    let host_prefix = config.host_prefix.clone();
+    let opened = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let ns = identity::open(&path, form)?;
+            let pid_start = match form {
+                NetnsForm::Proc { pid } => Some(identity::proc_start_time(&host_prefix, pid)?),
+                NetnsForm::Named => None,
+            };
+            Ok::<_, std::io::Error>((ns, pid_start))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    };
+    let (ns, pid_start) = match opened {
+        Ok(found) => found,
+        Err(e) if identity::is_gone(&e) || e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Ok(Verdict::Gone(format!(
+                "network namespace {} is gone: {e}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let name = ifname.clone();
+    let (cookie, link) = ns
+        .run_async(move || {
+            let link = match crate::link::link_info_here(&name) {
+                Ok(link) => Some(link),
+                Err(e) if identity::is_gone(&e) => None,
+                Err(e) => return Err(e),
+            };
+            Ok((crate::netns::cookie_here()?, link))
+        })
+        .await?;
+    let Some(link) = link else {
+        return Ok(Verdict::Gone(format!(
+            "interface {ifname} is gone from {}",
+            path.display()
+        )));
+    };
+    if link.mac != Some(record.chaddr) {
+        return Ok(Verdict::Gone(format!(
+            "interface {ifname} in {} has another MAC than the lease's chaddr",
+            path.display()
+        )));
+    }
+    let (netns_dev, netns_ino) = ns.identity()?;
+    let identity = Identity {
+        boot_id: super::store::boot_id(),
+        netns_dev,
+        netns_ino,
+        netns_cookie: cookie,
+        pid_start,
+        ifindex: link.index,
+        mac: record.chaddr,
+    };
+    Ok(Verdict::Same(Attached { ns, link, identity }))
+}
+
+/// Resumes a lease persisted by an earlier daemon (at start-up). Drops it when its container
+/// is gone ([`attach`]: namespace path gone or naming another namespace, interface gone or
+/// replaced, another boot); otherwise starts its driver in the right state: within T1 it just
+/// waits; past T1 it renews at once, past T2 it rebinds; past expiry it asks for the same
+/// address again (INIT-REBOOT, RFC 2131 §3.2, §4.3.2). When the namespace cannot be entered for
+/// a transient reason (no descriptor left, a netlink error) the lease, its slot and its file
+/// are kept and its task tries again, [`RESUME_RETRY_MIN`] doubling to [`RESUME_RETRY_MAX`]
+/// apart, with the error in the lease record.
+pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
+    let config = &shared.config;
+    let expired = record.is_expired();
+    let asks = Asks::from_record(&record);
+    let client_config = client_config(config, &asks, record.chaddr, record.broadcast);
     let seed = rand::random();
     let mut client = if expired {
-        Client::reboot(client_config, record.lease.clone(), Instant::now(), seed)
+        Client::reboot(client_config, record.lease.clone(), clock::now(), seed)
     } else {
         Client::resume(
             client_config,
@@ -498,7 +801,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
     let mut op = slot.op.lock().await;
     *slot.status() = Status {
         netns: record.netns.clone(),
-        netns_id: netns_id.ok(),
+        identity: record.identity.clone(),
         client_id: record.client_id.clone(),
         chaddr: record.chaddr,
         state: state_name(client.state()),
@@ -507,44 +810,152 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Result<(), String> 
         lease: (!expired).then(|| record.lease.clone()),
         timers: timers(&client),
         renewals: record.renewals,
-        previous_address: None,
-        last_error: None,
+        ..Status::default()
     };
-    slot.push_history(
-        Direction::Event,
-        format!(
-            "resumed from the state directory ({}, {})",
-            record.lease.address,
-            state_name(client.state())
-        ),
-    );
-    info!(
-        attachment = %record.attachment,
-        address = %record.lease.address,
-        state = %state_name(client.state()),
-        "resumed persisted lease"
-    );
-    let ctx = Ctx {
+    let first = attach(shared, &record).await;
+    let (commands, command_rx) = mpsc::channel(4);
+    let (outcome, task) = match first {
+        Ok(Verdict::Gone(why)) => {
+            slot.status().state = LOST.into();
+            shared.table.remove(&slot);
+            unpersist(shared, &record.attachment).await;
+            return Resumed::Dropped(why);
+        }
+        Ok(Verdict::Same(attached)) => {
+            slot.push_history(
+                Direction::Event,
+                format!(
+                    "resumed from the state directory ({}, {})",
+                    record.lease.address,
+                    state_name(client.state())
+                ),
+            );
+            info!(
+                attachment = %record.attachment,
+                address = %record.lease.address,
+                state = %state_name(client.state()),
+                "resumed persisted lease"
+            );
+            let ctx = resumed_ctx(shared, &slot, &record, attached, expired);
+            (
+                Resumed::Running,
+                spawn_driver(
+                    shared,
+                    &record.attachment,
+                    drive(ctx, client, None, command_rx),
+                ),
+            )
+        }
+        Err(e) => {
+            let why = e.to_string();
+            note_resume_error(&slot, &why, RESUME_RETRY_MIN);
+            let attachment = record.attachment.clone();
+            (
+                Resumed::Retrying(why),
+                spawn_driver(
+                    shared,
+                    &attachment,
+                    retry_resume(shared.clone(), slot.clone(), record, client, command_rx),
+                ),
+            )
+        }
+    };
+    *op = Some(Handle { commands, task });
+    outcome
+}
+
+fn note_resume_error(slot: &Slot, why: &str, retry_in: Duration) {
+    warn!(attachment = %slot.attachment, error = %why, retry_in_secs = retry_in.as_secs(), "cannot resume persisted lease; keeping it and trying again");
+    slot.status().last_error = Some(format!(
+        "cannot resume after restart: {why}; trying again in {}s",
+        retry_in.as_secs()
+    ));
+}
+
+/// The context of a resumed lease whose namespace was found.
+fn resumed_ctx(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot>,
+    record: &Record,
+    attached: Attached,
+    expired: bool,
+) -> Ctx {
+    let form = identity::parse_cni_netns(&record.netns).unwrap_or(NetnsForm::Named);
+    {
+        let mut st = slot.status();
+        st.identity = Some(attached.identity.clone());
+        st.last_error = None;
+    }
+    Ctx {
         shared: shared.clone(),
         slot: slot.clone(),
-        netns_path,
+        netns_path: shared.config.netns_path(&record.netns),
+        form,
+        ns: Arc::new(attached.ns),
+        identity: attached.identity,
         ifname: record.attachment.ifname.clone(),
-        link_kind,
+        link_kind: attached.link.kind,
+        priority: record.priority,
         server_mac: record.server_mac,
         // An expired lease's address was (or should have been) withdrawn already.
         configured: !expired,
         last_address: Some(record.lease.address),
         bound_tx: None,
-        timeout: config.timeout,
+        timeout: shared.config.timeout,
         trace: Trace::default(),
         permit: None,
-    };
-    let (commands, command_rx) = mpsc::channel(4);
-    let task = tokio::spawn(
-        drive(ctx, client, None, command_rx).instrument(lease_span(&record.attachment)),
-    );
-    *op = Some(Handle { commands, task });
-    Ok(())
+        discover: None,
+    }
+}
+
+/// The task of a resumed lease whose namespace could not be entered yet: tries again with
+/// back-off until it can (then drives the lease), finds the container gone (then drops it), or
+/// is told to release (DEL: the file goes; no DHCPRELEASE can be sent from a namespace that
+/// cannot be entered).
+async fn retry_resume(
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    record: Record,
+    client: Client,
+    mut commands: mpsc::Receiver<DriverCommand>,
+) {
+    let mut wait = RESUME_RETRY_MIN;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            command = commands.recv() => {
+                if let Some(DriverCommand::Release(done)) = command {
+                    warn!("DHCPRELEASE not sent: the lease's namespace could not be entered since the restart");
+                    unpersist(&shared, &record.attachment).await;
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+        wait = wait.saturating_mul(2).min(RESUME_RETRY_MAX);
+        match attach(&shared, &record).await {
+            Ok(Verdict::Same(attached)) => {
+                info!(address = %record.lease.address, "resumed persisted lease after earlier failures");
+                slot.push_history(
+                    Direction::Event,
+                    "resumed from the state directory after earlier failures",
+                );
+                let expired = record.is_expired();
+                let ctx = resumed_ctx(&shared, &slot, &record, attached, expired);
+                drive(ctx, client, None, commands).await;
+                return;
+            }
+            Ok(Verdict::Gone(why)) => {
+                info!(reason = %why, "persisted lease dropped");
+                shared.metrics.lease_lost();
+                slot.status().state = LOST.into();
+                shared.table.remove(&slot);
+                unpersist(&shared, &record.attachment).await;
+                return;
+            }
+            Err(e) => note_resume_error(&slot, &e.to_string(), wait),
+        }
+    }
 }
 
 /// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
@@ -580,6 +991,39 @@ enum Next {
     Stop,
 }
 
+/// Sends DHCPRELEASE if the client holds a lease (RFC 2131 §4.4.6), from the namespace the
+/// lease holds, whatever its path names now.
+async fn release_now(ctx: &mut Ctx, client: &mut Client, socket: &mut Option<PacketSocket>) {
+    let Some(tx) = client.release() else {
+        return;
+    };
+    if socket.is_none() {
+        match ctx.open_socket(false).await {
+            Ok(s) => *socket = Some(s),
+            Err(OpenError::LinkGone(why) | OpenError::ContainerGone(why)) => {
+                warn!(reason = %why, "DHCPRELEASE not sent")
+            }
+            Err(OpenError::Transient(e)) => warn!(error = %e, "DHCPRELEASE not sent"),
+        }
+    }
+    if let Some(s) = socket.as_ref() {
+        send(s, &tx, ctx).await;
+        info!(address = %tx.src, "released");
+    }
+}
+
+/// The container is gone (its namespace path names nothing or another namespace): give the
+/// lease back from the namespace still held, then forget it.
+async fn container_gone(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    reason: String,
+) {
+    release_now(ctx, client, socket).await;
+    ctx.lose(reason).await;
+}
+
 /// The driver loop.
 async fn drive(
     mut ctx: Ctx,
@@ -587,17 +1031,27 @@ async fn drive(
     mut socket: Option<PacketSocket>,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
+    let mut suspend = ctx.shared.suspend.subscribe();
     loop {
-        let now = Instant::now();
+        let now = clock::now();
         while let Some(tx) = client.poll_transmit(now) {
             if socket.is_none() {
-                match ctx.open_socket().await {
+                match ctx.open_socket(true).await {
                     Ok(s) => socket = Some(s),
-                    Err(e) => {
-                        let reason = format!("cannot reopen {}: {e}", ctx.ifname);
-                        fail_add(&mut ctx, Error::new(code::IO_FAILURE, reason.clone(), ""));
-                        ctx.lose(reason).await;
+                    Err(OpenError::ContainerGone(why)) => {
+                        container_gone(&mut ctx, &mut client, &mut socket, why).await;
                         return;
+                    }
+                    Err(OpenError::LinkGone(why)) => {
+                        ctx.lose(why).await;
+                        return;
+                    }
+                    Err(OpenError::Transient(e)) => {
+                        // Keep the lease: the client's retransmission schedule tries again.
+                        warn!(error = %e, "cannot open the lease's socket; trying again at the next retransmission");
+                        ctx.slot.status().last_error =
+                            Some(format!("cannot open a socket on {}: {e}", ctx.ifname));
+                        continue;
                     }
                 }
             }
@@ -625,7 +1079,7 @@ async fn drive(
         {
             ctx.permit = None;
         }
-        let mut wake = client.poll_at();
+        let mut wake = client.poll_at().map(clock::to_monotonic);
         if let Some((_, until)) = &ctx.permit {
             wake = Some(wake.map_or(*until, |w| w.min(*until)));
         }
@@ -643,49 +1097,23 @@ async fn drive(
         };
         tokio::select! {
             _ = sleep => {}
-            // The sweeper saw the namespace path change: confirm, then drop the lease.
+            // A suspend was noticed: the lease clock jumped; run the timers that came due.
+            Ok(()) = suspend.changed() => {}
+            // The sweeper saw the namespace path change: confirm, then release and drop.
             _ = ctx.slot.gone.notified() => {
-                if !ctx.netns_alive() || ctx.netns_changed() {
-                    let reason = format!("network namespace {} is gone", ctx.netns_path.display());
-                    ctx.lose(reason).await;
-                    return;
+                match ctx.path_verdict() {
+                    Ok(Verdict::Gone(why)) => {
+                        container_gone(&mut ctx, &mut client, &mut socket, why).await;
+                        return;
+                    }
+                    Ok(Verdict::Same(())) => {}
+                    Err(e) => debug!(error = %e, "cannot check the namespace path"),
                 }
             }
             received = recv => match received {
                 Ok(r) => {
-                    let now = Instant::now();
-                    let was = client.state();
-                    let metrics = &ctx.shared.metrics;
-                    match client.handle(now, &r.payload) {
-                        Ok(()) => {
-                            // The exchange is over: let the next one on this network go.
-                            ctx.permit = None;
-                            if let Some(t) = metrics::message_type(&r.payload) {
-                                metrics.message_received(t);
-                                if t == MessageType::Ack {
-                                    match was {
-                                        State::Renewing => metrics.renewal(),
-                                        State::Rebinding => metrics.rebind(),
-                                        _ => {}
-                                    }
-                                }
-                            }
-                            ctx.server_mac = Some(r.src_mac);
-                            let yiaddr = crate::dhcp::parse_reply(&r.payload)
-                                .map(|m| m.yiaddr.to_string())
-                                .unwrap_or_default();
-                            ctx.slot.push_history(
-                                Direction::Received,
-                                format!("{} {yiaddr} from {}", message_name(&r.payload), r.src_ip),
-                            );
-                            debug!(from = %r.src_ip, "reply accepted");
-                        }
-                        Err(why) => {
-                            metrics.reply_ignored();
-                            ctx.trace.ignored += 1;
-                            ctx.trace.last_ignored = Some(why.to_string());
-                            debug!(from = %r.src_ip, reason = %why, "reply ignored");
-                        }
+                    if let Next::Stop = on_received(&mut ctx, &mut client, r).await {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -695,18 +1123,7 @@ async fn drive(
             },
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
-                    if let Some(tx) = client.release() {
-                        if socket.is_none() {
-                            socket = ctx.open_socket().await.ok();
-                        }
-                        match &socket {
-                            Some(s) => {
-                                send(s, &tx, &mut ctx).await;
-                                info!("released");
-                            }
-                            None => warn!("DHCPRELEASE not sent: interface gone"),
-                        }
-                    }
+                    release_now(&mut ctx, &mut client, &mut socket).await;
                     ctx.slot.status().state = state_name(client.state());
                     ctx.unpersist().await;
                     let _ = done.send(());
@@ -714,6 +1131,146 @@ async fn drive(
                 return;
             }
         }
+    }
+}
+
+/// A datagram for port 68 on the lease's interface: hand it to the client, count and record
+/// what it accepted, and look at a DHCPOFFER before it is requested.
+async fn on_received(ctx: &mut Ctx, client: &mut Client, r: packet::Received) -> Next {
+    let now = clock::now();
+    let was = client.state();
+    let metrics = &ctx.shared.metrics;
+    match client.handle(now, &r.payload) {
+        Ok(()) => {
+            // The exchange is over: let the next one on this network go.
+            ctx.permit = None;
+            if let Some(t) = metrics::message_type(&r.payload) {
+                metrics.message_received(t);
+                if t == MessageType::Ack {
+                    match was {
+                        State::Renewing => metrics.renewal(),
+                        State::Rebinding => metrics.rebind(),
+                        _ => {}
+                    }
+                }
+            }
+            ctx.server_mac = Some(r.src_mac);
+            let yiaddr = crate::dhcp::parse_reply(&r.payload)
+                .map(|m| m.yiaddr.to_string())
+                .unwrap_or_default();
+            ctx.slot.push_history(
+                Direction::Received,
+                format!("{} {yiaddr} from {}", message_name(&r.payload), r.src_ip),
+            );
+            debug!(from = %r.src_ip, "reply accepted");
+            if was == State::Selecting && client.state() == State::Requesting {
+                return on_offer(ctx, client, now);
+            }
+            Next::Continue
+        }
+        Err(why) => {
+            metrics.reply_ignored();
+            ctx.trace.ignored += 1;
+            ctx.trace.last_ignored = Some(why.to_string());
+            debug!(from = %r.src_ip, reason = %why, "reply ignored");
+            Next::Continue
+        }
+    }
+}
+
+/// A live lease of another attachment that shares our chaddr and holds a lease from `server`.
+struct Sibling {
+    attachment: String,
+    address: Ipv4Addr,
+    bound_at: Option<Instant>,
+}
+
+fn sibling_of(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<Sibling> {
+    ctx.shared.table.snapshot().into_iter().find_map(|other| {
+        if Arc::ptr_eq(&other, &ctx.slot) {
+            return None;
+        }
+        let st = other.status();
+        let lease = st.lease.as_ref()?;
+        (st.chaddr == chaddr && lease.server_id == server && st.state != LOST).then(|| Sibling {
+            attachment: other.attachment.to_string(),
+            address: lease.address,
+            bound_at: st.bound_at,
+        })
+    })
+}
+
+/// The error of an ADD (and the `last_error` of a background acquisition) behind a server that
+/// keys leases by MAC: the same explanation every time.
+fn mac_keyed_error(att: &str, server: Ipv4Addr, chaddr: [u8; 6], holder: &str) -> Error {
+    Error::new(
+        code::INVALID_NETWORK_CONFIG,
+        format!(
+            "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {att} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default)",
+            super::store::mac::to_string(&chaddr)
+        ),
+        format!(
+            "nothing was requested or declined: the server's only binding for that MAC is {holder}'s, which keeps it"
+        ),
+    )
+}
+
+/// A DHCPOFFER was just accepted and is about to be requested. Behind a server that has shown
+/// it keys by MAC (an earlier ACK or offer of a sibling's address for the same MAC), requesting
+/// any address would move that MAC's only binding away from the sibling that holds it: refuse
+/// the offer instead, without a word to the server. An offer of the very address a sibling
+/// with our MAC holds from this server, in a transaction begun after the sibling was bound, is
+/// such a proof (a server keying by option 61 had bound it to the sibling before it saw our
+/// DHCPDISCOVER and would not offer it).
+fn on_offer(ctx: &mut Ctx, client: &mut Client, now: Instant) -> Next {
+    let Some((address, server)) = client.offered() else {
+        return Next::Continue;
+    };
+    let chaddr = client.config().chaddr;
+    let Some(sibling) = sibling_of(ctx, server, chaddr) else {
+        return Next::Continue;
+    };
+    let known = ctx
+        .shared
+        .mac_keyed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(server, chaddr));
+    let began = ctx
+        .discover
+        .filter(|(xid, _)| *xid == client.xid())
+        .map(|(_, at)| at);
+    let proof = sibling.address == address
+        && matches!((began, sibling.bound_at), (Some(b), Some(s)) if b > s);
+    if !known && !proof {
+        return Next::Continue;
+    }
+    mark_mac_keyed(ctx, server, chaddr);
+    warn!(%address, %server, holder = %sibling.attachment, "offer refused: the server keys leases by MAC");
+    let err = mac_keyed_error(&ctx.att(), server, chaddr, &sibling.attachment);
+    refuse(ctx, client, now, err)
+}
+
+fn mark_mac_keyed(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) {
+    ctx.shared
+        .mac_keyed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((server, chaddr));
+}
+
+/// Gives up the offer or lease at hand without telling the server: an ADD fails with `err`;
+/// a background acquisition records it and starts again later ([`Client::abandon`]).
+fn refuse(ctx: &mut Ctx, client: &mut Client, now: Instant, err: Error) -> Next {
+    client.abandon(now);
+    if ctx.bound_tx.is_some() {
+        fail_add(ctx, err);
+        ctx.shared.table.remove(&ctx.slot);
+        Next::Stop
+    } else {
+        ctx.slot.push_history(Direction::Event, err.msg.clone());
+        ctx.slot.status().last_error = Some(err.msg);
+        Next::Continue
     }
 }
 
@@ -727,27 +1284,62 @@ fn fail_add(ctx: &mut Ctx, err: Error) {
     }
 }
 
-/// When a DHCPACK gives an address that another live lease holds (from the same server, or on
-/// the same master), the server keys by MAC: decline it and fail the ADD rather than hand out
-/// a duplicate. Judged at the ACK, not the OFFER: an OFFER is no commitment, and a correct
-/// server answering many simultaneous DISCOVERs does offer an address that another client
-/// binds a moment later (seen with dnsmasq at 200 parallel ADDs); REQUESTing it then just gets
-/// a DHCPNAK and a new DISCOVER.
-async fn decline_if_conflict(
+/// What a DHCPACK that duplicates a live lease's address means.
+enum Duplicate {
+    /// No other live lease holds the address.
+    None,
+    /// Refused: continue with the client as it is now (a background acquisition), or stop.
+    Refused(Next),
+}
+
+/// A DHCPACK gave `lease`, whose address another live lease holds (from the same server, or
+/// on the same master). When the holder has our chaddr and got it from the same server, the
+/// server keys by MAC and its ACK just renewed the holder's own binding: that address must not
+/// be declined (a DHCPDECLINE would make the server take it from the holder), so it is dropped
+/// silently. Otherwise the address really is in use by someone else: DHCPDECLINE (RFC 2131
+/// §4.4.1). Either way no duplicate is handed out: an ADD fails (code 7); a background
+/// acquisition starts again 10 s later. Judged at the ACK (and at the OFFER only on proof,
+/// [`on_offer`]): an OFFER is no commitment, and a correct server answering many simultaneous
+/// DISCOVERs does offer an address that another client binds a moment later (seen with dnsmasq
+/// at 200 parallel ADDs); REQUESTing it then just gets a DHCPNAK and a new DISCOVER.
+async fn refuse_duplicate(
     ctx: &mut Ctx,
     client: &mut Client,
     socket: &Option<PacketSocket>,
-    address: Ipv4Addr,
-    server: Ipv4Addr,
-) -> Next {
+    lease: &Lease,
+) -> Duplicate {
     let chaddr = client.config().chaddr;
-    let Some(holder) = ctx.conflict(address, server, chaddr) else {
-        return Next::Continue;
+    let (address, server) = (lease.address, lease.server_id);
+    let holder = ctx.shared.table.snapshot().into_iter().find_map(|other| {
+        if Arc::ptr_eq(&other, &ctx.slot) {
+            return None;
+        }
+        let st = other.status();
+        let held = st.lease.as_ref()?;
+        (held.address == address
+            && st.state != LOST
+            && (held.server_id == server || st.chaddr == chaddr))
+            .then(|| {
+                (
+                    other.attachment.to_string(),
+                    st.chaddr == chaddr && held.server_id == server,
+                )
+            })
+    });
+    let Some((holder, mac_keyed)) = holder else {
+        return Duplicate::None;
     };
+    let now = clock::now();
     let att = ctx.att();
-    warn!(%address, %server, holder = %holder, "duplicate address offered: declining");
+    if mac_keyed {
+        mark_mac_keyed(ctx, server, chaddr);
+        warn!(%address, %server, holder = %holder, "ACK for a sibling's address: the server keys leases by MAC; not declined");
+        let err = mac_keyed_error(&att, server, chaddr, &holder);
+        return Duplicate::Refused(refuse(ctx, client, now, err));
+    }
+    warn!(%address, %server, holder = %holder, "duplicate address acknowledged: declining");
     ctx.shared.metrics.decline();
-    if let Some(tx) = client.decline(Instant::now())
+    if let Some(tx) = client.decline(now)
         && let Some(s) = socket
     {
         send(s, &tx, ctx).await;
@@ -762,11 +1354,11 @@ async fn decline_if_conflict(
     if ctx.bound_tx.is_some() {
         fail_add(ctx, err);
         ctx.shared.table.remove(&ctx.slot);
-        Next::Stop
+        Duplicate::Refused(Next::Stop)
     } else {
-        // A background re-acquisition: keep the lease slot, report, and let the client retry.
+        ctx.slot.push_history(Direction::Event, err.msg.clone());
         ctx.slot.status().last_error = Some(err.msg);
-        Next::Continue
+        Duplicate::Refused(Next::Continue)
     }
 }
 
@@ -778,42 +1370,65 @@ async fn on_event(
 ) -> Next {
     match event {
         Event::Bound(lease) => {
-            if ctx.bound_tx.is_some() {
-                // ADD: the ACK may still carry a duplicate (a server that skipped the check at
-                // OFFER time, or an INIT-REBOOT ACK).
-                if let Next::Stop =
-                    decline_if_conflict(ctx, client, socket, lease.address, lease.server_id).await
-                {
-                    return Next::Stop;
-                }
+            // Every ACK that binds (ADD, or a lease re-acquired after a NAK, an expiry or a
+            // restart) may carry a duplicate.
+            if let Duplicate::Refused(next) = refuse_duplicate(ctx, client, socket, &lease).await {
+                return next;
             }
             info!(address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
             let previous = ctx.slot.status().lease.clone();
             record(ctx, client, &lease, false);
+            ctx.slot.status().bound_at = Some(clock::now());
             client.keep_trying(true);
-            if let Some(tx) = ctx.bound_tx.take() {
-                // The main plugin configures the interface from the ADD result.
+            if ctx.bound_tx.is_some() {
+                // Durable before answered: a configured address whose lease is not on disk is
+                // one a restarted daemon would neither renew nor release.
+                if let Err(e) = ctx.persist(client).await {
+                    return persist_failed_at_add(ctx, client, socket, e).await;
+                }
                 ctx.configured = true;
-                let _ = tx.send(Ok(lease.clone()));
+                if let Some(tx) = ctx.bound_tx.take() {
+                    // The main plugin configures the interface from the ADD result.
+                    let _ = tx.send(Ok(lease.clone()));
+                }
             } else {
-                reconfigure(ctx, previous.as_ref(), &lease).await;
+                if let Err(e) = ctx.persist(client).await {
+                    persist_failed(ctx, &e);
+                }
+                return reconfigure(ctx, client, socket, previous.as_ref(), &lease).await;
             }
-            ctx.persist(client).await;
         }
         Event::Renewed(lease) => {
             info!(address = %lease.address, lease_secs = lease.lease_time, "renewed");
             record(ctx, client, &lease, true);
-            ctx.persist(client).await;
+            if let Err(e) = ctx.persist(client).await {
+                persist_failed(ctx, &e);
+            }
         }
         Event::Nak => {
             ctx.shared.metrics.nak();
             warn!("DHCPNAK: address withdrawn by the server; acquiring again");
-            lose_address(ctx, "DHCPNAK from server: address withdrawn").await;
+            return lose_address(
+                ctx,
+                client,
+                socket,
+                "DHCPNAK from server: address withdrawn",
+            )
+            .await;
         }
         Event::Expired => {
             ctx.shared.metrics.expiry();
             warn!("lease expired without renewal; acquiring again");
-            lose_address(ctx, "lease expired: no answer while RENEWING and REBINDING").await;
+            if let Next::Stop = lose_address(
+                ctx,
+                client,
+                socket,
+                "lease expired: no answer while RENEWING and REBINDING",
+            )
+            .await
+            {
+                return Next::Stop;
+            }
             ctx.slot.status().state = state_name(State::Expired);
             if client.state() == State::Expired {
                 // Terminal (not keeping on): nothing more to do.
@@ -830,40 +1445,122 @@ async fn on_event(
     Next::Continue
 }
 
+/// A renewal's lease could not be written: the previous file (same lease, older times) stays,
+/// so a restarted daemon just renews sooner. Reported; STATUS says not ready meanwhile.
+fn persist_failed(ctx: &Ctx, e: &std::io::Error) {
+    let dir = ctx.shared.store.dir().display().to_string();
+    warn!(error = %e, state_dir = %dir, "cannot persist lease");
+    ctx.slot.status().last_error = Some(format!(
+        "cannot write the lease to the state directory {dir}: {e}"
+    ));
+}
+
+/// The first DHCPACK of an ADD could not be written: give the lease back (DHCPRELEASE) and fail
+/// the ADD naming the state directory, so no address exists that nobody would renew.
+async fn persist_failed_at_add(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    e: std::io::Error,
+) -> Next {
+    let dir = ctx.shared.store.dir().display().to_string();
+    warn!(error = %e, state_dir = %dir, "cannot persist the new lease; releasing it and failing the ADD");
+    release_now(ctx, client, socket).await;
+    {
+        let mut st = ctx.slot.status();
+        st.lease = None;
+        st.timers = None;
+        st.bound_at = None;
+    }
+    fail_add(
+        ctx,
+        Error::new(
+            code::IO_FAILURE,
+            format!(
+                "cannot keep the DHCP lease: the daemon's state directory {dir} refused the write"
+            ),
+            format!("{e}; the lease was released (DHCPRELEASE), nothing is configured"),
+        ),
+    );
+    ctx.shared.table.remove(&ctx.slot);
+    ctx.unpersist().await;
+    Next::Stop
+}
+
 /// The lease is gone (NAK, expiry): take the address off the interface at once (RFC 2131
-/// §4.4.5), keep the slot and keep acquiring.
-async fn lose_address(ctx: &mut Ctx, why: &str) {
+/// §4.4.5), keep the slot and keep acquiring. Checks first that the namespace path still names
+/// the lease's namespace: if not, the container is gone and so is the lease.
+async fn lose_address(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    why: &str,
+) -> Next {
     ctx.slot.push_history(Direction::Event, why.to_string());
     let old = {
         let mut st = ctx.slot.status();
         st.timers = None;
+        st.bound_at = None;
         st.last_error = Some(why.to_string());
         st.lease.take()
     };
+    if let Ok(Verdict::Gone(gone)) = ctx.path_verdict() {
+        container_gone(ctx, client, socket, gone).await;
+        return Next::Stop;
+    }
     if let (true, Some(old)) = (ctx.configured, old) {
-        match iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), &old).await {
+        match iface::withdraw(ctx.ns.clone(), ctx.identity.ifindex, &old).await {
             Ok(_) => {
                 info!(address = %old.address, "address withdrawn from the interface")
+            }
+            Err(e) if identity::is_gone(&e) => {
+                ctx.lose(format!(
+                    "interface {} of the lease is gone: {e}",
+                    ctx.ifname
+                ))
+                .await;
+                return Next::Stop;
             }
             Err(e) => warn!(error = %e, "cannot withdraw the address"),
         }
         ctx.configured = false;
     }
+    Next::Continue
 }
 
 /// A lease came back after a loss (or was re-acquired after a restart): put its address and
-/// routes on the interface, replacing a different old address.
-async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
+/// routes on the interface, replacing a different old address. Checks first that the namespace
+/// path still names the lease's namespace.
+async fn reconfigure(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    previous: Option<&Lease>,
+    lease: &Lease,
+) -> Next {
+    if let Ok(Verdict::Gone(gone)) = ctx.path_verdict() {
+        container_gone(ctx, client, socket, gone).await;
+        return Next::Stop;
+    }
+    let (ns, ifindex) = (ctx.ns.clone(), ctx.identity.ifindex);
     if let Some(old) = previous.filter(|old| ctx.configured && old.address != lease.address) {
-        let _ = iface::withdraw(ctx.netns_path.clone(), ctx.ifname.clone(), old).await;
+        let _ = iface::withdraw(ns.clone(), ifindex, old).await;
         ctx.configured = false;
     }
     if ctx.configured {
-        return;
+        return Next::Continue;
     }
-    match iface::apply(ctx.netns_path.clone(), ctx.ifname.clone(), lease).await {
-        Ok(()) => {
+    match iface::apply(ns, ifindex, lease, ctx.priority).await {
+        Ok(failed) => {
             ctx.configured = true;
+            if !failed.is_empty() {
+                warn!(routes = %failed.join("; "), "some routes of the lease could not be put back");
+                ctx.slot.status().last_error = Some(format!(
+                    "routes not put back on {}: {}",
+                    ctx.ifname,
+                    failed.join("; ")
+                ));
+            }
             ctx.slot.push_history(
                 Direction::Event,
                 format!(
@@ -873,11 +1570,20 @@ async fn reconfigure(ctx: &mut Ctx, previous: Option<&Lease>, lease: &Lease) {
             );
             info!(address = %lease.address, "address and routes put back on the interface");
         }
+        Err(e) if identity::is_gone(&e) => {
+            ctx.lose(format!(
+                "interface {} of the lease is gone: {e}",
+                ctx.ifname
+            ))
+            .await;
+            return Next::Stop;
+        }
         Err(e) => {
             warn!(error = %e, "cannot configure the interface");
             ctx.slot.status().last_error = Some(format!("cannot configure {}: {e}", ctx.ifname));
         }
     }
+    Next::Continue
 }
 
 fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
@@ -943,6 +1649,19 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
             if let Some(t) = kind {
                 ctx.shared.metrics.message_sent(t);
             }
+            if kind == Some(MessageType::Discover) {
+                // The xid is bytes 4..8 of the message (RFC 2131 §2).
+                let xid = tx
+                    .payload
+                    .get(4..8)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes);
+                if let Some(xid) = xid
+                    && ctx.discover.map(|(x, _)| x) != Some(xid)
+                {
+                    ctx.discover = Some((xid, clock::now()));
+                }
+            }
             let state = ctx.slot.status().state.clone();
             ctx.slot.push_history(
                 Direction::Sent,
@@ -973,5 +1692,39 @@ mod tests {
         assert!(broadcast_policy(None, None, Some("ipvlan")).0);
         assert!(!broadcast_policy(None, None, Some("macvlan")).0);
         assert!(!broadcast_policy(None, None, None).0);
+    }
+
+    #[test]
+    fn the_client_identifier_override_is_used_and_checked() {
+        let att = Attachment {
+            container_id: "c1".into(),
+            network: "n".into(),
+            ifname: "eth0".into(),
+        };
+        let default = Asks::from_add(&att, &AddOptions::default()).unwrap();
+        assert_eq!(default.client_id, client_id("c1", "n", "eth0"));
+        let options = AddOptions {
+            client_id: Some(b"reserved-1".to_vec()),
+            priority: Some(7),
+            ..AddOptions::default()
+        };
+        let asks = Asks::from_add(&att, &options).unwrap();
+        assert_eq!(asks.client_id, b"reserved-1");
+        let config = client_config(
+            &super::super::Config::default(),
+            &asks,
+            [2, 0, 0, 0, 0, 1],
+            true,
+        );
+        assert_eq!(config.client_id, b"reserved-1");
+        assert_eq!(config.min_lease, crate::dhcp::client::MIN_LEASE_SECS);
+        for bad in [Vec::new(), vec![b'x'; 256]] {
+            let options = AddOptions {
+                client_id: Some(bad),
+                ..AddOptions::default()
+            };
+            let err = Asks::from_add(&att, &options).unwrap_err();
+            assert_eq!(err.code, code::INVALID_NETWORK_CONFIG);
+        }
     }
 }

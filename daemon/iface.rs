@@ -6,13 +6,15 @@
 //! - on expiry or DHCPNAK it removes the address at once, so the LAN never sees a stale
 //!   duplicate (RFC 2131 §4.4.5: "the client MUST immediately discontinue use");
 //! - when a lease comes back, it puts the address and the lease's routes back, whatever the
-//!   address is now.
+//!   address is now, with the metric of the ADD result (the ipam `priority`).
 //!
-//! Netlink work happens on a short-lived thread inside the namespace ([`link::with_handle_in`]),
-//! reached through `spawn_blocking` so no runtime worker blocks.
+//! Both act on the namespace the lease holds open ([`super::identity`]), never on a path, and
+//! only on the interface with the lease's index: the caller checks the path first. Netlink work
+//! happens on a short-lived thread inside the namespace ([`link::with_handle_in`]), reached
+//! through `spawn_blocking` so no runtime worker blocks.
 
 use std::io;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -20,16 +22,16 @@ use crate::dhcp::Lease;
 use crate::link::{self, RouteSpec};
 use crate::netns::NetNs;
 
-async fn in_netns<T, F, Fut>(netns: PathBuf, ifname: String, f: F) -> io::Result<T>
+async fn in_netns<T, F, Fut>(ns: Arc<NetNs>, ifindex: u32, f: F) -> io::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(rtnetlink::Handle, u32) -> Fut + Send + 'static,
     Fut: Future<Output = io::Result<T>>,
 {
     tokio::task::spawn_blocking(move || {
-        let ns = NetNs::open(&netns)?;
         link::with_handle_in(&ns, |h| async move {
-            let index = link::link_by_name(&h, &ifname).await?.index;
+            // The index is the lease's interface; a link of another index is not touched.
+            let index = link::link_by_index(&h, ifindex).await?.index;
             f(h, index).await
         })
     })
@@ -37,40 +39,59 @@ where
     .map_err(io::Error::other)?
 }
 
-/// Removes the lease's address from `ifname` in `netns` (routes through it go with it).
-/// Returns whether the address was there.
+/// Removes the lease's address from the interface `ifindex` in `ns` (routes through it go with
+/// it). Returns whether the address was there.
 ///
-/// Errors: the namespace or link is gone (`NotFound`), netlink failures.
-pub async fn withdraw(netns: PathBuf, ifname: String, lease: &Lease) -> io::Result<bool> {
+/// Errors: the link is gone (`NotFound`), netlink failures.
+pub async fn withdraw(ns: Arc<NetNs>, ifindex: u32, lease: &Lease) -> io::Result<bool> {
     let addr = IpNet::V4(lease.address_net());
-    in_netns(netns, ifname, move |h, index| async move {
+    in_netns(ns, ifindex, move |h, index| async move {
         link::delete_address(&h, index, addr).await
     })
     .await
 }
 
-/// Puts the lease's address and routes ([`Lease::routes`]: option 121, else 33 plus a default
-/// route via the router) on `ifname` in `netns`. What is already there is left as it is.
-///
-/// Errors: the namespace or link is gone (`NotFound`), netlink failures other than
-/// "already exists".
-pub async fn apply(netns: PathBuf, ifname: String, lease: &Lease) -> io::Result<()> {
-    let addr = IpNet::V4(lease.address_net());
-    let routes: Vec<RouteSpec> = lease
+/// The routes [`apply`] installs for `lease`: [`Lease::routes`] (option 121, else 33 plus a
+/// default route via the router), each with `metric`, exactly as the ADD result lists them
+/// (`crate::ipam::result_from_lease`).
+pub fn routes_of(lease: &Lease, metric: Option<u32>) -> Vec<RouteSpec> {
+    lease
         .routes()
         .into_iter()
         .map(|r| RouteSpec {
             dst: IpNet::V4(r.dst),
             gw: (!r.gateway.is_unspecified()).then_some(std::net::IpAddr::V4(r.gateway)),
-            metric: None,
+            metric,
         })
-        .collect();
-    in_netns(netns, ifname, move |h, index| async move {
+        .collect()
+}
+
+/// Puts the lease's address and its routes ([`routes_of`] with `metric`) on the interface
+/// `ifindex` in `ns`. What is already there is left as it is. Every route is tried even when
+/// one fails (a route the server sent that the kernel refuses must not cost the default
+/// route).
+///
+/// Returns the routes that could not be added, each as "destination: error" (empty when all
+/// are in place); the address is on the interface either way.
+///
+/// Errors: the link is gone (`NotFound`); the address cannot be added (then no route was tried).
+pub async fn apply(
+    ns: Arc<NetNs>,
+    ifindex: u32,
+    lease: &Lease,
+    metric: Option<u32>,
+) -> io::Result<Vec<String>> {
+    let addr = IpNet::V4(lease.address_net());
+    let routes = routes_of(lease, metric);
+    in_netns(ns, ifindex, move |h, index| async move {
         ignore_exists(link::add_address(&h, index, addr).await)?;
+        let mut failed = Vec::new();
         for route in &routes {
-            ignore_exists(link::add_route(&h, index, route).await)?;
+            if let Err(e) = ignore_exists(link::add_route(&h, index, route).await) {
+                failed.push(format!("{}: {e}", route.dst));
+            }
         }
-        Ok(())
+        Ok(failed)
     })
     .await
 }
@@ -79,5 +100,24 @@ fn ignore_exists(r: io::Result<()>) -> io::Result<()> {
     match r {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_carry_the_metric_of_the_add_result() {
+        let lease = crate::dhcp::options::test_lease("198.18.0.5");
+        let cni = crate::ipam::result_from_lease(&lease, "1.1.0", Some(250));
+        let ours = routes_of(&lease, Some(250));
+        assert_eq!(ours.len(), cni.routes.len());
+        for (r, c) in ours.iter().zip(&cni.routes) {
+            assert_eq!(r.dst.to_string(), c.dst.to_string());
+            assert_eq!(r.gw, c.gw);
+            assert_eq!(r.metric, c.priority);
+        }
+        assert!(routes_of(&lease, None).iter().all(|r| r.metric.is_none()));
     }
 }

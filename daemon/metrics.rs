@@ -23,6 +23,7 @@
 //! | `declines_total` | counter | | [`Metrics::decline`] |
 //! | `leases_lost_total` | counter | | [`Metrics::lease_lost`] |
 //! | `requests_in_flight` | gauge | `command` | [`Metrics::request_started`] (a guard) |
+//! | `lease_drivers` | gauge | | [`Metrics::driver_started`] (a guard held by each lease task) |
 //!
 //! Where each call belongs (`m` is `ctx.shared.metrics` in `driver.rs`, `shared.metrics` in
 //! `command.rs`):
@@ -185,7 +186,7 @@ pub fn known_states() -> Vec<&'static str> {
     .into_iter()
     .map(State::name)
     .collect();
-    states.push("LOST");
+    states.push(super::driver::LOST);
     states
 }
 
@@ -249,6 +250,7 @@ pub struct Metrics {
     expiries: Counter,
     declines: Counter,
     leases_lost: Counter,
+    drivers: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -347,6 +349,13 @@ impl Metrics {
             "Leases given up because the container's namespace or interface is gone",
         );
 
+        let drivers = Gauge::default();
+        registry.register(
+            "lease_drivers",
+            "Lease tasks running: at most one per attachment, so more than the leases gauge's total means a task nobody can reach",
+            drivers.clone(),
+        );
+
         let in_flight = Family::<CommandLabel, Gauge>::default();
         let in_flight_known = COMMANDS.map(|c| {
             in_flight
@@ -375,6 +384,16 @@ impl Metrics {
             expiries,
             declines,
             leases_lost,
+            drivers,
+        }
+    }
+
+    /// A lease task (a driver, or a resumed lease still trying to enter its namespace) starts;
+    /// it counts in `lease_drivers` until the returned guard is dropped.
+    pub fn driver_started(&self) -> InFlight {
+        self.drivers.inc();
+        InFlight {
+            gauge: self.drivers.clone(),
         }
     }
 

@@ -10,6 +10,9 @@
 //! - `command.rs`: what each request does to the shared state;
 //! - `table.rs`: the shared state, one slot per attachment;
 //! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
+//! - `identity.rs`: what a lease was granted on (namespace, interface, boot) and the checks
+//!   before every action in a namespace;
+//! - `clock.rs`: the lease clock (monotonic plus time suspended);
 //! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
 //! - `store.rs`: the leases on disk, so a restarted daemon resumes them;
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
@@ -23,8 +26,10 @@
 //! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers.
 //! What profiling at a thousand leases found, and why each piece is there: docs/performance.md.
 
+pub mod clock;
 pub mod command;
 pub mod driver;
+pub mod identity;
 pub mod iface;
 pub mod metrics;
 pub mod pacer;

@@ -91,10 +91,39 @@ pub struct LinkAddr {
 /// Errors: `NotFound` when no such interface exists; the errors of `socket(2)`,
 /// `setsockopt(2)`, `bind(2)` and the `SIOCSIFFLAGS` ioctl.
 pub fn open(ifname: &str) -> io::Result<(OwnedFd, LinkAddr)> {
+    open_inner(ifname, None)
+}
+
+/// Opens the socket on `ifname` again for a lease that already has it (at T1, for a
+/// DHCPRELEASE, after a restart): only if the interface is the one the lease was granted on,
+/// with the same index and MAC as `expect`. Unlike [`open`] it never brings the link up:
+/// whoever set it down meant it.
+///
+/// Must be called on a thread inside the target network namespace.
+///
+/// Errors: `NotFound` when no such interface exists or it is another one under the same name
+/// (deleted and made again); otherwise as [`open`].
+pub fn open_existing(ifname: &str, expect: LinkAddr) -> io::Result<(OwnedFd, LinkAddr)> {
+    open_inner(ifname, Some(expect))
+}
+
+fn open_inner(ifname: &str, expect: Option<LinkAddr>) -> io::Result<(OwnedFd, LinkAddr)> {
     let ifindex = nix::net::if_::if_nametoindex(ifname)
         .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
     let mac = link_mac(ifname)?;
-    set_up(ifname)?;
+    match expect {
+        None => set_up(ifname)?,
+        Some(e) if e.ifindex != ifindex || e.mac != mac => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{ifname} is another interface than the lease's (index {ifindex}, the lease's {})",
+                    e.ifindex
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
 
     // Protocol 0: receives nothing until bound, so the filter is in place before any packet.
     let socket = Socket::new(Domain::PACKET, Type::DGRAM.nonblocking().cloexec(), None)?;

@@ -56,6 +56,13 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
+    /// (server identifier, chaddr) pairs of servers that have shown they key leases by MAC and
+    /// ignore option 61 for that chaddr (`driver::on_offer`): later ADDs on that chaddr fail
+    /// while a sibling holds that server's lease.
+    pub mac_keyed: std::sync::Mutex<std::collections::HashSet<(std::net::Ipv4Addr, [u8; 6])>>,
+    /// Bumped when the machine was suspended ([`super::clock::watch_suspend`]); every driver
+    /// holds a receiver and runs its timers then.
+    pub suspend: tokio::sync::watch::Sender<u64>,
 }
 
 /// Gives memory freed after a burst back to the kernel. A thousand ADDs at once allocate
@@ -109,7 +116,12 @@ pub async fn serve(config: Config) -> io::Result<()> {
         pacer: Pacer::default(),
         connections: AtomicUsize::new(0),
         accepted: AtomicU64::new(0),
+        mac_keyed: Default::default(),
+        suspend: super::clock::suspend_channel().0,
     });
+    // Read the clocks' offset now, before any lease's times are computed.
+    let _ = super::clock::now();
+    tokio::spawn(super::clock::watch_suspend(shared.suspend.clone()));
     if let Some(listener) = metrics_listener {
         info!(address = %listener.local_addr()?, "metrics served at /metrics");
         let scrape = shared.clone();
@@ -170,37 +182,33 @@ pub async fn serve(config: Config) -> io::Result<()> {
 }
 
 /// Resumes every persisted lease, a few at a time (each enters a namespace and asks netlink
-/// about its link); drops those whose namespace or link is gone, and their files.
+/// about its link): drops those whose container is gone, and their files; keeps those that
+/// cannot be resumed for a transient reason, whose tasks try again ([`driver::resume`]).
 async fn resume_all(shared: &Arc<Shared>, records: Vec<super::store::Record>) {
+    use super::driver::{self, Resumed};
     use futures::StreamExt;
     let total = records.len();
-    let results: Vec<_> = futures::stream::iter(records)
+    let results: Vec<Resumed> = futures::stream::iter(records)
         .map(|record| {
             let shared = shared.clone();
             async move {
                 let attachment = record.attachment.clone();
-                match super::driver::resume(&shared, record).await {
-                    Ok(()) => true,
-                    Err(why) => {
-                        info!(%attachment, reason = %why, "persisted lease dropped");
-                        let store_shared = shared.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            store_shared.store.remove(&attachment)
-                        })
-                        .await;
-                        false
-                    }
+                let outcome = driver::resume(&shared, record).await;
+                if let Resumed::Dropped(why) = &outcome {
+                    info!(%attachment, reason = %why, "persisted lease dropped: container gone");
                 }
+                outcome
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
-    let resumed = results.iter().filter(|ok| **ok).count();
+    let count = |f: fn(&Resumed) -> bool| results.iter().filter(|r| f(r)).count();
     if total > 0 {
         info!(
-            resumed,
-            dropped = total - resumed,
+            resumed = count(|r| matches!(r, Resumed::Running)),
+            dropped = count(|r| matches!(r, Resumed::Dropped(_))),
+            retrying = count(|r| matches!(r, Resumed::Retrying(_))),
             "persisted leases reloaded"
         );
     }

@@ -35,7 +35,11 @@
 //!   "granted": {"boot_id": "ef47de3c-...", "boottime_ms": 1983710, "unix_ms": 1795000000000},
 //!   "state": "BOUND",
 //!   "renewals": 3,
-//!   "server_mac": "02:00:00:00:00:fe"
+//!   "server_mac": "02:00:00:00:00:fe",
+//!   "identity": {"boot_id": "ef47de3c-...", "netns_dev": 4, "netns_ino": 4026532178,
+//!                "netns_cookie": 4097, "pid_start": 123456, "ifindex": 2,
+//!                "mac": "02:00:00:00:00:01"},
+//!   "priority": 100
 //! }
 //! ```
 //!
@@ -63,6 +67,14 @@
 //! - `renewals` (integer): DHCPACKs received in RENEWING or REBINDING.
 //! - `server_mac` (string, optional): the MAC of the server's last reply, the link-layer
 //!   destination for unicast renewals.
+//! - `identity` (object, optional; absent in files written before it existed): what the lease
+//!   was granted on ([`Identity`], daemon/identity.rs): `boot_id` of that boot; `netns_dev`
+//!   and `netns_ino`, the nsfs device and inode of the namespace; `netns_cookie`, its
+//!   `SO_NETNS_COOKIE` (absent before Linux 5.14); `pid_start`, for a `/proc/PID/ns/net` path
+//!   the process's start time in clock ticks after boot; `ifindex` and `mac` of the interface.
+//!   A restarted daemon resumes the lease only when all of them still hold.
+//! - `priority` (integer, optional): the ipam `priority`, the metric of the routes the daemon
+//!   puts back on the interface after a lost lease comes back.
 //!
 //! All of it is blocking `std::fs`; the daemon calls it through `spawn_blocking`. A write is one
 //! file of about 1 KiB plus two `fsync(2)`s.
@@ -77,6 +89,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::identity::Identity;
 use crate::dhcp::Lease;
 use crate::rpc::Attachment;
 
@@ -133,6 +146,15 @@ pub struct Record {
     /// On disk: `aa:bb:cc:dd:ee:ff` or absent.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
     pub server_mac: Option<[u8; 6]>,
+    /// What the lease was granted on: namespace, interface, boot ([`Identity`]). Absent in
+    /// files of daemons before it was added; such a lease is checked on what the file does
+    /// hold (boot, MAC) and gets its identity when resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The ipam `priority`: metric of the routes the daemon puts back after a lost lease comes
+    /// back, as in the ADD result. Absent: the kernel's default metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 /// A point in time on two clocks, so lease timers survive both wall-clock jumps (NTP steps,
@@ -164,10 +186,11 @@ impl Granted {
         }
     }
 
-    /// The point that was `Instant` `at` (e.g. [`crate::dhcp::client::Client::granted_at`]):
-    /// now on both clocks, minus how long ago `at` was (0 if `at` is in the future).
+    /// The point that was `at` on the lease clock ([`super::clock::now`], e.g.
+    /// [`crate::dhcp::client::Client::granted_at`]): now on both clocks, minus how long ago
+    /// `at` was (0 if `at` is in the future).
     pub fn from_instant(at: Instant) -> Granted {
-        let ago = duration_ms(at.elapsed());
+        let ago = duration_ms(super::clock::now().saturating_duration_since(at));
         let now = Granted::now();
         Granted {
             boot_id: now.boot_id,
@@ -196,11 +219,11 @@ impl Record {
         self.granted.elapsed_until(&Granted::now())
     }
 
-    /// The monotonic `Instant` the lease was granted at, for
+    /// The lease-clock `Instant` ([`super::clock::now`]) the lease was granted at, for
     /// [`Client::resume`](crate::dhcp::client::Client::resume): now minus
     /// [`Record::elapsed_since_granted`], saturating at the earliest `Instant` representable.
     pub fn granted_instant(&self) -> Instant {
-        instant_before(Instant::now(), self.elapsed_since_granted())
+        instant_before(super::clock::now(), self.elapsed_since_granted())
     }
 
     /// Whether the lease has run out by now (never for an infinite lease, `u32::MAX`). An
@@ -493,6 +516,35 @@ impl Store {
         }
     }
 
+    /// Whether the directory can take a lease now (CNI STATUS): writes a record-sized temp
+    /// file (4 KiB), fsyncs and deletes it. `access(2)` alone says yes on a full or quota-bound
+    /// filesystem, where the next save would fail.
+    ///
+    /// Errors: the first failing call (`ENOSPC`, `EROFS`, `EDQUOT`, `EIO`...).
+    pub fn probe_write(&self) -> io::Result<()> {
+        let tmp = self.dir.join(format!(
+            ".status-probe.{}.{}.tmp",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            f.write_all(&[0u8; 4096])?;
+            f.sync_all()
+        })();
+        let removed = fs::remove_file(&tmp);
+        result?;
+        match removed {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Deletes `attachment`'s record, durably. A missing record is not an error.
     pub fn remove(&self, attachment: &Attachment) -> io::Result<()> {
         match fs::remove_file(self.path_of(attachment)) {
@@ -705,9 +757,10 @@ mod hex_bytes {
 }
 
 /// Serde for a MAC address as `aa:bb:cc:dd:ee:ff`.
-mod mac {
+pub(crate) mod mac {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// `aa:bb:cc:dd:ee:ff`.
     pub fn to_string(mac: &[u8; 6]) -> String {
         mac.iter()
             .map(|b| format!("{b:02x}"))
@@ -715,6 +768,7 @@ mod mac {
             .join(":")
     }
 
+    /// The inverse of [`to_string`]; `None` unless six two-digit hex bytes.
     pub fn parse(s: &str) -> Option<[u8; 6]> {
         let mut mac = [0u8; 6];
         let mut parts = s.split(':');
@@ -728,10 +782,12 @@ mod mac {
         parts.next().is_none().then_some(mac)
     }
 
+    /// Serde `serialize_with`.
     pub fn serialize<S: Serializer>(mac: &[u8; 6], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&to_string(mac))
     }
 
+    /// Serde `deserialize_with`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 6], D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).ok_or_else(|| D::Error::custom(format!("not a MAC address: {s:?}")))
@@ -801,6 +857,8 @@ mod tests {
             state: "BOUND".into(),
             renewals: 2,
             server_mac: Some([0x02, 0, 0, 0, 0, 0xfe]),
+            identity: None,
+            priority: None,
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::identity::Identity;
 use crate::dhcp::Lease;
 use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseRecord, Transaction};
 
@@ -45,10 +46,15 @@ impl Handle {
 pub struct Status {
     /// `CNI_NETNS` as given at ADD.
     pub netns: String,
-    /// The namespace file's identity (device, inode) when the lease started: the namespace's
-    /// nsfs inode. The sweeper ([`crate::daemon::driver::sweep_lost_namespaces`]) compares it
-    /// with what the path names now.
-    pub netns_id: Option<(u64, u64)>,
+    /// What the lease was granted on ([`Identity`]: namespace, interface, boot), once known.
+    /// The sweeper ([`crate::daemon::driver::sweep_lost_namespaces`]) compares it with what
+    /// the namespace path names now.
+    pub identity: Option<Identity>,
+    /// When (lease clock, [`crate::daemon::clock::now`]) the driver took the DHCPACK that bound
+    /// the current lease: a reply to a DHCPDISCOVER sent after this cannot have been built
+    /// before the server granted it (used to tell a server keying by MAC from one answering
+    /// many clients at once).
+    pub bound_at: Option<Instant>,
     /// Option 61 bytes.
     pub client_id: Vec<u8>,
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
@@ -101,10 +107,11 @@ pub struct Slot {
     history: Mutex<VecDeque<Transaction>>,
 }
 
-/// Wall-clock milliseconds since the Unix epoch of the monotonic `at`, by the clocks' offset
-/// right now (`SystemTime::now() - (Instant::now() - at)`); 0 before the epoch.
+/// Wall-clock milliseconds since the Unix epoch of `at` on the lease clock, by the clocks'
+/// offset right now (`SystemTime::now() - (clock::now() - at)`, [`crate::daemon::clock`]); 0
+/// before the epoch.
 pub fn unix_ms_of(at: Instant) -> u64 {
-    let (mono, wall) = (Instant::now(), SystemTime::now());
+    let (mono, wall) = (super::clock::now(), SystemTime::now());
     let wall = if at <= mono {
         wall.checked_sub(mono - at)
     } else {
@@ -231,14 +238,23 @@ impl Table {
             .clone()
     }
 
+    /// Whether `slot` is still the table's slot for its attachment (not removed by a DEL,
+    /// GC or lost container while a request waited for its lock, nor replaced by a newer one).
+    pub fn is_current(&self, slot: &Arc<Slot>) -> bool {
+        self.slots()
+            .get(&slot.attachment)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
     /// The attachment's slot, if it has one.
     pub fn get(&self, attachment: &Attachment) -> Option<Arc<Slot>> {
         self.slots().get(attachment).cloned()
     }
 
-    /// Removes `slot` from the table if it is still the attachment's slot. Call while holding
-    /// the slot's `op` lock with no driver in it, so no request is lost: a request that got the
-    /// slot before removal finds it empty and starts over.
+    /// Removes `slot` from the table if it is still the attachment's slot. A request that got
+    /// the slot before its removal and waits for its `op` lock must check
+    /// [`Table::is_current`] once it has the lock and start over with a fresh slot (as
+    /// `command::add` does), or its work would live in a slot nobody can see.
     pub fn remove(&self, slot: &Arc<Slot>) {
         let mut slots = self.slots();
         if slots

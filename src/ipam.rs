@@ -267,6 +267,7 @@ impl Plugin for DhcpPlugin {
                 client_id: extras.client_id,
                 provided: extras.provided,
                 parameter_request_list: extras.parameter_request_list,
+                priority: conf.ipam.priority,
             },
         };
         match call(&conf, request)? {

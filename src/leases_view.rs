@@ -764,6 +764,8 @@ mod tests {
             state: "BOUND".into(),
             renewals: 4,
             server_mac: None,
+            identity: None,
+            priority: None,
         }
     }
 

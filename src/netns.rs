@@ -48,6 +48,42 @@ pub fn identity_of(path: &Path) -> io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
+/// `SO_NETNS_COOKIE` (Linux 5.14, `include/uapi/asm-generic/socket.h`; the same value on
+/// x86 and arm): a socket option that reads the cookie of the socket's network namespace.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the calling thread's network namespace: a 64-bit number the kernel gives each
+/// namespace once per boot and never to another one (unlike nsfs inode numbers, which are
+/// reused once a namespace is freed). Read with `SO_NETNS_COOKIE` on a throw-away UDP socket,
+/// so it must run on a thread inside the namespace ([`NetNs::run_async`]).
+///
+/// Returns `Ok(None)` on kernels older than 5.14 (`ENOPROTOOPT`). Errors: `socket(2)` or
+/// `getsockopt(2)` failing otherwise.
+pub fn cookie_here() -> io::Result<Option<u64>> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a buffer of `len` writable bytes for the option value.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 && len as usize == std::mem::size_of::<u64>() {
+        return Ok(Some(cookie));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOPROTOOPT) => Ok(None),
+        _ if r == 0 => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Checks that `path` is a network namespace file (what `CNI_NETNS` must name): a file on nsfs
 /// whose namespace type is `CLONE_NEWNET`. Follows symlinks, as `/proc/PID/ns/net` is one.
 ///
@@ -258,8 +294,27 @@ impl NetNs {
     /// `InvalidInput` when the file is not a network namespace (e.g. the empty file left at
     /// `/var/run/netns/NAME` once its bind mount is gone, or another namespace type).
     pub fn open(path: impl AsRef<Path>) -> io::Result<NetNs> {
+        Self::open_with(path, false)
+    }
+
+    /// [`NetNs::open`], refusing a symbolic link as the last component when `no_follow` (a
+    /// namespace bind mount such as `/run/netns/NAME` is never one; `/proc/PID/ns/net` always
+    /// is, so it needs `no_follow` false).
+    ///
+    /// The file is opened `O_NONBLOCK`: opening a FIFO for reading would otherwise wait for a
+    /// writer forever (nsfs ignores the flag). Errors: as [`NetNs::open`]; `ELOOP` for a
+    /// symbolic link with `no_follow`.
+    pub fn open_with(path: impl AsRef<Path>, no_follow: bool) -> io::Result<NetNs> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path)?;
+        let mut flags = libc::O_NONBLOCK;
+        if no_follow {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&path)?;
         check_net_namespace_fd(file.as_fd(), &path)?;
         Ok(NetNs {
             fd: file.into(),
@@ -274,6 +329,15 @@ impl NetNs {
     pub fn identity(&self) -> io::Result<(u64, u64)> {
         let st = nix::sys::stat::fstat(&self.fd).map_err(io::Error::from)?;
         Ok((st.st_dev, st.st_ino))
+    }
+
+    /// Whether the namespace file at `path` now is this namespace: the same (device, inode)
+    /// as this handle's. While the handle is open the namespace lives and its inode number
+    /// cannot be given to another one, so the comparison is exact.
+    ///
+    /// Errors: `stat(2)` on `path` (`NotFound` once the path is gone), `fstat(2)`.
+    pub fn is_named_by(&self, path: &Path) -> io::Result<bool> {
+        Ok(identity_of(path)? == self.identity()?)
     }
 
     /// The path this handle was opened from.

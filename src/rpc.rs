@@ -82,6 +82,10 @@ pub struct AddOptions {
     /// Option 55 codes replacing the default list (ipam `request`), when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter_request_list: Option<Vec<u8>>,
+    /// The ipam `priority`: metric of every route in the ADD result, so that the routes the
+    /// daemon puts back after a lost lease returns are the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 /// A request from a plugin. Serialized with a `command` tag, e.g.
@@ -439,6 +443,7 @@ mod tests {
                 client_id: None,
                 provided: vec![(60, b"acme".to_vec())],
                 parameter_request_list: Some(vec![1, 3, 42]),
+                priority: Some(100),
             },
         };
         let frame = encode(&req);

@@ -66,6 +66,15 @@ const MAX_REQUESTS: u32 = 4;
 /// "after employing the retransmission algorithm"); the reboot phase also never lasts longer than
 /// half of [`ClientConfig::timeout`], so the DISCOVER that follows has time to finish.
 const MAX_REBOOT_REQUESTS: u32 = 3;
+/// Shortest lease the client keeps, in seconds: a shorter one (0 and 1 s included) is kept as
+/// this long, with T1 and T2 at their default fractions of it. A 0-second lease would
+/// otherwise make bind, expire and acquire again loop at the server's round-trip rate. dhcpcd
+/// uses the same floor (`DHCP_MIN_LEASE`, 20 s).
+pub const MIN_LEASE_SECS: u32 = 20;
+/// How long to wait after a DHCPDECLINE (or an abandoned offer) before acquiring again in
+/// [`Client::keep_trying`] mode (RFC 2131 §3.1 step 5: "a minimum of ten seconds ... to avoid
+/// excessive network traffic in case of looping").
+pub const DECLINE_WAIT: Duration = Duration::from_secs(10);
 /// T1/T2 are moved earlier by a random fuzz of up to 1/20 of their value (RFC 2131 §4.4.5: "SHOULD
 /// be chosen with some random fuzz"), so that leases granted together do not renew together.
 const TIMER_FUZZ_DIVISOR: u64 = 20;
@@ -97,6 +106,10 @@ pub struct ClientConfig {
     /// Cap on the SELECTING/REQUESTING retransmission interval (the daemon's `-resendmax`,
     /// default 62 s).
     pub resend_max: Duration,
+    /// Floor on the lease time in seconds ([`MIN_LEASE_SECS`] by default): a DHCPACK granting
+    /// less is kept as this long (T1 and T2 at 1/2 and 7/8 of it), and a T1 or T2 of 0 means
+    /// the default fraction. 0 keeps whatever the server says (for tests of the timers).
+    pub min_lease: u32,
 }
 
 impl ClientConfig {
@@ -112,8 +125,29 @@ impl ClientConfig {
             provided: Vec::new(),
             timeout: Duration::from_secs(10),
             resend_max: Duration::from_secs(62),
+            min_lease: MIN_LEASE_SECS,
         }
     }
+}
+
+/// `lease` with [`ClientConfig::min_lease`] applied: a lease time under `min` (not infinite)
+/// becomes `min` with the default T1 and T2 (RFC 2131 §4.4.5: 0.5 and 0.875 of it), and a T1
+/// or T2 of 0 becomes its default fraction (as dhcpcd reads 0 as "not given").
+fn floored(mut lease: Lease, min: u32) -> Lease {
+    if lease.lease_time != u32::MAX && lease.lease_time < min {
+        lease.lease_time = min;
+        (lease.renewal_time, lease.rebinding_time) = lease_times(min, None, None);
+    }
+    if min > 0 && (lease.renewal_time == 0 || lease.rebinding_time == 0) {
+        let (t1, t2) = lease_times(lease.lease_time, None, None);
+        if lease.rebinding_time == 0 {
+            lease.rebinding_time = t2;
+        }
+        if lease.renewal_time == 0 {
+            lease.renewal_time = t1.min(lease.rebinding_time);
+        }
+    }
+    lease
 }
 
 /// Client states (RFC 2131 §4.4, figure 5), plus the terminal states of this implementation.
@@ -831,6 +865,7 @@ impl Client {
     /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1),
     /// T1 and T2 moved earlier by up to 1/20 of their value (fuzz), always T1 <= T2 <= expiry.
     fn bind(&mut self, now: Instant, lease: Lease, event: fn(Lease) -> Event) {
+        let lease = floored(lease, self.config.min_lease);
         let base = self.last_request.unwrap_or(now);
         self.granted_at = Some(base);
         if lease.lease_time == u32::MAX {
@@ -865,7 +900,9 @@ impl Client {
     /// [`offered`](Client::offered), while REQUESTING. Returns the DHCPDECLINE to broadcast from
     /// 0.0.0.0 to 255.255.255.255: ciaddr 0, option 50 = the address, option 54 = its server,
     /// option 61, the current xid. The lease or offer is forgotten and the state becomes DECLINED
-    /// (terminal: the driver fails the acquisition; RFC 2131 asks for 10 s before any new one).
+    /// (terminal: the driver fails the acquisition), or, in [`keep_trying`](Client::keep_trying)
+    /// mode once a lease was held, INIT with the next DHCPDISCOVER [`DECLINE_WAIT`] later (RFC
+    /// 2131 §3.1 step 5).
     /// In any other state (timers due at `now` fire first) it returns None and changes nothing.
     pub fn decline(&mut self, now: Instant) -> Option<Transmit> {
         self.advance(now);
@@ -879,18 +916,52 @@ impl Client {
             server_id,
         };
         let payload = message::build(&self.config, kind, self.xid, 0);
-        self.forget_lease();
-        self.state = State::Declined;
-        self.next_tx = None;
-        self.deadline = None;
-        self.attempts = 0;
-        self.offer = None;
-        self.reboot_addr = None;
+        self.give_up_offer(now, State::Declined);
         Some(Transmit {
             src: Ipv4Addr::UNSPECIFIED,
             dst: Ipv4Addr::BROADCAST,
             payload,
         })
+    }
+
+    /// Drop the offer being requested (REQUESTING) or the lease just granted (BOUND) without a
+    /// word to the server: for an address that is a sibling's valid binding at a server keying
+    /// by MAC, where a DHCPDECLINE would make the server take it from the sibling. Timers due
+    /// at `now` fire first. Returns whether there was something to drop; in any other state it
+    /// changes nothing.
+    ///
+    /// Afterwards, as after [`decline`](Client::decline): in [`keep_trying`](Client::keep_trying)
+    /// mode once a lease was held, INIT with a DHCPDISCOVER [`DECLINE_WAIT`] later; otherwise
+    /// FAILED (terminal, no [`Event::Timeout`]: the driver reports why).
+    pub fn abandon(&mut self, now: Instant) -> bool {
+        self.advance(now);
+        let holding = match self.state {
+            State::Requesting => self.offer.is_some(),
+            State::Bound => self.lease.is_some(),
+            _ => false,
+        };
+        if holding {
+            self.give_up_offer(now, State::Failed);
+        }
+        holding
+    }
+
+    /// After a DHCPDECLINE or an abandoned offer: forget it; acquire again after
+    /// [`DECLINE_WAIT`] in keep-trying mode, else stop in `terminal`.
+    fn give_up_offer(&mut self, now: Instant, terminal: State) {
+        self.forget_lease();
+        self.offer = None;
+        self.reboot_addr = None;
+        self.attempts = 0;
+        if self.keep_trying && self.ever_bound {
+            self.restart(now, true);
+            self.prefer = None;
+            self.next_tx = now.checked_add(DECLINE_WAIT);
+        } else {
+            self.state = terminal;
+            self.next_tx = None;
+            self.deadline = None;
+        }
     }
 
     /// Give the lease back: a DHCPRELEASE (RFC 2131 §4.4.6) unicast from the leased address
@@ -948,8 +1019,13 @@ mod tests {
         client_id("cid-c1", "labnet", "eth0")
     }
 
+    /// The reference's defaults, without the lease floor, so that the timer tests can use
+    /// leases of a few seconds (the floor has its own tests).
     fn config() -> ClientConfig {
-        ClientConfig::new(our_id(), MAC)
+        ClientConfig {
+            min_lease: 0,
+            ..ClientConfig::new(our_id(), MAC)
+        }
     }
 
     /// What the fake server puts in a reply.
