@@ -1067,6 +1067,8 @@ async fn drive(
                 return;
             }
         }
+        // An event may have moved the client on (a declined or abandoned lease: INIT).
+        ctx.slot.status().state = state_name(client.state());
         if client.state() == State::Bound {
             // Nothing to hear until T1: give the fd back.
             socket = None;

@@ -516,6 +516,12 @@ impl Drop for InFlight {
 /// Time a scraper has to send its request headers.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Scrape connections served at once; one more is closed at once. A scraper needs one.
+pub const MAX_SCRAPE_CONNECTIONS: usize = 16;
+
+/// Longest life of one scrape connection, keep-alive included: a scraper reconnects.
+pub const SCRAPE_CONNECTION_LIFE: Duration = Duration::from_secs(60);
+
 /// Binds the metrics endpoint (`-metrics-listen`). Separate from [`serve`] so the daemon fails
 /// at start, before resuming leases, when the address is taken.
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -526,12 +532,15 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves `GET /metrics` (and `HEAD`) on `listener` forever, answering each with `scrape()`.
 /// Other paths get 404, other methods 405. One task per connection (HTTP/1.1, keep-alive);
-/// a client that does not send its headers within [`HEADER_DEADLINE`] is dropped.
+/// a client that does not send its headers within [`HEADER_DEADLINE`] is dropped, at most
+/// [`MAX_SCRAPE_CONNECTIONS`] are open at once, and none lives past
+/// [`SCRAPE_CONNECTION_LIFE`].
 pub async fn serve<F>(listener: TcpListener, scrape: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
     let scrape = Arc::new(scrape);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPE_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -542,19 +551,29 @@ where
                 continue;
             }
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!("metrics connection refused: {MAX_SCRAPE_CONNECTIONS} already open");
+            continue;
+        };
         let scrape = scrape.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let scrape = scrape.clone();
                 async move { Ok::<_, Infallible>(respond(&req, || scrape())) }
             });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_DEADLINE)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                debug!(error = %e, "metrics connection ended");
+            let served = tokio::time::timeout(
+                SCRAPE_CONNECTION_LIFE,
+                hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_DEADLINE)
+                    .serve_connection(TokioIo::new(stream), service),
+            )
+            .await;
+            match served {
+                Ok(Err(e)) => debug!(error = %e, "metrics connection ended"),
+                Err(_) => debug!("metrics connection closed after its longest life"),
+                Ok(Ok(())) => {}
             }
         });
     }

@@ -75,7 +75,15 @@ pub struct Config {
     /// `GET /metrics` there returns [`metrics`] in the OpenMetrics text format. `None` (the
     /// default): nothing is served, the counters are kept all the same.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Connections on the socket served at once (`-max-connections`, default
+    /// [`DEFAULT_MAX_CONNECTIONS`]). One more gets an error at once and is closed, so a client
+    /// that opens connections and sends nothing cannot exhaust the daemon's descriptors.
+    pub max_connections: usize,
 }
+
+/// Default of [`Config::max_connections`]: room for a thousand ADDs at once with margin (each
+/// waiting plugin holds one connection), far below the raised open-file limit.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 
 impl Default for Config {
     fn default() -> Self {
@@ -91,6 +99,7 @@ impl Default for Config {
             state_dir: PathBuf::from(store::DEFAULT_STATE_DIR),
             worker_threads: 2,
             metrics_listen: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
         }
     }
 }

@@ -39,6 +39,34 @@ const READ_BUFFER: usize = 1024;
 /// Time a client has to send its whole request.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Time a client has to read the daemon's answer (a client that never reads would otherwise
+/// hold its connection, and a connection slot, for ever).
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Writes one response frame to `write` within `deadline`, then shuts the write side down.
+///
+/// Errors: the write failed, or `TimedOut` when the peer did not take it in time.
+pub async fn write_response<W>(write: &mut W, frame: &[u8], deadline: Duration) -> io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(deadline, async {
+        write.write_all(frame).await?;
+        write.shutdown().await
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client did not read its answer within {}s",
+                deadline.as_secs()
+            ),
+        )),
+    }
+}
+
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct Shared {
@@ -138,14 +166,20 @@ pub async fn serve(config: Config) -> io::Result<()> {
     tokio::spawn(trim_after_bursts(shared.clone()));
     tokio::spawn(super::driver::sweep_lost_namespaces(shared.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.config.max_connections));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let shared = shared.clone();
                     shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        refuse_busy(stream, shared.config.max_connections);
+                        continue;
+                    };
+                    let shared = shared.clone();
                     shared.connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
+                        let _permit = permit;
                         connection(shared.clone(), stream).await;
                         shared.connections.fetch_sub(1, Ordering::Relaxed);
                     });
@@ -246,6 +280,18 @@ fn listen(config: &Config) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// A connection beyond `-max-connections`: an error answer if the socket takes it at once
+/// (never waiting), then closed.
+fn refuse_busy(stream: UnixStream, max: usize) {
+    warn!(max, "connection refused: too many connections");
+    let frame = rpc::encode(&Response::error(
+        code::TRY_AGAIN_LATER,
+        "the DHCP daemon is serving too many connections",
+        format!("at most {max} at once (-max-connections); try again"),
+    ));
+    let _ = stream.try_write(&frame);
+}
+
 /// The socket passed by systemd, if this process is the one it was meant for.
 fn activated_fd() -> Option<i32> {
     let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
@@ -295,13 +341,8 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
     if let Some(why) = denied {
         warn!(reason = %why, "connection refused");
         let (_, mut write) = stream.into_split();
-        let _ = write
-            .write_all(&rpc::encode(&Response::error(
-                code::IO_FAILURE,
-                "permission denied",
-                why,
-            )))
-            .await;
+        let frame = rpc::encode(&Response::error(code::IO_FAILURE, "permission denied", why));
+        let _ = write_response(&mut write, &frame, RESPONSE_DEADLINE).await;
         return;
     }
     let (read, mut write) = stream.into_split();
@@ -343,15 +384,42 @@ async fn connection(shared: Arc<Shared>, stream: UnixStream) {
             Err(e) => Response::error(code::DECODING_FAILURE, "bad request", e.to_string()),
         }),
     };
-    if let Some(response) = response {
-        let _ = write.write_all(&rpc::encode(&response)).await;
-        let _ = write.shutdown().await;
+    if let Some(response) = response
+        && let Err(e) = write_response(&mut write, &rpc::encode(&response), RESPONSE_DEADLINE).await
+    {
+        debug!(error = %e, "answer not delivered");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client that never reads a large answer cannot hold the connection past the deadline.
+    #[tokio::test]
+    async fn an_answer_nobody_reads_times_out() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (_read, mut write) = ours.into_split();
+        let frame = vec![b'x'; 8 * 1024 * 1024];
+        let started = tokio::time::Instant::now();
+        let err = write_response(&mut write, &frame, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(theirs);
+        // A reader that reads gets the whole frame in time.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (_read, mut write) = ours.into_split();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        write_response(&mut write, &frame, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(reader.await.unwrap().unwrap(), frame.len());
+    }
 
     #[test]
     fn peer_check_allows_root_own_user_and_group_only() {

@@ -57,6 +57,9 @@ struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9153); off by default.
     #[arg(long = "metrics-listen", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Connections served at once on the socket; beyond it a client gets an immediate error.
+    #[arg(long = "max-connections", default_value_t = cni_dhcp::daemon::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 /// Parses a Go-style duration (`10s`, `1m30s`, `500ms`, `2h`).
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             release_on_exit: parsed.release_on_exit,
             state_dir: parsed.state_dir,
             metrics_listen: parsed.metrics_listen,
+            max_connections: parsed.max_connections as usize,
             ..daemon::Config::default()
         };
         return match daemon::run(config) {
