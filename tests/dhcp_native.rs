@@ -788,30 +788,6 @@ fn json_logs_carry_the_attachment_on_every_lease_line() {
     }
 }
 
-/// The value of one series in a Prometheus/OpenMetrics scrape (`name{labels} value`).
-fn metric(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
-}
-
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
-}
-
 #[test]
 fn metrics_endpoint_counts_known_traffic() {
     if common::skip_unless_available("metrics_endpoint_counts_known_traffic") {

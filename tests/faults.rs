@@ -55,20 +55,6 @@ fn record_of(daemon: &Daemon, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Polls `f` every 50 ms until it is true or `timeout` passes.
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn has_default_route(lab: &Lab, ns: &Path) -> bool {
     String::from_utf8_lossy(&lab.exec_in(ns, &["ip", "route"]).stdout)
         .contains("default via 198.18.0.1")

@@ -90,6 +90,13 @@ pub enum Keying {
     /// [`FakeServer::set_next_address`]): a MAC-keyed server behind ipvlan, where every slave
     /// carries the master's MAC, as seen with the macvlan links the lab can make.
     OneAddress,
+    /// By chaddr only, like [`Keying::Mac`], but a chaddr that already has a binding and
+    /// DISCOVERs again is offered its bound address once and from then on the next free one,
+    /// and a SELECTING REQUEST for that one moves the chaddr's only binding there (its old
+    /// address is freed, so the old holder's renewal is NAKed). What busybox udhcpd does once
+    /// a MAC's binding was blanked by a DHCPDECLINE, or a server that probes the bound address,
+    /// finds it in use and picks another for the same MAC.
+    MacNextAddress,
 }
 
 /// Where bad datagrams go relative to the real reply, see [`FakeServer::garbage`].
@@ -202,6 +209,8 @@ struct Script {
     keying: Keying,
     next_address: Option<Ipv4Addr>,
     echo_client_id: bool,
+    /// Option 121 in OFFER/ACK when set.
+    classless_routes: Option<Vec<(ipnet::Ipv4Net, Ipv4Addr)>>,
 }
 
 impl Default for Script {
@@ -217,6 +226,7 @@ impl Default for Script {
             keying: Keying::ClientId,
             next_address: None,
             echo_client_id: true,
+            classless_routes: None,
         }
     }
 }
@@ -233,6 +243,8 @@ struct State {
     one_address: Option<Ipv4Addr>,
     /// Addresses a client declined: never offered again.
     declined: HashSet<Ipv4Addr>,
+    /// [`Keying::MacNextAddress`]: DISCOVERs from a key that already had a binding.
+    repeats: HashMap<Vec<u8>, u32>,
 }
 
 struct Shared {
@@ -399,6 +411,12 @@ impl FakeServer {
         self.script().keying = keying;
     }
 
+    /// Send option 121 (RFC 3442) with these (destination, router) routes in later OFFERs and
+    /// ACKs; `None` stops.
+    pub fn set_classless_routes(&self, routes: Option<Vec<(ipnet::Ipv4Net, Ipv4Addr)>>) {
+        self.script().classless_routes = routes;
+    }
+
     /// Echo option 61 in replies (RFC 6842). Default true; false for an old server.
     pub fn echo_client_id(&self, yes: bool) {
         self.script().echo_client_id = yes;
@@ -418,6 +436,7 @@ impl FakeServer {
         st.bindings.clear();
         st.one_address = None;
         st.declined.clear();
+        st.repeats.clear();
     }
 
     /// Every datagram received so far, in order.
@@ -723,7 +742,9 @@ fn key_of(keying: Keying, m: &Message) -> Vec<u8> {
         Keying::ClientId => client_id(m)
             .map(|id| [b"id:".as_slice(), &id].concat())
             .unwrap_or_else(|| [b"mac:".as_slice(), m.chaddr()].concat()),
-        Keying::Mac | Keying::OneAddress => [b"mac:".as_slice(), m.chaddr()].concat(),
+        Keying::Mac | Keying::OneAddress | Keying::MacNextAddress => {
+            [b"mac:".as_slice(), m.chaddr()].concat()
+        }
     }
 }
 
@@ -772,7 +793,19 @@ fn decide(
     let bcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, 68);
     match kind {
         Kind::Discover => {
-            let ip = st.address_for(script, &key)?;
+            let ip = if script.keying == Keying::MacNextAddress && st.bindings.contains_key(&key) {
+                let n = st.repeats.entry(key.clone()).or_default();
+                *n += 1;
+                if *n >= 2 {
+                    (u32::from(POOL_START)..=u32::from(POOL_END))
+                        .map(Ipv4Addr::from)
+                        .find(|ip| st.is_free(*ip))?
+                } else {
+                    st.address_for(script, &key)?
+                }
+            } else {
+                st.address_for(script, &key)?
+            };
             Some((reply(script, m, MessageType::Offer, ip), bcast))
         }
         Kind::Selecting | Kind::InitReboot | Kind::Renewing | Kind::Rebinding => {
@@ -791,7 +824,16 @@ fn decide(
             let known = script.keying == Keying::OneAddress
                 || pending_next
                 || st.bindings.contains_key(&key);
-            let have = if known {
+            let have = if known
+                && script.keying == Keying::MacNextAddress
+                && kind == Kind::Selecting
+                && in_pool(want)
+                && st.is_free(want)
+            {
+                // The chaddr's only binding moves to the address it now asks for.
+                st.bindings.insert(key.clone(), want);
+                want
+            } else if known {
                 st.address_for(script, &key)?
             } else if in_pool(want) && st.is_free(want) {
                 // A client this server forgot (or never saw): re-bind it, as authoritative
@@ -876,6 +918,9 @@ fn reply(script: &Script, m: &Message, t: MessageType, ip: Ipv4Addr) -> Message 
     o.insert(DhcpOption::SubnetMask(NETMASK));
     o.insert(DhcpOption::Router(vec![SERVER_ID]));
     o.insert(DhcpOption::DomainNameServer(vec![SERVER_ID]));
+    if let Some(routes) = &script.classless_routes {
+        o.insert(DhcpOption::ClasslessStaticRoute(routes.clone()));
+    }
     r
 }
 

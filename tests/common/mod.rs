@@ -172,6 +172,8 @@ pub struct Lab {
     /// Every netns this lab made, in creation order (deleted in reverse).
     netns: Mutex<Vec<String>>,
     ifseq: AtomicUsize,
+    /// Whether br0 ([`Lab::add_shared_mac_container`]) exists.
+    bridged: std::sync::atomic::AtomicBool,
 }
 
 impl Lab {
@@ -216,6 +218,7 @@ impl Lab {
             dnsmasq: Mutex::new(None),
             netns: Mutex::new(Vec::new()),
             ifseq: AtomicUsize::new(0),
+            bridged: std::sync::atomic::AtomicBool::new(false),
         };
         // From here on a panic drops `lab`, which cleans up what was made so far.
         lab.add_netns(&lab.srv.clone());
@@ -401,6 +404,30 @@ impl Lab {
             &ns,
         ]);
         ip(&["-n", &self.host, "link", "set", host_ifname, "up"]);
+    }
+
+    /// A container interface `ifname` whose MAC is `mac`, shared with other containers made
+    /// the same way, as ipvlan slaves share their master's MAC (this machine's kernel has no
+    /// ipvlan, and macvlan refuses two slaves with one MAC). It is one end of a veth pair whose
+    /// other end is a port of a bridge `br0` in the host netns, which also holds m0 (made on
+    /// first use): broadcasts reach every container and the server, as on ipvlan L2. Left down
+    /// and unaddressed. Unicasts to a shared MAC go to the port that last sent from it, which
+    /// is the container that just sent its request.
+    pub fn add_shared_mac_container(&self, container: impl AsRef<Path>, ifname: &str, mac: &str) {
+        if !self.bridged.swap(true, Ordering::SeqCst) {
+            ip(&["-n", &self.host, "link", "add", "br0", "type", "bridge"]);
+            ip(&["-n", &self.host, "link", "set", MASTER, "master", "br0"]);
+            ip(&["-n", &self.host, "link", "set", "br0", "up"]);
+        }
+        let ns = ns_name(container.as_ref());
+        let port = format!("sm{}", self.ifseq.fetch_add(1, Ordering::SeqCst));
+        ip(&[
+            "-n", &self.host, "link", "add", &port, "type", "veth", "peer", "name", ifname,
+            "netns", &ns,
+        ]);
+        ip(&["-n", &ns, "link", "set", "dev", ifname, "address", mac]);
+        ip(&["-n", &self.host, "link", "set", &port, "master", "br0"]);
+        ip(&["-n", &self.host, "link", "set", &port, "up"]);
     }
 
     /// The MAC of `ifname` in `netns` (a name or path).
