@@ -237,7 +237,10 @@ impl Record {
             && elapsed >= Duration::from_secs(self.lease.lease_time.into())
     }
 
-    /// Checks what serde cannot: values that would be wrong to act on.
+    /// Checks what serde cannot: values that would be wrong to act on, and a lease over the
+    /// size bounds of [`Lease::check_bounds`] (e.g. a hand-edited route list of 10,000 entries:
+    /// every LIST answer would carry it), which no lease from [`crate::dhcp::Reply::to_lease`]
+    /// exceeds.
     fn validate(&self) -> Result<(), String> {
         let a = &self.attachment;
         if a.container_id.is_empty() || a.network.is_empty() || a.ifname.is_empty() {
@@ -252,7 +255,9 @@ impl Record {
         if self.lease.prefix_len > 32 {
             return Err(format!("lease prefix_len {} > 32", self.lease.prefix_len));
         }
-        Ok(())
+        self.lease
+            .check_bounds()
+            .map_err(|e| format!("lease has {e}"))
     }
 }
 
@@ -1128,6 +1133,82 @@ mod tests {
         // Moved-aside files are not read again; the others are reported again.
         let (_, errors) = store.load_all();
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn oversized_lease_lists_are_invalid_and_moved_aside() {
+        use crate::dhcp::Route;
+        use crate::dhcp::options::{MAX_ADDRESSES, MAX_ROUTES, MAX_SEARCH_NAMES};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let route = Route {
+            dst: "10.0.0.0/8".parse().unwrap(),
+            gateway: "198.18.0.1".parse().unwrap(),
+        };
+        // Each record as a person would hand-edit it, in compact JSON: all but the first fit
+        // under MAX_FILE_BYTES, so only validate can refuse them.
+        let write = |id: &str, edit: &dyn Fn(&mut Lease)| {
+            let mut r = record(att(id, "n", "eth0"));
+            edit(&mut r.lease);
+            let mut v = serde_json::to_value(&r).unwrap();
+            v["version"] = FORMAT_VERSION.into();
+            let path = store.path_of(&r.attachment);
+            fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+            path
+        };
+        let cases = [
+            (
+                write("routes10k", &|l| {
+                    l.classless_routes = vec![route.clone(); 10_000]
+                }),
+                "larger than",
+            ),
+            (
+                write("routes5k", &|l| {
+                    l.classless_routes = vec![route.clone(); 5000]
+                }),
+                "invalid: lease has 5000 classless routes, more than 64",
+            ),
+            (
+                write("routes", &|l| {
+                    l.static_routes = vec![route.clone(); MAX_ROUTES + 1]
+                }),
+                "invalid: lease has 65 static routes, more than 64",
+            ),
+            (
+                write("dns", &|l| {
+                    l.dns_servers = vec!["198.18.0.53".parse().unwrap(); MAX_ADDRESSES + 1]
+                }),
+                "invalid: lease has 17 DNS servers",
+            ),
+            (
+                write("search", &|l| {
+                    l.domain_search = vec!["a.example".into(); MAX_SEARCH_NAMES + 1]
+                }),
+                "invalid: lease has 33 search domains",
+            ),
+            (
+                write("domain", &|l| l.domain_name = Some("a".repeat(300))),
+                "invalid: lease has a domain name of 300 bytes",
+            ),
+        ];
+        // At the bounds: still a good record.
+        let at_bounds = write("full", &|l| {
+            l.classless_routes = vec![route.clone(); MAX_ROUTES];
+            l.static_routes = vec![route.clone(); MAX_ROUTES];
+        });
+        let (records, errors) = store.load_all();
+        assert_eq!(records.len(), 1, "{errors:?}");
+        assert_eq!(records[0].attachment.container_id, "full");
+        assert!(at_bounds.exists());
+        assert_eq!(errors.len(), cases.len(), "{errors:?}");
+        for (path, starts) in &cases {
+            let e = errors.iter().find(|e| &e.path == path).unwrap();
+            // 10,000 routes do not even fit in MAX_FILE_BYTES; the others are invalid.
+            assert!(e.reason.starts_with(starts), "{e}");
+            assert!(e.moved_to.is_some(), "moved aside as corrupt: {e}");
+            assert!(!path.exists(), "{e}");
+        }
     }
 
     #[test]

@@ -101,14 +101,56 @@ impl IpamConf {
     /// Resolves `provide` (values from the config or from CNI_ARGS via `arg`) and `request`
     /// into option bytes. Errors: code 7 for an unknown option name or a `provide` entry with
     /// neither `value` nor `fromArg`.
+    ///
+    /// Values with control characters ([`char::is_control`]: U+0000 to U+001F, DEL, U+0080 to
+    /// U+009F) are refused where they would be text the daemon, the DHCP server or an operator's
+    /// terminal shows (option 12 ends up in server logs and lease files):
+    /// - any value taken from `CNI_ARGS` (`fromArg`), whatever the option: code 4
+    ///   ([`code::INVALID_ENV`]), since the CNI spec reserves 4 for invalid environment
+    ///   variables and requires the message to name them (`CNI_ARGS KEY ...`); the runtime, not
+    ///   the network configuration, supplied the bad text;
+    /// - a literal `value` for option 12 (host name, RFC 2132 §3.14, a name with the RFC 1035
+    ///   character set): code 7 ([`code::INVALID_NETWORK_CONFIG`]), since the configuration is
+    ///   what is wrong.
+    ///
+    /// Literal values of other options are sent as configured: binary option data (e.g. option
+    /// 43 sub-options, option 61 type and identifier) needs bytes below 0x20, they are written
+    /// by the operator who owns the configuration, and the daemon keeps them as byte arrays,
+    /// never printed as text. `details` of a refusal is the value escaped with
+    /// `str::escape_debug` (e.g. `web\u{1b}[2J`).
     pub fn dhcp_extras(&self, arg: impl Fn(&str) -> Option<String>) -> Result<DhcpExtras, Error> {
         let bad = |e: String| Error::new(code::INVALID_NETWORK_CONFIG, e, "");
+        let has_control = |v: &str| v.chars().any(char::is_control);
         let mut extras = DhcpExtras::default();
         for p in &self.provide {
             let code = names::option_code(&p.option).map_err(bad)?;
             let value = match (&p.value, &p.from_arg) {
-                (Some(v), _) => Some(v.clone()),
-                (None, Some(key)) => arg(key),
+                (Some(v), _) => {
+                    if code == 12 && has_control(v) {
+                        return Err(Error::new(
+                            code::INVALID_NETWORK_CONFIG,
+                            format!(
+                                "provide option {:?}: the value contains control characters",
+                                p.option
+                            ),
+                            v.escape_debug().to_string(),
+                        ));
+                    }
+                    Some(v.clone())
+                }
+                (None, Some(key)) => match arg(key) {
+                    Some(v) if has_control(&v) => {
+                        return Err(Error::new(
+                            code::INVALID_ENV,
+                            format!(
+                                "CNI_ARGS {key} contains control characters (provide option {:?})",
+                                p.option
+                            ),
+                            v.escape_debug().to_string(),
+                        ));
+                    }
+                    v => v,
+                },
                 (None, None) => {
                     return Err(bad(format!(
                         "provide option {:?} needs \"value\" or \"fromArg\"",
@@ -456,6 +498,61 @@ mod tests {
             let err = ipam(bad.clone()).dhcp_extras(|_| None).unwrap_err();
             assert_eq!(err.code, code::INVALID_NETWORK_CONFIG, "{bad}");
         }
+    }
+
+    #[test]
+    fn provided_values_with_control_characters_are_refused() {
+        let conf = ipam(serde_json::json!({
+            "type": "dhcp",
+            "provide": [
+                {"option": "host-name", "fromArg": "K8S_POD_NAME"},
+                {"option": "vendor-class-identifier", "fromArg": "VENDOR"}
+            ]
+        }));
+        for (key, evil) in [
+            ("K8S_POD_NAME", "web\u{1b}[2J"),
+            ("K8S_POD_NAME", "web-0\nFAKE LOG LINE"),
+            ("K8S_POD_NAME", "web\r"),
+            ("VENDOR", "acme\u{7f}"),
+            ("VENDOR", "acme\u{9b}31m"),
+        ] {
+            let args = |k: &str| {
+                Some(if k == key {
+                    evil.to_string()
+                } else {
+                    "fine".to_string()
+                })
+            };
+            let err = conf.dhcp_extras(args).unwrap_err();
+            assert_eq!(err.code, code::INVALID_ENV, "{key} {evil:?}");
+            assert!(
+                err.msg.contains("CNI_ARGS") && err.msg.contains(key),
+                "{}",
+                err.msg
+            );
+            assert!(!err.details.chars().any(char::is_control), "{evil:?}");
+            assert!(!err.msg.chars().any(char::is_control), "{evil:?}");
+        }
+        let err = conf
+            .dhcp_extras(|_| Some("web\u{1b}0".to_string()))
+            .unwrap_err();
+        assert_eq!(err.details, "web\\u{1b}0");
+        // Printable values, non-ASCII included, still go through.
+        let x = conf.dhcp_extras(|_| Some("wéb-0".to_string())).unwrap();
+        assert_eq!(x.hostname.as_deref(), Some("wéb-0"));
+
+        // A literal host name with control characters is the configuration's fault: code 7.
+        let literal = ipam(serde_json::json!({"type": "dhcp",
+            "provide": [{"option": "12", "value": "host\u{1b}"}]}));
+        let err = literal.dhcp_extras(|_| None).unwrap_err();
+        assert_eq!(err.code, code::INVALID_NETWORK_CONFIG);
+        // Literal binary data for other options is the operator's to send.
+        let binary = ipam(serde_json::json!({"type": "dhcp",
+            "provide": [{"option": "43", "value": "\u{1}\u{2}ab"}]}));
+        assert_eq!(
+            binary.dhcp_extras(|_| None).unwrap().provided,
+            vec![(43, vec![1, 2, b'a', b'b'])]
+        );
     }
 
     #[test]

@@ -31,6 +31,24 @@
 //!
 //! The top level is an array (not an object) so that the records stay what `dhcp-leases
 //! --json` printed before versioning; `schema_version` is therefore in every record.
+//!
+//! # Untrusted text
+//!
+//! Every string shown comes from the daemon or from state files a person may have edited:
+//! container ID, network, ifname, netns, state, client ID, broadcast reason, domain names, last
+//! error, history messages. None may reach the terminal raw (an ESC sequence can clear the
+//! screen, retitle the window or fake a line; a CR can overwrite a line).
+//!
+//! - Table and detail: each such string goes through [`escape_text`], the one helper for text
+//!   output: `\` becomes `\\`; newline, CR and tab become `\n`, `\r`, `\t`; every other
+//!   control character ([`char::is_control`]: U+0000 to U+001F, DEL, U+0080 to U+009F) and the
+//!   invisible characters that reorder or break lines (bidirectional controls U+061C, U+200E,
+//!   U+200F, U+202A to U+202E, U+2066 to U+2069; U+2028, U+2029) become `\u{X}` with X in
+//!   lower-case hex, as Rust's `char::escape_debug` writes them (ESC is `\u{1b}`). Quotes are
+//!   left alone. The output's own newlines (between lines) are the only raw control characters.
+//! - JSON: serde_json escapes U+0000 to U+001F, `"` and `\`; [`to_json`] also writes the
+//!   characters above that JSON allows raw (DEL, U+0080 to U+009F, the bidirectional controls,
+//!   U+2028, U+2029) as `\uXXXX`, which every JSON parser reads back as the same characters.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -216,8 +234,9 @@ fn history_entry(t: Transaction) -> HistoryEntry {
 }
 
 /// Reads a state directory without disturbing a daemon that may run on it
-/// ([`store::read_all`]). Returns the leases and one line per file that could not be used;
-/// fails when the directory cannot be listed.
+/// ([`store::read_all`]). Returns the leases and one line per file that could not be used
+/// (path and reason, through [`escape_text`]: a reason can quote the file's contents); fails
+/// when the directory cannot be listed.
 pub fn load_state_dir(
     dir: &std::path::Path,
     now: &Granted,
@@ -228,7 +247,10 @@ pub fn load_state_dir(
             .iter()
             .map(|r| LeaseView::from_stored(r, now))
             .collect(),
-        errors.iter().map(ToString::to_string).collect(),
+        errors
+            .iter()
+            .map(|e| escape_text(&e.to_string()).into_owned())
+            .collect(),
     ))
 }
 
@@ -261,7 +283,8 @@ impl Filter {
 }
 
 /// The leases `show ID` means: those whose container ID is `id`, else those whose container ID
-/// starts with `id` if they all belong to one container. `Err` explains none or ambiguous.
+/// starts with `id` if they all belong to one container. `Err` explains none or ambiguous (the
+/// IDs in it through [`escape_text`]).
 pub fn select<'a>(views: &'a [LeaseView], id: &str) -> Result<Vec<&'a LeaseView>, String> {
     let exact: Vec<_> = views
         .iter()
@@ -284,9 +307,46 @@ pub fn select<'a>(views: &'a [LeaseView], id: &str) -> Result<Vec<&'a LeaseView>
         1 => Ok(matching),
         _ => Err(format!(
             "{id:?} is ambiguous: it starts the container IDs {}",
-            ids.join(", ")
+            escape_text(&ids.join(", "))
         )),
     }
+}
+
+/// `s` safe to print on a terminal: control and line-reordering characters escaped as the
+/// module documentation ("Untrusted text") lists, `\` doubled so that an escape cannot be
+/// forged; borrowed unchanged when there is nothing to escape. Every character of the result
+/// is printable (no [`char::is_control`]); the result never contains a newline.
+pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Invisible characters that reorder text or break lines without being [`char::is_control`]:
+/// the Unicode bidirectional formatting characters (UAX #9: ALM, LRM, RLM, LRE, RLE, PDF, LRO,
+/// RLO, LRI, RLI, FSI, PDI) and the line and paragraph separators.
+fn is_reordering(c: char) -> bool {
+    matches!(
+        c,
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            | '\u{2028}' | '\u{2029}'
+    )
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\' || c.is_control() || is_reordering(c)
 }
 
 /// A duration in the two largest units that matter: `45s`, `29m59s`, `1h2m`, `3d4h`; a unit
@@ -342,7 +402,9 @@ pub const COLUMNS: [&str; 12] = [
 ];
 
 /// The aligned table: a header line and one line per lease, columns separated by two spaces,
-/// each as wide as its widest cell (in characters), trailing spaces trimmed.
+/// each as wide as its widest cell (in characters), trailing spaces trimmed. Every cell goes
+/// through [`escape_text`]; in the last error a newline is shown as a space, then the error is
+/// cut to [`ERROR_WIDTH`] characters.
 pub fn table(views: &[LeaseView]) -> String {
     let dash = || "-".to_string();
     let rows: Vec<[String; 12]> = views
@@ -354,21 +416,28 @@ pub fn table(views: &[LeaseView]) -> String {
                     l.server_id.to_string(),
                 )
             });
+            let text = |s: &str| escape_text(s).into_owned();
             [
-                v.attachment.container_id.chars().take(12).collect(),
-                v.attachment.network.clone(),
-                v.attachment.ifname.clone(),
+                text(
+                    &v.attachment
+                        .container_id
+                        .chars()
+                        .take(12)
+                        .collect::<String>(),
+                ),
+                text(&v.attachment.network),
+                text(&v.attachment.ifname),
                 address,
                 v.gateway().map_or_else(dash, |g| g.to_string()),
                 server,
-                v.state.clone(),
+                text(&v.state),
                 left(v.t1_in),
                 left(v.t2_in),
                 left(v.expires_in),
                 v.renewals.to_string(),
-                v.last_error
-                    .as_deref()
-                    .map_or_else(dash, |e| truncate(&e.replace('\n', " "), ERROR_WIDTH)),
+                v.last_error.as_deref().map_or_else(dash, |e| {
+                    truncate(&escape_text(&e.replace('\n', " ")), ERROR_WIDTH)
+                }),
             ]
         })
         .collect();
@@ -394,7 +463,8 @@ pub fn table(views: &[LeaseView]) -> String {
     out
 }
 
-/// One lease in full, for `show`, as `key: value` lines, then the history.
+/// One lease in full, for `show`, as `key: value` lines, then the history. Every value and
+/// history message goes through [`escape_text`], so each line is one line.
 pub fn detail(v: &LeaseView) -> String {
     let opt = |s: Option<String>| s.unwrap_or_else(|| "-".into());
     let when = |t: &Option<String>, secs: Option<u64>| match (t, secs) {
@@ -481,7 +551,11 @@ pub fn detail(v: &LeaseView) -> String {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut out = String::new();
     for (k, val) in rows {
-        out.push_str(&format!("{:<width$} {val}\n", format!("{k}:")));
+        out.push_str(&format!(
+            "{:<width$} {}\n",
+            format!("{k}:"),
+            escape_text(&val)
+        ));
     }
     match &v.history {
         Some(h) if h.is_empty() => out.push_str("history: none recorded\n"),
@@ -493,7 +567,11 @@ pub fn detail(v: &LeaseView) -> String {
                     Direction::Received => "received",
                     Direction::Event => "event",
                 };
-                out.push_str(&format!("  {}  {dir:<8}  {}\n", e.at, e.message));
+                out.push_str(&format!(
+                    "  {}  {dir:<8}  {}\n",
+                    escape_text(&e.at),
+                    escape_text(&e.message)
+                ));
             }
         }
         None if v.source == Source::StateDir => {
@@ -504,11 +582,27 @@ pub fn detail(v: &LeaseView) -> String {
     out
 }
 
-/// The JSON of the module docs: an array of [`LeaseView`], pretty-printed.
+/// The JSON of the module docs: an array of [`LeaseView`], pretty-printed, with the characters
+/// JSON allows raw but a terminal would act on (DEL, U+0080 to U+009F, bidirectional controls,
+/// U+2028, U+2029) written as `\uXXXX` escapes (module docs, "Untrusted text").
 pub fn to_json<'a>(views: impl IntoIterator<Item = &'a LeaseView>) -> String {
     let views: Vec<&LeaseView> = views.into_iter().collect();
     // Serializing plain structs with string keys cannot fail.
-    serde_json::to_string_pretty(&views).unwrap_or_default()
+    let json = serde_json::to_string_pretty(&views).unwrap_or_default();
+    // serde_json has escaped U+0000 to U+001F, so what is left to escape is only ever inside a
+    // string; a `\uXXXX` escape there means the same character. All are in the BMP.
+    if !json.chars().any(|c| c.is_control() || is_reordering(c)) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if (c.is_control() && c != '\n') || is_reordering(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -838,6 +932,133 @@ mod tests {
         assert!(load_state_dir(&dir.path().join("nope"), &now).is_err());
         assert!(!dir.path().join("nope").exists());
         drop(store);
+    }
+
+    /// A raw control character other than the newlines that end lines.
+    fn raw_control(text: &str) -> Option<char> {
+        text.chars()
+            .find(|&c| (c.is_control() && c != '\n') || is_reordering(c))
+    }
+
+    #[test]
+    fn escape_text_escapes_controls_and_backslashes_only() {
+        for (raw, shown) in [
+            (
+                "plain é text \"quoted\" it's",
+                "plain é text \"quoted\" it's",
+            ),
+            ("\u{1b}[2J", "\\u{1b}[2J"),
+            ("a\nb\rc\td", "a\\nb\\rc\\td"),
+            ("\u{0}\u{7f}\u{9b}", "\\u{0}\\u{7f}\\u{9b}"),
+            ("rtl\u{202e}txt", "rtl\\u{202e}txt"),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+            // A literal backslash escape in the input cannot pass for an escaped ESC.
+            ("\\u{1b}", "\\\\u{1b}"),
+        ] {
+            let got = escape_text(raw);
+            assert_eq!(got, shown, "{raw:?}");
+            assert_eq!(raw_control(&got), None, "{raw:?}");
+        }
+        assert!(matches!(escape_text("eth0"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn untrusted_text_in_a_state_file_is_shown_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut r = record("evil\u{1b}[2J\u{1b}]0;title\u{7}", Granted::now(), 3600);
+        r.attachment.network = "net\r\nFAKE  LINE".into();
+        r.attachment.ifname = "eth\u{1b}0".into();
+        r.netns = "/run/netns/\u{1b}[31mred".into();
+        r.broadcast_reason = "auto: \u{9b}31m".into();
+        r.state = "BOUND\r".into();
+        r.lease.domain_name = Some("ex\u{1b}ample.test".into());
+        r.lease.domain_search = vec!["a\nb".into(), "back\\slash".into()];
+        store.save(&r).unwrap();
+        // The same record under a name that does not match it: the error quotes the attachment.
+        let misnamed = dir.path().join(format!("{}.json", "0".repeat(32)));
+        std::fs::copy(store.path_of(&r.attachment), &misnamed).unwrap();
+        drop(store);
+
+        let (views, errors) = load_state_dir(dir.path(), &Granted::now()).unwrap();
+        assert_eq!(views.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("evil\\u{1b}[2J"), "{errors:?}");
+        assert_eq!(raw_control(&errors[0]), None, "{errors:?}");
+        let v = &views[0];
+
+        let out = table(std::slice::from_ref(v));
+        assert_eq!(raw_control(&out), None, "{out:?}");
+        assert_eq!(out.lines().count(), 2, "one header, one row: {out:?}");
+        for shown in [
+            "evil\\u{1b}[2",
+            "net\\r\\nFAKE  LINE",
+            "eth\\u{1b}0",
+            "BOUND\\r",
+        ] {
+            assert!(out.contains(shown), "{shown:?} not in {out:?}");
+        }
+
+        let text = detail(v);
+        assert_eq!(raw_control(&text), None, "{text:?}");
+        // Every line is still a `key: value` line (or the history note): nothing forged one.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("history") || line.split_once(": ").is_some(),
+                "{line:?} in {text:?}"
+            );
+        }
+        for shown in [
+            "container:        evil\\u{1b}[2J\\u{1b}]0;title\\u{7}",
+            "network:          net\\r\\nFAKE  LINE",
+            "ifname:           eth\\u{1b}0",
+            "netns:            /run/netns/\\u{1b}[31mred",
+            "state:            BOUND\\r",
+            "broadcast:        false (auto: \\u{9b}31m)",
+            "domain:           ex\\u{1b}ample.test",
+            "search:           a\\nb, back\\\\slash",
+        ] {
+            assert!(text.contains(shown), "{shown:?} not in\n{text}");
+        }
+
+        // JSON keeps the exact strings, escaped by JSON's rules, with nothing raw on the wire.
+        let json = to_json([v]);
+        assert_eq!(raw_control(&json), None, "{json}");
+        assert!(
+            json.contains("\\u001b") && json.contains("\\u009b"),
+            "{json}"
+        );
+        let back: Vec<LeaseView> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![v.clone()]);
+    }
+
+    #[test]
+    fn untrusted_text_from_the_daemon_is_shown_escaped() {
+        let mut v = live("c1\u{1b}c", "n", "BOUND");
+        v.last_error = Some("no reply\u{1b}[1A\u{1b}[2K all is well\r\nmore".into());
+        v.history = Some(vec![history_entry(Transaction {
+            at_unix_ms: 1,
+            direction: Direction::Received,
+            message: "DHCPNAK \u{1b}]0;x\u{7}\nforged".into(),
+        })]);
+        let out = table(std::slice::from_ref(&v));
+        assert_eq!(raw_control(&out), None, "{out:?}");
+        assert_eq!(out.lines().count(), 2, "{out:?}");
+        assert!(out.contains("no reply\\u{1b}[1A"), "{out:?}");
+        let text = detail(&v);
+        assert_eq!(raw_control(&text), None, "{text:?}");
+        assert!(
+            text.contains("  received  DHCPNAK \\u{1b}]0;x\\u{7}\\nforged\n"),
+            "{text}"
+        );
+        assert!(text.contains("all is well\\r\\nmore\n"), "{text}");
+        // `show`'s ambiguity message quotes container IDs.
+        let views = [
+            live("ab\u{1b}1", "n", "BOUND"),
+            live("ab\u{1b}2", "n", "BOUND"),
+        ];
+        let err = select(&views, "ab").unwrap_err();
+        assert_eq!(raw_control(&err), None, "{err:?}");
     }
 
     #[test]

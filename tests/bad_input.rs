@@ -117,6 +117,58 @@ fn malformed_option_119_compression_is_survived() {
 }
 
 #[test]
+fn option_119_compression_bomb_binds_with_a_bounded_search_list() {
+    use cni_dhcp::dhcp::options::{MAX_SEARCH_BYTES, MAX_SEARCH_NAMES};
+    // A 253-character name, then 1000 pointers to it, split over instances of 255 bytes
+    // (RFC 3396): about 2.3 KB of option standing for 250 KB of names.
+    let mut search = Vec::new();
+    for len in [63u8, 63, 63, 61] {
+        search.push(len);
+        search.extend(std::iter::repeat_n(b'x', usize::from(len)));
+    }
+    search.push(0);
+    for _ in 0..1000 {
+        search.extend([0xc0, 0x00]);
+    }
+    let now = Instant::now();
+    let cid = client_id("c1", "net", "eth0");
+    let mut client = Client::new(ClientConfig::new(cid.clone(), MAC), now, 7);
+    let xid = parse_reply(&client.poll_transmit(now).unwrap().payload)
+        .unwrap()
+        .xid;
+    let reply = |mtype: u8| {
+        let mut o = ack_options();
+        o[2] = mtype;
+        for chunk in search.chunks(255) {
+            o.push(119);
+            o.push(chunk.len() as u8);
+            o.extend(chunk);
+        }
+        o.push(61);
+        o.push(cid.len() as u8);
+        o.extend(&cid);
+        let mut p = packet(&o);
+        p[4..8].copy_from_slice(&xid.to_be_bytes());
+        p
+    };
+    client.handle(now, &reply(2)).unwrap(); // OFFER
+    client.poll_transmit(now).unwrap();
+    client.handle(now, &reply(5)).unwrap(); // ACK
+    let Some(Event::Bound(lease)) = client.poll_event() else {
+        panic!("not bound");
+    };
+    let bytes: usize = lease.domain_search.iter().map(String::len).sum();
+    assert!(!lease.domain_search.is_empty());
+    assert!(
+        lease.domain_search.len() <= MAX_SEARCH_NAMES,
+        "{}",
+        lease.domain_search.len()
+    );
+    assert!(bytes <= MAX_SEARCH_BYTES, "{bytes}");
+    assert_eq!(lease.check_bounds(), Ok(()));
+}
+
+#[test]
 fn shell_metacharacters_in_names_never_reach_the_lease() {
     for evil in [
         &b"x.test; rm -rf /"[..],

@@ -34,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&path, data).expect("write record");
     let (records, _errors) = store::read_all(dir).expect("list the state dir");
     for r in &records {
+        // A record that loads is within the lease's size bounds (Record::validate).
+        assert_eq!(r.lease.check_bounds(), Ok(()));
         let _ = r.elapsed_since_granted();
         let _ = r.is_expired();
         let _ = r.lease.routes();

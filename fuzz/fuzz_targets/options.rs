@@ -44,7 +44,19 @@ fuzz_target!(|data: &[u8]| {
     for code in [1u8, 3, 6, 15, 26, 33, 51, 52, 53, 54, 58, 59, 61, 119, 121] {
         let _ = reply.option(code);
     }
+    // Option 119 is decoded lazily (not by parse_reply): decode it whether or not a lease
+    // results, and hold it to its bounds.
+    let (names, _problem) = reply.domain_search();
+    assert!(names.len() <= cni_dhcp::dhcp::options::MAX_SEARCH_NAMES);
+    assert!(
+        names.iter().map(String::len).sum::<usize>() <= cni_dhcp::dhcp::options::MAX_SEARCH_BYTES
+    );
     if let Ok(lease) = reply.to_lease() {
+        assert_eq!(
+            lease.check_bounds(),
+            Ok(()),
+            "to_lease keeps a lease within its bounds"
+        );
         let _ = lease.routes();
         let _ = lease.gateway();
         let _ = lease.address_net();

@@ -160,6 +160,8 @@ fn fetch(args: &Args) -> Result<Vec<LeaseView>, Failure> {
     }
 }
 
+/// One request to the daemon. A failure's text goes through [`leases_view::escape_text`]: a
+/// frame error can quote what the daemon sent.
 fn call(args: &Args, request: &Request) -> Result<Response, Failure> {
     rpc::call(&args.socket, request, TIMEOUT).map_err(|e| {
         let hint = match e {
@@ -168,15 +170,22 @@ fn call(args: &Args, request: &Request) -> Result<Response, Failure> {
             ),
             CallError::Frame { .. } => String::new(),
         };
-        Failure(1, format!("{e}{hint}"))
+        Failure(1, format!("{}{hint}", leases_view::escape_text(&e.to_string())))
     })
 }
 
+/// An answer other than the one asked for; the daemon's error text escaped
+/// ([`leases_view::escape_text`]), anything else in its (escaped) debug form.
 fn unexpected(response: Response) -> Failure {
     match response {
-        Response::Error { msg, details, .. } => {
-            Failure(1, format!("the daemon refused: {msg}: {details}"))
-        }
+        Response::Error { msg, details, .. } => Failure(
+            1,
+            format!(
+                "the daemon refused: {}: {}",
+                leases_view::escape_text(&msg),
+                leases_view::escape_text(&details)
+            ),
+        ),
         other => Failure(1, format!("unexpected answer from the daemon: {other:?}")),
     }
 }

@@ -5,6 +5,7 @@
 //! ([`Env::container_id`], [`Env::ifname`], [`Env::netns`]) turn a missing optional value into
 //! the spec's error code 4 so plugin code can use `?`.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, code};
@@ -77,7 +78,8 @@ pub struct Env {
     /// `CNI_CONTAINERID`: checked with [`validate_container_id`] when present.
     pub container_id: Option<String>,
     /// `CNI_NETNS`: path of the container's network namespace, e.g. `/run/netns/x` or
-    /// `/proc/1234/ns/net`. May be absent for DEL.
+    /// `/proc/1234/ns/net`; checked with [`validate_netns`] when present (so it is absolute,
+    /// valid UTF-8 and free of control characters). May be absent for DEL.
     pub netns: Option<PathBuf>,
     /// `CNI_IFNAME`: interface name inside the container; checked with [`validate_ifname`] when
     /// present.
@@ -90,9 +92,35 @@ pub struct Env {
 }
 
 impl Env {
-    /// Reads the `CNI_*` variables of this process. See [`Env::from_lookup`] for the rules.
+    /// Reads the `CNI_*` variables of this process. See [`Env::from_os_lookup`] for the rules.
     pub fn from_env() -> Result<Env, Error> {
-        Env::from_lookup(|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()))
+        Env::from_os_lookup(|k| std::env::var_os(k))
+    }
+
+    /// Builds an [`Env`] from a lookup of raw variable values, which need not be UTF-8.
+    ///
+    /// Except for VERSION (which ignores everything but `CNI_COMMAND`), `CNI_CONTAINERID`,
+    /// `CNI_NETNS` and `CNI_IFNAME` that are not valid UTF-8 are refused: code 4
+    /// ([`code::INVALID_ENV`]), `msg` `CNI_X is not valid UTF-8`, `details` the value with the
+    /// invalid bytes as `\xNN`. A lossy conversion would name another namespace or interface
+    /// than the runtime meant, and print U+FFFD where the runtime's logs show bytes. Other
+    /// variables are converted lossily (invalid sequences become U+FFFD): `CNI_ARGS` may carry
+    /// keys for other plugins, and the values this plugin uses are checked where they are used
+    /// ([`crate::ipam::IpamConf::dhcp_extras`]). Then the rules of [`Env::from_lookup`] apply.
+    pub fn from_os_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Env, Error> {
+        let is_version = get("CNI_COMMAND").is_some_and(|c| c == "VERSION");
+        if !is_version {
+            for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+                if let Some(v) = get(var).filter(|v| v.to_str().is_none()) {
+                    return Err(Error::new(
+                        code::INVALID_ENV,
+                        format!("{var} is not valid UTF-8"),
+                        format!("{v:?}"),
+                    ));
+                }
+            }
+        }
+        Env::from_lookup(|k| get(k).map(|v| v.to_string_lossy().into_owned()))
     }
 
     /// Builds an [`Env`] from a variable lookup (`get("CNI_COMMAND")` ...), e.g. for tests.
@@ -104,9 +132,10 @@ impl Env {
     /// - DEL: `CNI_CONTAINERID`, `CNI_IFNAME` (`CNI_NETNS` may be empty);
     /// - STATUS, GC, VERSION: none.
     ///
-    /// `CNI_CONTAINERID` and `CNI_IFNAME` are validated ([`validate_container_id`],
-    /// [`validate_ifname`]) whenever present; a malformed `CNI_ARGS` (an item without `=` or
-    /// with an empty key) is refused for every command but VERSION.
+    /// For every command but VERSION, `CNI_CONTAINERID`, `CNI_IFNAME` and `CNI_NETNS` are
+    /// validated ([`validate_container_id`], [`validate_ifname`], [`validate_netns`]) whenever
+    /// present, and a malformed `CNI_ARGS` (an item without `=` or with an empty key) is
+    /// refused.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Env, Error> {
         let var = |k: &str| get(k).filter(|v| !v.is_empty());
         let command = match var("CNI_COMMAND") {
@@ -150,6 +179,9 @@ impl Env {
             }
             if let Some(i) = &ifname {
                 validate_ifname(i)?;
+            }
+            if let Some(n) = &netns {
+                validate_netns(n)?;
             }
         }
         let args = match var("CNI_ARGS") {
@@ -273,7 +305,8 @@ fn id_chars_ok(s: &str) -> bool {
 /// `^[A-Za-z0-9][A-Za-z0-9_.\-]*$` (ASCII only).
 ///
 /// Errors: empty: code 3 ([`code::UNKNOWN_CONTAINER`]) `missing containerID` (as libcni); bad
-/// characters: code 4 ([`code::INVALID_ENV`]) `invalid characters in containerID`, details the ID.
+/// characters: code 4 ([`code::INVALID_ENV`]) `invalid characters in containerID`, details the ID
+/// with control characters escaped (`str::escape_debug`, e.g. `\u{1b}`).
 pub fn validate_container_id(s: &str) -> Result<(), Error> {
     if s.is_empty() {
         return Err(Error::new(
@@ -286,18 +319,28 @@ pub fn validate_container_id(s: &str) -> Result<(), Error> {
         return Err(Error::new(
             code::INVALID_ENV,
             "invalid characters in containerID",
-            s,
+            s.escape_debug().to_string(),
         ));
     }
     Ok(())
 }
 
 /// Checks an interface name (spec 1.1.0 "Parameters", `CNI_IFNAME`, Linux `IFNAMSIZ`): 1 to 15
-/// bytes, no `/`, no `:`, no whitespace (Unicode `White_Space`), not `.` or `..`.
+/// bytes, no `/`, no `:`, no whitespace (Unicode `White_Space`), not `.` or `..`, and no control
+/// characters ([`char::is_control`]: U+0000 to U+001F, DEL U+007F, U+0080 to U+009F). The kernel
+/// (`dev_valid_name`) accepts control characters; we do not, since the name is printed in logs
+/// and `dhcp-leases` output, where an ESC or CR would rewrite the operator's terminal.
 ///
-/// Errors: code 4 ([`code::INVALID_ENV`]), details the name.
+/// Errors: code 4 ([`code::INVALID_ENV`]), details the name with control characters escaped
+/// (`str::escape_debug`, e.g. `eth\u{1b}0`).
 pub fn validate_ifname(s: &str) -> Result<(), Error> {
-    let err = |msg: &str| Err(Error::new(code::INVALID_ENV, msg, s));
+    let err = |msg: &str| {
+        Err(Error::new(
+            code::INVALID_ENV,
+            msg,
+            s.escape_debug().to_string(),
+        ))
+    };
     if s.is_empty() {
         return err("interface name is empty");
     }
@@ -310,6 +353,42 @@ pub fn validate_ifname(s: &str) -> Result<(), Error> {
     if s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
         return err("interface name contains / or : or whitespace characters");
     }
+    if s.chars().any(char::is_control) {
+        return err("interface name contains control characters");
+    }
+    Ok(())
+}
+
+/// Checks `CNI_NETNS` (spec 1.1.0 "Parameters": "a reference to the container's isolation
+/// domain"; on Linux the path of a network namespace file): an absolute path, valid UTF-8, with
+/// no control characters ([`char::is_control`]). The path is handed to the daemon, kept in its
+/// state files and printed by `dhcp-leases`; a relative path would be resolved against whatever
+/// directory the daemon runs in. Whether it names a network namespace is checked where it is
+/// opened ([`crate::netns`]).
+///
+/// Errors: code 4 ([`code::INVALID_ENV`]), msg naming `CNI_NETNS`, details the path with control
+/// characters escaped (`str::escape_debug`).
+pub fn validate_netns(p: &Path) -> Result<(), Error> {
+    let Some(s) = p.to_str() else {
+        return Err(Error::new(
+            code::INVALID_ENV,
+            "CNI_NETNS is not valid UTF-8",
+            format!("{:?}", p.as_os_str()),
+        ));
+    };
+    let err = |msg: &str| {
+        Err(Error::new(
+            code::INVALID_ENV,
+            msg,
+            s.escape_debug().to_string(),
+        ))
+    };
+    if s.chars().any(char::is_control) {
+        return err("CNI_NETNS contains control characters");
+    }
+    if !p.is_absolute() {
+        return err("CNI_NETNS is not an absolute path");
+    }
     Ok(())
 }
 
@@ -317,7 +396,8 @@ pub fn validate_ifname(s: &str) -> Result<(), Error> {
 /// rules as a container ID, `^[A-Za-z0-9][A-Za-z0-9_.\-]*$`, non-empty.
 ///
 /// Errors: code 7 ([`code::INVALID_NETWORK_CONFIG`]): `missing network name` or
-/// `invalid characters found in network name` (details the name).
+/// `invalid characters found in network name` (details the name, control characters escaped
+/// with `str::escape_debug`).
 pub fn validate_network_name(s: &str) -> Result<(), Error> {
     if s.is_empty() {
         return Err(Error::new(
@@ -330,7 +410,7 @@ pub fn validate_network_name(s: &str) -> Result<(), Error> {
         return Err(Error::new(
             code::INVALID_NETWORK_CONFIG,
             "invalid characters found in network name",
-            s,
+            s.escape_debug().to_string(),
         ));
     }
     Ok(())
@@ -509,6 +589,125 @@ mod tests {
             assert_eq!(err.code, code::INVALID_ENV, "{bad:?}");
         }
         assert!(validate_ifname("...").is_ok());
+    }
+
+    #[test]
+    fn ifname_with_control_characters_is_refused_and_reported_escaped() {
+        // The kernel would take every one of these (dev_valid_name refuses only /, :,
+        // whitespace, "." and ".."); none is whitespace, so only the control check stops them.
+        for bad in [
+            "eth\u{1b}[2J",
+            "eth0\u{7f}",
+            "\u{0}eth",
+            "e\u{8}th",
+            "eth\u{9b}0",
+        ] {
+            let err = validate_ifname(bad).unwrap_err();
+            assert_eq!(err.code, code::INVALID_ENV, "{bad:?}");
+            assert!(err.msg.contains("control"), "{bad:?}: {}", err.msg);
+            assert!(
+                !err.details.chars().any(char::is_control),
+                "{bad:?}: {:?}",
+                err.details
+            );
+        }
+        let err = validate_ifname("eth\u{1b}0").unwrap_err();
+        assert_eq!(err.details, "eth\\u{1b}0");
+        let err = env_of(&with(ADD, "CNI_IFNAME", "eth\u{1b}0")).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENV);
+        // Printable non-ASCII stays allowed, as the kernel allows it.
+        assert!(validate_ifname("ethé0").is_ok());
+    }
+
+    #[test]
+    fn netns_must_be_absolute_and_free_of_control_characters() {
+        for ok in ["/run/netns/c1", "/proc/1234/ns/net", "/var/run/netns/ä-1"] {
+            assert!(validate_netns(Path::new(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "run/netns/c1",
+            "./c1",
+            "c1",
+            "/run/netns/c1\n",
+            "/run/netns/\u{1b}]0;pwned\u{7}",
+            "/run/netns/c\r1",
+            "/run/netns/c1\u{7f}",
+        ] {
+            let err = validate_netns(Path::new(bad)).unwrap_err();
+            assert_eq!(err.code, code::INVALID_ENV, "{bad:?}");
+            assert!(err.msg.contains("CNI_NETNS"), "{bad:?}: {}", err.msg);
+            assert!(!err.details.chars().any(char::is_control), "{bad:?}");
+            // Through the environment, for every command that reads it (DEL too).
+            for cmd in ["ADD", "CHECK", "DEL"] {
+                let vars: Vec<(&str, &str)> = ADD
+                    .iter()
+                    .map(|&(k, v)| match k {
+                        "CNI_NETNS" => (k, bad),
+                        "CNI_COMMAND" => (k, cmd),
+                        _ => (k, v),
+                    })
+                    .collect();
+                let err = env_of(&vars).unwrap_err();
+                assert_eq!(err.code, code::INVALID_ENV, "{cmd} {bad:?}");
+            }
+        }
+        // VERSION ignores it.
+        let v: Vec<(&str, &str)> = with(
+            &with(ADD, "CNI_NETNS", "relative\u{1b}"),
+            "CNI_COMMAND",
+            "VERSION",
+        );
+        assert!(env_of(&v).is_ok());
+    }
+
+    fn os_env_of(vars: &[(&str, &[u8])]) -> Result<Env, Error> {
+        use std::os::unix::ffi::OsStringExt;
+        let m: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from_vec(v.to_vec())))
+            .collect();
+        Env::from_os_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn non_utf8_netns_ifname_and_container_id_are_refused() {
+        let add: Vec<(&str, &[u8])> = ADD.iter().map(|&(k, v)| (k, v.as_bytes())).collect();
+        let e = os_env_of(&add).unwrap();
+        assert_eq!(e, env_of(ADD).unwrap(), "valid UTF-8 reads as from_lookup");
+        for (var, bad) in [
+            ("CNI_NETNS", &b"/run/netns/\xff\xfe"[..]),
+            ("CNI_IFNAME", b"eth\xe9"),
+            ("CNI_CONTAINERID", b"cid\x80"),
+        ] {
+            let vars: Vec<(&str, &[u8])> = add
+                .iter()
+                .map(|&(k, v)| if k == var { (k, bad) } else { (k, v) })
+                .collect();
+            let err = os_env_of(&vars).unwrap_err();
+            assert_eq!(err.code, code::INVALID_ENV, "{var}");
+            assert_eq!(err.msg, format!("{var} is not valid UTF-8"));
+            assert!(err.details.contains("\\x"), "{var}: {}", err.details);
+            // VERSION ignores it.
+            let mut version = vars.clone();
+            version.retain(|(k, _)| *k != "CNI_COMMAND");
+            version.push(("CNI_COMMAND", b"VERSION"));
+            assert!(os_env_of(&version).is_ok(), "{var}");
+        }
+        // Other variables are read lossily: an unused CNI_ARGS key for another plugin must not
+        // fail the command.
+        let vars: Vec<(&str, &[u8])> = add
+            .iter()
+            .map(|&(k, v)| {
+                if k == "CNI_ARGS" {
+                    (k, &b"K8S_POD_NAME=web-0;OTHER=\xff"[..])
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        let e = os_env_of(&vars).unwrap();
+        assert_eq!(e.arg("K8S_POD_NAME"), Some("web-0"));
+        assert_eq!(e.arg("OTHER"), Some("\u{fffd}"));
     }
 
     #[test]

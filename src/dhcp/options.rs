@@ -11,6 +11,21 @@
 //! Each known option is then decoded on its own; one that is malformed (e.g. option 1 not 4 bytes)
 //! is reported in [`Reply::malformed`] and ignored, never hiding the valid options around it.
 //! Nothing here panics on any input: every index is checked and all arithmetic is bounded.
+//!
+//! # Cost and size bounds
+//!
+//! [`parse_reply`] runs on every datagram the client hears, before [`Reply::xid`] and
+//! [`Reply::client_id`] tell whether it is ours (on ipvlan every slave hears every broadcast
+//! reply), so it does only work linear in the datagram and allocates at most a copy of it: it
+//! never decodes option 119, whose DNS name compression (RFC 1035 §4.1.4) makes a few bytes
+//! stand for a whole name. Option 119 is decoded by [`Reply::domain_search`], which
+//! [`Reply::to_lease`] calls, and the client calls that only for a reply that passed its xid,
+//! client identifier, chaddr and message type checks.
+//!
+//! A [`Lease`] is kept in the daemon's state files and sent in every LIST answer, so each of
+//! its lists has a bound ([`Lease::check_bounds`]): [`MAX_ADDRESSES`] routers and DNS servers,
+//! [`MAX_ROUTES`] routes per route option, [`MAX_SEARCH_NAMES`] search names of
+//! [`MAX_SEARCH_BYTES`] in all, [`MAX_NAME_LEN`] per name.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -24,6 +39,36 @@ pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// Length of the fixed BOOTP header up to and including the magic cookie (RFC 2131 §2): 236 bytes
 /// of header plus the 4-byte cookie. A shorter UDP payload cannot be a DHCP message.
 pub const HEADER_LEN: usize = 240;
+
+/// Most routers (option 3) and most DNS servers (option 6) kept in a [`Lease`], each. Only the
+/// first router is used (the CNI result's gateway) and resolv.conf reads 3 name servers
+/// (`MAXNS`); addresses beyond are dropped and reported in [`Reply::malformed`].
+pub const MAX_ADDRESSES: usize = 16;
+
+/// Most routes in [`Lease::classless_routes`] (option 121) and in [`Lease::static_routes`]
+/// (option 33), each. An option with more is ignored as a whole and reported in
+/// [`Reply::malformed`], as a malformed one is: a routing table cut short (possibly without its
+/// default route) is worse than none.
+pub const MAX_ROUTES: usize = 64;
+
+/// Most entries of the option 119 search list examined (RFC 3397 sets no limit; glibc used to
+/// read 6); entries beyond, and names that would take the list past [`MAX_SEARCH_BYTES`], are
+/// dropped and reported by [`Reply::domain_search`].
+pub const MAX_SEARCH_NAMES: usize = 32;
+
+/// Most bytes of the decoded search list, counted as the sum of the names' lengths in text
+/// form (`example.com` is 11). Compression pointers let 2 bytes of option 119 stand for a
+/// 253-byte name, so about 1 KiB of option would otherwise decode to over 100 KiB.
+pub const MAX_SEARCH_BYTES: usize = 1024;
+
+/// Longest domain name, in bytes of text form (names are ASCII: one byte a character): 255
+/// bytes in DNS wire form (RFC 1035 §2.3.4) less the first length byte and the root byte.
+/// Applies to option 15 and to each option 119 name.
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Most compression pointers followed within one option 119 name: a 255-byte name has at most
+/// 127 labels, so no encoder needs more; it bounds the work of a chain of pointers to pointers.
+pub const MAX_NAME_POINTERS: usize = 127;
 
 // Offsets of the fixed header fields (RFC 2131 §2, figure 1). All multi-byte fields are in
 // network byte order.
@@ -140,19 +185,23 @@ pub struct Lease {
     /// Prefix length from option 1 (RFC 2132 §3.3); when absent or not a contiguous mask, the
     /// classful default of `address` (A /8, B /16, C /24, otherwise /32), as the reference does.
     pub prefix_len: u8,
-    /// Option 3 routers, in server order (RFC 2132 §3.5).
+    /// Option 3 routers, in server order (RFC 2132 §3.5); at most [`MAX_ADDRESSES`].
     pub routers: Vec<Ipv4Addr>,
-    /// Option 6 DNS servers, in server order (RFC 2132 §3.8).
+    /// Option 6 DNS servers, in server order (RFC 2132 §3.8); at most [`MAX_ADDRESSES`].
     pub dns_servers: Vec<Ipv4Addr>,
     /// Option 15 domain name (RFC 2132 §3.17), trailing NULs and dot removed; only names made of
-    /// letters, digits, `-`, `_` and `.` are accepted (they end up in resolv.conf).
+    /// letters, digits, `-`, `_` and `.` are accepted (they end up in resolv.conf); at most
+    /// [`MAX_NAME_LEN`] bytes.
     pub domain_name: Option<String>,
     /// Option 119 domain search list (RFC 3397), decoded from DNS wire format with compression;
-    /// names with other characters than letters, digits, `-`, `_` are dropped.
+    /// names with other characters than letters, digits, `-`, `_` are dropped. At most
+    /// [`MAX_SEARCH_NAMES`] names of at most [`MAX_NAME_LEN`] bytes, [`MAX_SEARCH_BYTES`] in
+    /// all.
     pub domain_search: Vec<String>,
-    /// Option 121 classless static routes (RFC 3442), in server order.
+    /// Option 121 classless static routes (RFC 3442), in server order; at most [`MAX_ROUTES`].
     pub classless_routes: Vec<Route>,
-    /// Option 33 static routes (RFC 2132 §5.8), destination with its classful mask.
+    /// Option 33 static routes (RFC 2132 §5.8), destination with its classful mask; at most
+    /// [`MAX_ROUTES`].
     pub static_routes: Vec<Route>,
     /// Option 26 interface MTU in bytes (RFC 2132 §5.1), at least 68.
     pub mtu: Option<u16>,
@@ -230,6 +279,36 @@ impl Lease {
         warnings
     }
 
+    /// Checks the size bounds of the module documentation ("Cost and size bounds"), which
+    /// [`Reply::to_lease`] guarantees, for a lease read from elsewhere (a state file, an RPC
+    /// answer): at most [`MAX_ADDRESSES`] routers and DNS servers, [`MAX_ROUTES`] classless and
+    /// static routes, [`MAX_SEARCH_NAMES`] search names, each at most [`MAX_NAME_LEN`] bytes
+    /// and [`MAX_SEARCH_BYTES`] in all, a domain name of at most [`MAX_NAME_LEN`] bytes.
+    ///
+    /// Errors: the first bound broken, in words, e.g. `10000 classless routes, more than 64`.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let count = |what: &str, n: usize, max: usize| {
+            if n > max {
+                Err(format!("{n} {what}, more than {max}"))
+            } else {
+                Ok(())
+            }
+        };
+        count("routers", self.routers.len(), MAX_ADDRESSES)?;
+        count("DNS servers", self.dns_servers.len(), MAX_ADDRESSES)?;
+        count("classless routes", self.classless_routes.len(), MAX_ROUTES)?;
+        count("static routes", self.static_routes.len(), MAX_ROUTES)?;
+        count("search domains", self.domain_search.len(), MAX_SEARCH_NAMES)?;
+        let names = self.domain_name.iter().chain(&self.domain_search);
+        if let Some(long) = names.map(String::len).find(|&n| n > MAX_NAME_LEN) {
+            return Err(format!(
+                "a domain name of {long} bytes, longer than {MAX_NAME_LEN}"
+            ));
+        }
+        let search_bytes: usize = self.domain_search.iter().map(String::len).sum();
+        count("bytes of search domains", search_bytes, MAX_SEARCH_BYTES)
+    }
+
     /// The first option 3 router, used as the CNI result's gateway (as the reference does).
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.routers.first().copied()
@@ -282,8 +361,10 @@ pub struct Reply {
     pub client_id: Option<Vec<u8>>,
     /// Every option by code, concatenated per RFC 3396, pad/end excluded, zero-length skipped.
     pub options: BTreeMap<u8, Vec<u8>>,
-    /// Known options that were present but malformed (and are ignored), plus walk problems
-    /// (code 0 for a truncated options area).
+    /// Known options that were present but malformed (and are ignored) or over a bound (cut
+    /// to it: [`MAX_ADDRESSES`]; or ignored: [`MAX_ROUTES`]), plus walk problems (code 0 for a
+    /// truncated options area). Option 119 is not checked here (it is costly to decode, see
+    /// the module documentation): its problems are reported by [`Reply::domain_search`].
     pub malformed: Vec<MalformedOption>,
 }
 
@@ -304,7 +385,9 @@ impl Reply {
     /// [`ParseError::MissingOption`] when option 54 (server identifier) or 51 (lease time) is
     /// missing or malformed (both MUST be in OFFER and ACK, RFC 2131 §4.3.1 table 3). Other
     /// malformed options are left out of the lease. T1/T2 default to 0.5/0.875 of the lease
-    /// (RFC 2131 §4.4.5) and are clamped so that T1 <= T2 <= lease.
+    /// (RFC 2131 §4.4.5) and are clamped so that T1 <= T2 <= lease. The lease is within the
+    /// bounds of [`Lease::check_bounds`]; this is where option 119 is decoded
+    /// ([`Reply::domain_search`]), so call it only for a reply known to be for this client.
     pub fn to_lease(&self) -> Result<Lease, ParseError> {
         let address = self.yiaddr;
         if !usable_unicast(address) {
@@ -331,9 +414,7 @@ impl Reply {
                 .decoded(code::DNS_SERVER, decode_addrs)
                 .unwrap_or_default(),
             domain_name: self.decoded(code::DOMAIN_NAME, decode_domain_name),
-            domain_search: self
-                .option(code::DOMAIN_SEARCH)
-                .map_or_else(Vec::new, |d| decode_domain_search(d).0),
+            domain_search: self.domain_search().0,
             classless_routes: self
                 .decoded(code::CLASSLESS_ROUTE, decode_classless_routes)
                 .unwrap_or_default(),
@@ -349,6 +430,30 @@ impl Reply {
         })
     }
 
+    /// Option 119 (RFC 3397) decoded: the search names (empty without the option) and what
+    /// was wrong with it, if anything (code 119). Names decoded before a malformed encoding are
+    /// kept; names with characters other than letters, digits, `-`, `_` are dropped silently.
+    /// At most [`MAX_SEARCH_NAMES`] entries are examined and [`MAX_SEARCH_BYTES`] of names
+    /// kept; what is beyond is dropped and reported. The work is bounded too: at most
+    /// [`MAX_SEARCH_NAMES`] names of at most 127 labels and [`MAX_NAME_POINTERS`] pointers
+    /// each, whatever the option's length.
+    ///
+    /// Decoding is not free (compression pointers): it is left out of [`parse_reply`] and
+    /// happens here, for [`Reply::to_lease`] or a caller that wants the report.
+    pub fn domain_search(&self) -> (Vec<String>, Option<MalformedOption>) {
+        let Some(d) = self.option(code::DOMAIN_SEARCH) else {
+            return (Vec::new(), None);
+        };
+        let (names, problem) = decode_domain_search(d);
+        (
+            names,
+            problem.map(|reason| MalformedOption {
+                code: code::DOMAIN_SEARCH,
+                reason,
+            }),
+        )
+    }
+
     fn decoded<T>(&self, code: u8, f: fn(&[u8]) -> Result<T, &'static str>) -> Option<T> {
         self.option(code).and_then(|d| f(d).ok())
     }
@@ -361,7 +466,8 @@ type Check = fn(&[u8]) -> Result<(), &'static str>;
 ///
 /// Errors only when the fixed header is missing ([`ParseError::TooShort`], under 240 bytes) or the
 /// magic cookie is wrong ([`ParseError::BadCookie`]). Everything in the options area is best
-/// effort: see the module documentation. Never panics.
+/// effort: see the module documentation. Work and memory are linear in `bytes`; option 119 is
+/// not decoded here ([`Reply::domain_search`]). Never panics.
 pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ParseError> {
     if bytes.len() < HEADER_LEN {
         return Err(ParseError::TooShort(bytes.len()));
@@ -422,11 +528,12 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ParseError> {
         until_nul(sname_field)
     };
 
-    // Decode each known option once, only to report the malformed ones.
+    // Decode each known option once, only to report the malformed ones. Option 119 is left
+    // to Reply::domain_search: its decoding costs more than reading it (see the module docs).
     let checks: &[(u8, Check)] = &[
         (code::SUBNET_MASK, |d| decode_mask(d).map(drop)),
-        (code::ROUTER, |d| decode_addrs(d).map(drop)),
-        (code::DNS_SERVER, |d| decode_addrs(d).map(drop)),
+        (code::ROUTER, check_addrs),
+        (code::DNS_SERVER, check_addrs),
         (code::DOMAIN_NAME, |d| decode_domain_name(d).map(drop)),
         (code::MTU, |d| decode_mtu(d).map(drop)),
         (code::BROADCAST, |d| decode_addr(d).map(drop)),
@@ -436,10 +543,6 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ParseError> {
         (code::SERVER_ID, |d| decode_addr(d).map(drop)),
         (code::RENEWAL_TIME, |d| decode_u32(d).map(drop)),
         (code::REBINDING_TIME, |d| decode_u32(d).map(drop)),
-        (code::DOMAIN_SEARCH, |d| match decode_domain_search(d).1 {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }),
         (code::CLASSLESS_ROUTE, |d| {
             decode_classless_routes(d).map(drop)
         }),
@@ -570,14 +673,36 @@ fn decode_addr(d: &[u8]) -> Result<Ipv4Addr, &'static str> {
         .map_err(|_| "expected 4 bytes")
 }
 
+/// Options 3 and 6: a list of addresses, the first [`MAX_ADDRESSES`] kept.
 fn decode_addrs(d: &[u8]) -> Result<Vec<Ipv4Addr>, &'static str> {
     if d.is_empty() || !d.len().is_multiple_of(4) {
         return Err("expected a non-empty multiple of 4 bytes");
     }
     Ok(d.chunks_exact(4)
+        .take(MAX_ADDRESSES)
         .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
         .collect())
 }
+
+/// [`decode_addrs`] for [`Reply::malformed`]: also reports addresses beyond [`MAX_ADDRESSES`].
+fn check_addrs(d: &[u8]) -> Result<(), &'static str> {
+    decode_addrs(d)?;
+    if d.len() / 4 > MAX_ADDRESSES {
+        return Err(TOO_MANY_ADDRESSES);
+    }
+    Ok(())
+}
+
+/// The report of [`check_addrs`]; its numbers are [`MAX_ADDRESSES`] (checked by a test).
+const TOO_MANY_ADDRESSES: &str = "more than 16 addresses: the first 16 are kept";
+/// The report of a route option over [`MAX_ROUTES`] (numbers checked by a test).
+const TOO_MANY_ROUTES: &str = "more than 64 routes: the option is ignored";
+/// The report of an option 119 with more than [`MAX_SEARCH_NAMES`] entries.
+const TOO_MANY_NAMES: &str = "more than 32 names: the rest are dropped";
+/// The report of an option 119 whose names exceed [`MAX_SEARCH_BYTES`].
+const TOO_MANY_BYTES: &str = "names longer than 1024 bytes in all: the rest are dropped";
+/// The report of an option 119 name with more than [`MAX_NAME_POINTERS`] pointers.
+const TOO_MANY_POINTERS: &str = "more than 127 compression pointers in one name";
 
 /// Option 1: a contiguous mask of /1 to /32.
 fn decode_mask(d: &[u8]) -> Result<u8, &'static str> {
@@ -615,7 +740,7 @@ fn decode_domain_name(d: &[u8]) -> Result<String, &'static str> {
     if let [rest @ .., b'.'] = name {
         name = rest;
     }
-    if name.len() > 253 || !name.split(|&b| b == b'.').all(valid_label) {
+    if name.len() > MAX_NAME_LEN || !name.split(|&b| b == b'.').all(valid_label) {
         return Err("domain name is not a valid host name");
     }
     String::from_utf8(name.to_vec()).map_err(|_| "domain name is not ASCII")
@@ -623,15 +748,28 @@ fn decode_domain_name(d: &[u8]) -> Result<String, &'static str> {
 
 /// Option 119 (RFC 3397): a sequence of DNS names in RFC 1035 §3.1 wire format; compression
 /// pointers (RFC 1035 §4.1.4) are offsets into the concatenated option data. Returns the names
-/// decoded before any error, and the first error. Loops are impossible: each pointer must point
-/// strictly before the start of the label run that contains it, so positions strictly decrease.
+/// decoded before any error or bound, and the first error or bound reached. Loops are
+/// impossible: each pointer must point strictly before the start of the label run that contains
+/// it, so positions strictly decrease. Bounded: at most [`MAX_SEARCH_NAMES`] entries are
+/// examined (kept or not), names are kept up to [`MAX_SEARCH_BYTES`] in all, and each name costs
+/// at most 127 labels and [`MAX_NAME_POINTERS`] pointers ([`decode_dns_name`]).
 fn decode_domain_search(d: &[u8]) -> (Vec<String>, Option<&'static str>) {
     let mut names = Vec::new();
+    let mut bytes = 0usize;
     let mut pos = 0;
+    let mut entries = 0;
     while pos < d.len() {
+        if entries == MAX_SEARCH_NAMES {
+            return (names, Some(TOO_MANY_NAMES));
+        }
+        entries += 1;
         match decode_dns_name(d, pos) {
             Ok((name, next)) => {
                 if let Some(name) = name {
+                    bytes += name.len();
+                    if bytes > MAX_SEARCH_BYTES {
+                        return (names, Some(TOO_MANY_BYTES));
+                    }
                     names.push(name);
                 }
                 pos = next;
@@ -643,10 +781,14 @@ fn decode_domain_search(d: &[u8]) -> (Vec<String>, Option<&'static str>) {
 }
 
 /// One name at `start`; returns it (None for the root name or a name with invalid characters)
-/// and the offset just after it in the primary sequence.
+/// and the offset just after it in the primary sequence. A name longer than 255 bytes in wire
+/// form ([`MAX_NAME_LEN`] in text) or with more than [`MAX_NAME_POINTERS`] pointers is an
+/// error.
 fn decode_dns_name(d: &[u8], start: usize) -> Result<(Option<String>, usize), &'static str> {
     let mut labels: Vec<&[u8]> = Vec::new();
+    // Wire length so far, without the root byte: length bytes plus labels.
     let mut total = 0usize;
+    let mut pointers = 0usize;
     let mut pos = start;
     let mut run_start = start;
     let mut next = None;
@@ -672,7 +814,8 @@ fn decode_dns_name(d: &[u8], start: usize) -> Result<(Option<String>, usize), &'
                     .get(pos + 1..pos + 1 + usize::from(len))
                     .ok_or("label runs past the end of option 119")?;
                 total += label.len() + 1;
-                if total > 255 {
+                // RFC 1035 §2.3.4: 255 bytes at most, the root byte included.
+                if total + 1 > 255 {
                     return Err("name longer than 255 bytes");
                 }
                 labels.push(label);
@@ -686,6 +829,10 @@ fn decode_dns_name(d: &[u8], start: usize) -> Result<(Option<String>, usize), &'
                 if target >= run_start {
                     return Err("compression pointer does not point backwards");
                 }
+                pointers += 1;
+                if pointers > MAX_NAME_POINTERS {
+                    return Err(TOO_MANY_POINTERS);
+                }
                 if next.is_none() {
                     next = Some(pos + 2);
                 }
@@ -698,11 +845,15 @@ fn decode_dns_name(d: &[u8], start: usize) -> Result<(Option<String>, usize), &'
 }
 
 /// Option 121 (RFC 3442 §3): (width, significant destination octets, router) entries. The whole
-/// option is rejected if any entry is malformed: a partial routing table is worse than none.
+/// option is rejected if any entry is malformed or there are more than [`MAX_ROUTES`]: a
+/// partial routing table is worse than none.
 fn decode_classless_routes(d: &[u8]) -> Result<Vec<Route>, &'static str> {
     let mut routes = Vec::new();
     let mut rest = d;
     while let Some((&width, tail)) = rest.split_first() {
+        if routes.len() == MAX_ROUTES {
+            return Err(TOO_MANY_ROUTES);
+        }
         if width > 32 {
             return Err("destination width over 32");
         }
@@ -727,10 +878,14 @@ fn decode_classless_routes(d: &[u8]) -> Result<Vec<Route>, &'static str> {
 }
 
 /// Option 33 (RFC 2132 §5.8): (destination, router) pairs; the destination gets its classful mask
-/// as in the reference. 0.0.0.0 as destination is illegal there and skipped.
+/// as in the reference. 0.0.0.0 as destination is illegal there and skipped. More than
+/// [`MAX_ROUTES`] pairs: the whole option is rejected, as for option 121.
 fn decode_static_routes(d: &[u8]) -> Result<Vec<Route>, &'static str> {
     if d.is_empty() || !d.len().is_multiple_of(8) {
         return Err("expected a non-empty multiple of 8 bytes");
+    }
+    if d.len() / 8 > MAX_ROUTES {
+        return Err(TOO_MANY_ROUTES);
     }
     Ok(d.chunks_exact(8)
         .filter_map(|c| {
@@ -1111,6 +1266,291 @@ mod tests {
         assert!(err.is_none());
     }
 
+    /// Option `code` carrying `data` of any length, split into instances of at most 255 bytes
+    /// (RFC 3396), as a server sends a long option.
+    fn long_option(code: u8, data: &[u8]) -> Vec<u8> {
+        let mut o = Vec::new();
+        for chunk in data.chunks(255) {
+            o.push(code);
+            o.push(chunk.len() as u8);
+            o.extend_from_slice(chunk);
+        }
+        o
+    }
+
+    /// A 253-character name in wire form (255 bytes: the longest RFC 1035 allows).
+    fn longest_name() -> Vec<u8> {
+        let mut d = Vec::new();
+        for len in [63u8, 63, 63, 61] {
+            d.push(len);
+            d.extend(std::iter::repeat_n(b'a', usize::from(len)));
+        }
+        d.push(0);
+        assert_eq!(d.len(), 255);
+        d
+    }
+
+    #[test]
+    fn parse_reply_leaves_option_119_to_domain_search() {
+        // A pointer to itself: malformed, but parse_reply does not look.
+        let r = parse_reply(&with_base(&[119, 2, 0xc0, 0, 6, 4, 1, 1, 1, 1])).unwrap();
+        assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+        let (names, problem) = r.domain_search();
+        assert!(names.is_empty());
+        assert_eq!(problem.map(|p| p.code), Some(code::DOMAIN_SEARCH));
+        let lease = r.to_lease().unwrap();
+        assert!(lease.domain_search.is_empty());
+        assert_eq!(lease.dns_servers, vec![Ipv4Addr::new(1, 1, 1, 1)]);
+        // No option 119: nothing decoded, nothing reported.
+        assert_eq!(
+            parse_reply(&with_base(&[])).unwrap().domain_search(),
+            (vec![], None)
+        );
+    }
+
+    #[test]
+    fn domain_search_compression_bomb_stays_within_the_caps() {
+        // One 253-character name, then 600 two-byte pointers to it: 1455 bytes of option that
+        // would decode to 601 names, 152 KB.
+        let mut d = longest_name();
+        for _ in 0..600 {
+            d.extend_from_slice(&[0xc0, 0]);
+        }
+        let r = parse_reply(&with_base(&long_option(119, &d))).unwrap();
+        assert_eq!(r.option(119).map(<[u8]>::len), Some(d.len()));
+        let (names, problem) = r.domain_search();
+        let bytes: usize = names.iter().map(String::len).sum();
+        assert!(names.len() <= MAX_SEARCH_NAMES && bytes <= MAX_SEARCH_BYTES);
+        assert_eq!(
+            names.len(),
+            MAX_SEARCH_BYTES / 253,
+            "as many whole names as fit"
+        );
+        assert_eq!(problem.map(|p| p.reason), Some(TOO_MANY_BYTES));
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.domain_search, names);
+        assert_eq!(lease.check_bounds(), Ok(()));
+
+        // Short names: the entry count stops it (40 pointers to "a").
+        let mut d = vec![1, b'a', 0];
+        for _ in 0..40 {
+            d.extend_from_slice(&[0xc0, 0]);
+        }
+        let (names, problem) = decode_domain_search(&d);
+        assert_eq!(names.len(), MAX_SEARCH_NAMES);
+        assert_eq!(problem, Some(TOO_MANY_NAMES));
+        // Entries that are dropped (root names, bad characters) count too, so they cannot buy
+        // unbounded work either.
+        let mut d = vec![0; 1000];
+        d.extend_from_slice(&[2, b'o', b'k', 0]);
+        assert_eq!(decode_domain_search(&d), (vec![], Some(TOO_MANY_NAMES)));
+        // Exactly the caps: no report.
+        let d: Vec<u8> = (0..MAX_SEARCH_NAMES).flat_map(|_| [1, b'x', 0]).collect();
+        let (names, problem) = decode_domain_search(&d);
+        assert_eq!((names.len(), problem), (MAX_SEARCH_NAMES, None));
+    }
+
+    #[test]
+    fn domain_search_pointer_chains_are_bounded() {
+        // "a" at 0, then pointers each to the one before: the k-th entry follows k pointers, so
+        // n entries would cost n²/2 steps.
+        let mut d = vec![1, b'a', 0];
+        let mut prev = 0u16;
+        for _ in 0..2000 {
+            let here = d.len() as u16;
+            d.extend_from_slice(&(0xc000 | prev).to_be_bytes());
+            prev = here;
+        }
+        let (names, problem) = decode_domain_search(&d);
+        assert_eq!(names, vec!["a"; MAX_SEARCH_NAMES]);
+        assert_eq!(problem, Some(TOO_MANY_NAMES));
+        // One name at the end of a long chain: refused after MAX_NAME_POINTERS pointers.
+        assert_eq!(
+            decode_dns_name(&d, usize::from(prev)),
+            Err(TOO_MANY_POINTERS)
+        );
+        let at = 3 + 2 * (MAX_NAME_POINTERS - 1);
+        assert_eq!(decode_dns_name(&d, at), Ok((Some("a".into()), at + 2)));
+    }
+
+    #[test]
+    fn domain_names_over_255_wire_bytes_are_refused() {
+        let d = longest_name();
+        let (names, problem) = decode_domain_search(&d);
+        assert_eq!((names[0].len(), problem), (MAX_NAME_LEN, None));
+        // One more character: 256 bytes in wire form.
+        let mut d = longest_name();
+        d[255 - 62 - 1] = 62;
+        d.insert(255 - 1, b'a');
+        assert_eq!(
+            decode_domain_search(&d).1,
+            Some("name longer than 255 bytes")
+        );
+    }
+
+    #[test]
+    fn address_lists_are_cut_to_the_bound_and_reported() {
+        let addrs = |n: u8| -> Vec<u8> { (0..n).flat_map(|i| [198, 18, 1, i]).collect() };
+        let mut o = long_option(6, &addrs(20));
+        o.extend(long_option(3, &addrs(16)));
+        let r = parse_reply(&with_base(&o)).unwrap();
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.dns_servers.len(), MAX_ADDRESSES);
+        assert_eq!(lease.dns_servers[15], Ipv4Addr::new(198, 18, 1, 15));
+        assert_eq!(lease.routers.len(), MAX_ADDRESSES);
+        assert_eq!(
+            r.malformed,
+            vec![MalformedOption {
+                code: code::DNS_SERVER,
+                reason: TOO_MANY_ADDRESSES
+            }]
+        );
+    }
+
+    #[test]
+    fn route_options_over_the_bound_are_ignored_and_reported() {
+        // n routes 10.i.0.0/16 via 198.18.0.254, in option 121 and option 33 encodings.
+        let classless = |n: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|i| [16, 10, i as u8, 198, 18, 0, 254])
+                .collect()
+        };
+        let statics = |n: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|i| [10, i as u8, 0, 1, 198, 18, 0, 254])
+                .collect()
+        };
+        let mut o = long_option(121, &classless(MAX_ROUTES));
+        o.extend(long_option(33, &statics(MAX_ROUTES)));
+        let r = parse_reply(&with_base(&o)).unwrap();
+        assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+        let lease = r.to_lease().unwrap();
+        assert_eq!(lease.classless_routes.len(), MAX_ROUTES);
+        assert_eq!(lease.static_routes.len(), MAX_ROUTES);
+
+        let mut o = vec![3, 4, 198, 18, 0, 1];
+        o.extend(long_option(121, &classless(MAX_ROUTES + 1)));
+        o.extend(long_option(33, &statics(MAX_ROUTES + 1)));
+        let r = parse_reply(&with_base(&o)).unwrap();
+        let lease = r.to_lease().unwrap();
+        assert!(lease.classless_routes.is_empty() && lease.static_routes.is_empty());
+        assert_eq!(
+            lease.routes(),
+            vec![Route {
+                dst: net("0.0.0.0/0"),
+                gateway: SERVER
+            }]
+        );
+        let mut reports: Vec<(u8, &str)> = r.malformed.iter().map(|m| (m.code, m.reason)).collect();
+        reports.sort();
+        assert_eq!(
+            reports,
+            vec![
+                (code::STATIC_ROUTE, TOO_MANY_ROUTES),
+                (code::CLASSLESS_ROUTE, TOO_MANY_ROUTES)
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_name_the_bounds_they_enforce() {
+        let has = |text: &str, n: usize| text.contains(&format!("more than {n} "));
+        assert!(has(TOO_MANY_ADDRESSES, MAX_ADDRESSES));
+        assert!(TOO_MANY_ADDRESSES.contains(&format!("first {MAX_ADDRESSES} ")));
+        assert!(has(TOO_MANY_ROUTES, MAX_ROUTES));
+        assert!(has(TOO_MANY_NAMES, MAX_SEARCH_NAMES));
+        assert!(TOO_MANY_BYTES.contains(&format!("{MAX_SEARCH_BYTES} bytes")));
+        assert!(has(TOO_MANY_POINTERS, MAX_NAME_POINTERS));
+    }
+
+    #[test]
+    fn check_bounds_refuses_each_oversized_list() {
+        let ok = test_lease("198.18.0.5");
+        assert_eq!(ok.check_bounds(), Ok(()));
+        let route = Route {
+            dst: net("10.0.0.0/8"),
+            gateway: SERVER,
+        };
+        let name = |n: usize| "a".repeat(n);
+        let cases: Vec<(Lease, &str)> = vec![
+            (
+                Lease {
+                    routers: vec![SERVER; MAX_ADDRESSES + 1],
+                    ..ok.clone()
+                },
+                "routers",
+            ),
+            (
+                Lease {
+                    dns_servers: vec![SERVER; MAX_ADDRESSES + 1],
+                    ..ok.clone()
+                },
+                "DNS servers",
+            ),
+            (
+                Lease {
+                    classless_routes: vec![route.clone(); 10_000],
+                    ..ok.clone()
+                },
+                "10000 classless routes, more than 64",
+            ),
+            (
+                Lease {
+                    static_routes: vec![route.clone(); MAX_ROUTES + 1],
+                    ..ok.clone()
+                },
+                "static routes",
+            ),
+            (
+                Lease {
+                    domain_search: vec![name(1); MAX_SEARCH_NAMES + 1],
+                    ..ok.clone()
+                },
+                "search domains",
+            ),
+            (
+                Lease {
+                    domain_search: vec![name(250); 5],
+                    ..ok.clone()
+                },
+                "bytes of search domains",
+            ),
+            (
+                Lease {
+                    domain_search: vec![name(254)],
+                    ..ok.clone()
+                },
+                "254 bytes",
+            ),
+            (
+                Lease {
+                    domain_name: Some(name(254)),
+                    ..ok.clone()
+                },
+                "254 bytes",
+            ),
+        ];
+        for (lease, why) in cases {
+            let err = lease.check_bounds().unwrap_err();
+            assert!(err.contains(why), "{why:?}: {err}");
+        }
+        // Exactly at every bound is fine.
+        let full = Lease {
+            routers: vec![SERVER; MAX_ADDRESSES],
+            dns_servers: vec![SERVER; MAX_ADDRESSES],
+            classless_routes: vec![route.clone(); MAX_ROUTES],
+            static_routes: vec![route; MAX_ROUTES],
+            domain_search: [vec![name(253); 4], vec![name(1); 12]].concat(),
+            domain_name: Some(name(MAX_NAME_LEN)),
+            ..ok
+        };
+        assert_eq!(
+            full.domain_search.iter().map(String::len).sum::<usize>(),
+            1024
+        );
+        assert_eq!(full.check_bounds(), Ok(()));
+    }
+
     #[test]
     fn unsafe_domain_name_is_rejected() {
         let r = parse_reply(&with_base(&[
@@ -1182,6 +1622,7 @@ mod tests {
                     assert!(l.renewal_time <= l.rebinding_time);
                     assert!(l.rebinding_time <= l.lease_time);
                     assert!(l.prefix_len <= 32);
+                    assert_eq!(l.check_bounds(), Ok(()));
                     let _ = l.routes();
                 }
             }
