@@ -41,6 +41,20 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
     if let Some(Err(e)) = attachment.map(validate) {
         return Response::error(e.code, e.msg, e.details);
     }
+    // Text that reaches logs and lease records: the plugin refuses control characters too,
+    // but the socket may be reached by other clients (`-socket-group`).
+    if let Request::Add { options, .. } = &request
+        && let Some(bad) = [Some(&options.netns), options.hostname.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|t| t.chars().any(char::is_control))
+    {
+        return Response::error(
+            code::INVALID_ENV,
+            "control characters in an ADD request",
+            bad.escape_debug().to_string(),
+        );
+    }
     match request {
         Request::Add {
             attachment,

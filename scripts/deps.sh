@@ -3,6 +3,7 @@
 # the ipvlan VM (qemu, busybox, cpio, binutils for strip; the kernel itself is fetched by
 # tests/vm/kernel.sh), the reference Go plugins for interop tests, systemd's tools for the unit
 # tests of deploy/systemd (systemd-analyze, systemd-socket-activate; no running systemd needed),
+# containerd and runc for the test with a real runtime (tests/containerd.rs; started by the test),
 # and from PyPI kubernetes-validate for the manifests in deploy/kubernetes. Always runs apt-get
 # update, apt-get install and pip install (no-ops for what is already there), so a fresh machine
 # and CI get exactly the same set. Run as root.
@@ -22,6 +23,8 @@ need=(
     strip:binutils
     /usr/lib/cni/dhcp:containernetworking-plugins
     systemd-socket-activate:systemd
+    containerd:containerd
+    runc:runc
 )
 # PyPI, pinned: its bundled Kubernetes schemas change with its version.
 pip_need=(kubernetes-validate:kubernetes-validate==1.37.0)
