@@ -543,8 +543,10 @@ pub async fn start(
         })?;
     let socket = PacketSocket::new(fd, link)
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
+    let boot_id = super::store::read_boot_id()
+        .map_err(|e| Error::new(code::IO_FAILURE, "cannot read the boot ID", e.to_string()))?;
     let identity = Identity {
-        boot_id: super::store::boot_id(),
+        boot_id,
         netns_dev,
         netns_ino,
         netns_cookie,
@@ -707,7 +709,7 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
             },
         );
     }
-    if record.granted.boot_id != super::store::boot_id() {
+    if record.granted.boot_id != super::store::read_boot_id()? {
         return Ok(Verdict::Gone(
             "the lease is from another boot: its network namespace cannot have survived".into(),
         ));
@@ -761,7 +763,7 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
     }
     let (netns_dev, netns_ino) = ns.identity()?;
     let identity = Identity {
-        boot_id: super::store::boot_id(),
+        boot_id: super::store::read_boot_id()?,
         netns_dev,
         netns_ino,
         netns_cookie: cookie,
@@ -779,7 +781,8 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
 /// address again (INIT-REBOOT, RFC 2131 §3.2, §4.3.2). When the namespace cannot be entered for
 /// a transient reason (no descriptor left, a netlink error) the lease, its slot and its file
 /// are kept and its task tries again, [`RESUME_RETRY_MIN`] doubling to [`RESUME_RETRY_MAX`]
-/// apart, with the error in the lease record.
+/// apart (each wait between half and one and a half times that, at random), with the error in
+/// the lease record.
 pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
     let config = &shared.config;
     let expired = record.is_expired();
@@ -921,8 +924,10 @@ async fn retry_resume(
 ) {
     let mut wait = RESUME_RETRY_MIN;
     loop {
+        // Leases that failed together (a burst of EMFILE at start-up) must not retry together.
+        let jittered = wait.mul_f64(rand::random_range(0.5..1.5));
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(jittered) => {}
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
                     warn!("DHCPRELEASE not sent: the lease's namespace could not be entered since the restart");

@@ -241,7 +241,8 @@ pub async fn reopen(
     identity: Identity,
     host_prefix: PathBuf,
 ) -> io::Result<Verdict<Found>> {
-    let boot = crate::daemon::store::boot_id();
+    // A boot ID that cannot be read is a transient error, never a reboot.
+    let boot = crate::daemon::store::read_boot_id()?;
     if identity.boot_id != boot {
         return Ok(Verdict::Gone(format!(
             "the machine has rebooted since the lease was granted (boot {} then, {} now): its network namespace cannot have survived",

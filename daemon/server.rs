@@ -132,6 +132,9 @@ pub async fn serve(config: Config) -> io::Result<()> {
             format!("state directory {}: {e}", config.state_dir.display()),
         )
     })?;
+    // Read once now, before descriptors can run short: leases are checked against it.
+    super::store::read_boot_id()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot read the boot ID: {e}")))?;
     let (records, errors) = store.load_all();
     for e in &errors {
         warn!(error = %e, "persisted lease skipped");

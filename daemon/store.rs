@@ -283,9 +283,27 @@ fn duration_ms(d: Duration) -> u64 {
 
 /// The current boot's id, or an empty string when it cannot be read.
 pub fn boot_id() -> String {
-    fs::read_to_string(BOOT_ID_PATH)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    read_boot_id().unwrap_or_default()
+}
+
+/// The current boot's id (`/proc/sys/kernel/random/boot_id`), read once and then remembered:
+/// it cannot change while this process lives, and a later read could fail for reasons that say
+/// nothing about the boot (`EMFILE`), which must never look like a reboot.
+///
+/// Errors: the file cannot be read or is empty (the next call tries again).
+pub fn read_boot_id() -> io::Result<String> {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Ok(id.clone());
+    }
+    let id = fs::read_to_string(BOOT_ID_PATH)?.trim().to_string();
+    if id.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{BOOT_ID_PATH} is empty"),
+        ));
+    }
+    Ok(BOOT_ID.get_or_init(|| id).clone())
 }
 
 /// `CLOCK_BOOTTIME`: time since boot, suspend included.
