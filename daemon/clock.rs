@@ -5,7 +5,9 @@
 //! machine is suspended (or a VM is paused). A lease, though, runs on the server's clock, which
 //! does not stop: after a two-hour suspend a one-hour lease has expired, yet a timer set for its
 //! T1 would still be waiting, and the address would stay in use past its lease (RFC 2131 §4.4.5:
-//! the client must stop using it at expiry). `CLOCK_BOOTTIME` counts suspended time too.
+//! the client must stop using it at expiry). `CLOCK_BOOTTIME` counts suspended time too, which
+//! is why systemd-networkd's DHCP client (sd-dhcp-client) runs its lease timers on it; this
+//! module does the same for a runtime whose timers only know the monotonic clock.
 //!
 //! So the client state machine is fed [`now`]: `Instant::now()` moved forward by the time spent
 //! suspended since the daemon started (how far `CLOCK_BOOTTIME` ran ahead of

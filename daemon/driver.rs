@@ -813,6 +813,9 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         lease: (!expired).then(|| record.lease.clone()),
         timers: timers(&client),
         renewals: record.renewals,
+        // The server granted it then: an offer of its address to a sibling's DHCPDISCOVER
+        // sent after this proves keying by MAC (`on_offer`).
+        bound_at: (!expired).then(|| record.granted_instant()),
         ..Status::default()
     };
     let first = attach(shared, &record).await;

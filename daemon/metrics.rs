@@ -41,7 +41,7 @@
 //!   `m.rebind()` when it is REBINDING (the client's `Event::Renewed` does not say which); on
 //!   `Err(_)`, `m.reply_ignored()`.
 //! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
-//! - `driver::decline_if_conflict`, where the DHCPDECLINE is sent: `m.decline()`.
+//! - `driver::refuse_duplicate`, where the DHCPDECLINE is sent: `m.decline()`.
 //! - `driver::Ctx::lose`: `m.lease_lost()`.
 //!
 //! Every hot-path call is one atomic operation on a series created up front: the label sets
