@@ -680,11 +680,15 @@ pub async fn delete_address(h: &Handle, index: u32, addr: IpNet) -> io::Result<b
 /// Errors: `AlreadyExists` for a duplicate; `ENETUNREACH`-kind for an unreachable gateway;
 /// `InvalidInput` when the gateway's family differs from the destination's.
 pub async fn add_route(h: &Handle, index: u32, route: &RouteSpec) -> io::Result<()> {
-    let what = format_args!(
-        "adding route {} via {:?} metric {:?} on link {index}",
-        route.dst, route.gw, route.metric
-    )
-    .to_string();
+    let mut what = format!("adding route {}", route.dst);
+    match route.gw {
+        Some(gw) => what.push_str(&format!(" via {gw}")),
+        None => what.push_str(" on-link"),
+    }
+    if let Some(m) = route.metric {
+        what.push_str(&format!(" metric {m}"));
+    }
+    what.push_str(&format!(" on link {index}"));
     fn invalid(what: &str, e: impl fmt::Display) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
     }
