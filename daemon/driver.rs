@@ -472,17 +472,10 @@ pub async fn start(
     let opened = {
         let path = netns_path.clone();
         let host_prefix = config.host_prefix.clone();
-        tokio::task::spawn_blocking(move || {
-            let ns = identity::open(&path, form)?;
-            let pid_start = match form {
-                NetnsForm::Proc { pid } => Some(identity::proc_start_time(&host_prefix, pid)?),
-                NetnsForm::Named => None,
-            };
-            Ok::<_, std::io::Error>((ns, pid_start))
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
+        tokio::task::spawn_blocking(move || identity::open_with_start(&path, form, &host_prefix))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
     };
     let (ns, pid_start) = opened.map_err(|e| {
         Error::new(
@@ -717,16 +710,9 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
     let host_prefix = config.host_prefix.clone();
     let opened = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let ns = identity::open(&path, form)?;
-            let pid_start = match form {
-                NetnsForm::Proc { pid } => Some(identity::proc_start_time(&host_prefix, pid)?),
-                NetnsForm::Named => None,
-            };
-            Ok::<_, std::io::Error>((ns, pid_start))
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || identity::open_with_start(&path, form, &host_prefix))
+            .await
+            .map_err(std::io::Error::other)?
     };
     let (ns, pid_start) = match opened {
         Ok(found) => found,

@@ -217,6 +217,25 @@ pub fn open(path: &Path, form: NetnsForm) -> io::Result<NetNs> {
     NetNs::open_with(path, form == NetnsForm::Named)
 }
 
+/// [`open`], and for a `/proc/PID/ns/net` path the process's start time
+/// ([`proc_start_time`], under `host_prefix`): what an ADD records, and what a resume of a lease
+/// file written before identities were kept fills in. Blocking: call it through
+/// `spawn_blocking`.
+///
+/// Errors: as [`open`] and [`proc_start_time`].
+pub fn open_with_start(
+    path: &Path,
+    form: NetnsForm,
+    host_prefix: &Path,
+) -> io::Result<(NetNs, Option<u64>)> {
+    let ns = open(path, form)?;
+    let pid_start = match form {
+        NetnsForm::Proc { pid } => Some(proc_start_time(host_prefix, pid)?),
+        NetnsForm::Named => None,
+    };
+    Ok((ns, pid_start))
+}
+
 /// What [`reopen`] found inside a namespace that passed the outside checks.
 #[derive(Debug)]
 pub struct Found {

@@ -20,19 +20,7 @@ use common::plugin::*;
 use dhcproto::v4::MessageType;
 use serde_json::{Value, json};
 
-/// A lab without dnsmasq, for the fake server; `None` (skip) when the lab cannot be built here
-/// outside CI.
-fn fake_lab(name: &str) -> Option<Lab> {
-    if let Some(why) = common::unavailable_with(false) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name}: {why}"
-        );
-        eprintln!("SKIP {name}: {why}");
-        return None;
-    }
-    Some(Lab::builder(name).without_dnsmasq().build())
-}
+use common::fake_lab;
 
 /// A lab with dnsmasq (`--no-ping`); `None` (skip) when it cannot be built here outside CI.
 fn dnsmasq_lab(name: &str) -> Option<Lab> {
@@ -51,6 +39,23 @@ fn add(lab: &Lab, daemon: &Daemon, id: &str, ns: &Path, ipam: Value) -> (bool, V
         lab.exec_ok(ns, &["ip", "addr", "add", address, "dev", "eth0"]);
     }
     (ok, out)
+}
+
+/// A container `c1` with a macvlan `eth0` and a lease for `id` on it (address configured).
+/// Returns the namespace path and the leased address without its prefix.
+fn leased_container(lab: &Lab, daemon: &Daemon, id: &str) -> (PathBuf, String) {
+    let ns = lab.container("c1");
+    lab.add_macvlan(&ns, "eth0");
+    let (ok, out) = add(lab, daemon, id, &ns, json!({}));
+    assert!(ok, "{out}");
+    let ip = out["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (ns, ip)
 }
 
 fn record_of(daemon: &Daemon, id: &str) -> Value {
@@ -762,17 +767,7 @@ fn del_after_the_namespace_is_gone_still_releases() {
         return;
     };
     let daemon = Daemon::start(lab.dir(), &[]);
-    let ns = lab.container("c1");
-    lab.add_macvlan(&ns, "eth0");
-    let (ok, out) = add(&lab, &daemon, "short-lived", &ns, json!({}));
-    assert!(ok, "{out}");
-    let ip = out["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (ns, ip) = leased_container(&lab, &daemon, "short-lived");
     assert_eq!(lab.leases().len(), 1);
     // The runtime tears the namespace down, then calls DEL with CNI_NETNS empty (containerd).
     common::ip(&["netns", "del", &netns_name(&ns)]);
@@ -807,17 +802,7 @@ fn a_container_gone_without_del_is_released_by_the_sweeper() {
         return;
     };
     let daemon = Daemon::start(lab.dir(), &[]);
-    let ns = lab.container("c1");
-    lab.add_macvlan(&ns, "eth0");
-    let (ok, out) = add(&lab, &daemon, "vanished", &ns, json!({}));
-    assert!(ok, "{out}");
-    let ip = out["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (ns, ip) = leased_container(&lab, &daemon, "vanished");
     common::ip(&["netns", "del", &netns_name(&ns)]);
     let started = Instant::now();
     assert!(

@@ -90,6 +90,21 @@ pub fn skip_unless_available(test: &str) -> bool {
     }
 }
 
+/// A lab without dnsmasq, for the fake server ([`fake_server::FakeServer::start`]); `None`
+/// (the test skips) when a lab cannot be built here and CI is not set; under CI=true a missing
+/// prerequisite is a failure.
+pub fn fake_lab(name: &str) -> Option<Lab> {
+    if let Some(why) = unavailable_with(false) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name}: {why}"
+        );
+        eprintln!("SKIP {name}: {why}");
+        return None;
+    }
+    Some(Lab::builder(name).without_dnsmasq().build())
+}
+
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
