@@ -1018,7 +1018,9 @@ async fn container_gone(
     ctx.lose(reason).await;
 }
 
-/// The driver loop.
+/// The driver loop. Its rare, large steps (events, sends, a container gone) are boxed while
+/// they run, so a resting lease's task (a thousand of them on a busy node) holds only the
+/// loop's own state (measured in docs/performance.md).
 async fn drive(
     mut ctx: Ctx,
     mut client: Client,
@@ -1030,14 +1032,14 @@ async fn drive(
         let now = clock::now();
         while let Some(tx) = client.poll_transmit(now) {
             if socket.is_none() {
-                match ctx.open_socket(true).await {
+                match Box::pin(ctx.open_socket(true)).await {
                     Ok(s) => socket = Some(s),
                     Err(OpenError::ContainerGone(why)) => {
-                        container_gone(&mut ctx, &mut client, &mut socket, why).await;
+                        Box::pin(container_gone(&mut ctx, &mut client, &mut socket, why)).await;
                         return;
                     }
                     Err(OpenError::LinkGone(why)) => {
-                        ctx.lose(why).await;
+                        Box::pin(ctx.lose(why)).await;
                         return;
                     }
                     Err(OpenError::Transient(e)) => {
@@ -1052,12 +1054,13 @@ async fn drive(
             // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
             ctx.slot.status().state = state_name(client.state());
             if let Some(s) = &socket {
-                send(s, &tx, &mut ctx).await;
+                Box::pin(send(s, &tx, &mut ctx)).await;
             }
         }
         ctx.slot.status().state = state_name(client.state());
         while let Some(event) = client.poll_event() {
-            if let Next::Stop = on_event(&mut ctx, &mut client, &mut socket, event).await {
+            if let Next::Stop = Box::pin(on_event(&mut ctx, &mut client, &mut socket, event)).await
+            {
                 return;
             }
         }
@@ -1099,7 +1102,7 @@ async fn drive(
             _ = ctx.slot.gone.notified() => {
                 match ctx.path_verdict() {
                     Ok(Verdict::Gone(why)) => {
-                        container_gone(&mut ctx, &mut client, &mut socket, why).await;
+                        Box::pin(container_gone(&mut ctx, &mut client, &mut socket, why)).await;
                         return;
                     }
                     Ok(Verdict::Same(())) => {}
@@ -1108,7 +1111,7 @@ async fn drive(
             }
             received = recv => match received {
                 Ok(r) => {
-                    if let Next::Stop = on_received(&mut ctx, &mut client, r).await {
+                    if let Next::Stop = Box::pin(on_received(&mut ctx, &mut client, r)).await {
                         return;
                     }
                 }
@@ -1119,9 +1122,9 @@ async fn drive(
             },
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
-                    release_now(&mut ctx, &mut client, &mut socket).await;
+                    Box::pin(release_now(&mut ctx, &mut client, &mut socket)).await;
                     ctx.slot.status().state = state_name(client.state());
-                    ctx.unpersist().await;
+                    Box::pin(ctx.unpersist()).await;
                     let _ = done.send(());
                 }
                 return;
