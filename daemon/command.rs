@@ -41,17 +41,18 @@ pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
     if let Some(Err(e)) = attachment.map(validate) {
         return Response::error(e.code, e.msg, e.details);
     }
-    // Text that reaches logs and lease records: the plugin refuses control characters too,
-    // but the socket may be reached by other clients (`-socket-group`).
+    // The host name reaches logs and lease records: the plugin refuses control characters in
+    // it, but the socket may be reached by other clients (`-socket-group`). (CNI_NETNS is
+    // checked with its form, `identity::parse_cni_netns`.)
     if let Request::Add { options, .. } = &request
-        && let Some(bad) = [Some(&options.netns), options.hostname.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|t| t.chars().any(char::is_control))
+        && let Some(bad) = options
+            .hostname
+            .as_ref()
+            .filter(|t| t.chars().any(char::is_control))
     {
         return Response::error(
             code::INVALID_ENV,
-            "control characters in an ADD request",
+            "control characters in an ADD request's host name",
             bad.escape_debug().to_string(),
         );
     }

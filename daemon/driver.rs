@@ -260,8 +260,8 @@ struct Ctx {
     /// The network's window permit held by the request in flight, and when (monotonic) it is
     /// given back if no reply comes ([`crate::daemon::pacer`]).
     permit: Option<(OwnedSemaphorePermit, Instant)>,
-    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission went
-    /// out: an offer in that transaction was built after then.
+    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission was
+    /// due: an offer in that transaction was built after then.
     discover: Option<(u32, Instant)>,
 }
 
@@ -666,8 +666,8 @@ pub enum Resumed {
 
 /// What the daemon found of a persisted lease's namespace and interface.
 struct Attached {
-    ns: NetNs,
-    link: crate::link::LinkInfo,
+    entered: identity::Entered,
+    form: NetnsForm,
     identity: Identity,
 }
 
@@ -682,82 +682,50 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
     };
     let path = config.netns_path(&record.netns);
     let ifname = record.attachment.ifname.clone();
+    let host_prefix = config.host_prefix.clone();
     if let Some(known) = &record.identity {
         return Ok(
-            match identity::reopen(
-                path,
-                form,
-                ifname,
-                known.clone(),
-                config.host_prefix.clone(),
-            )
-            .await?
-            {
-                Verdict::Same(found) => Verdict::Same(Attached {
-                    ns: found.ns,
-                    link: found.link,
+            match identity::reopen(path, form, ifname, known.clone(), host_prefix).await? {
+                Verdict::Same(entered) => Verdict::Same(Attached {
+                    entered,
+                    form,
                     identity: known.clone(),
                 }),
                 Verdict::Gone(why) => Verdict::Gone(why),
             },
         );
     }
-    if record.granted.boot_id != super::store::read_boot_id()? {
+    let boot_id = super::store::read_boot_id()?;
+    if record.granted.boot_id != boot_id {
         return Ok(Verdict::Gone(
             "the lease is from another boot: its network namespace cannot have survived".into(),
         ));
     }
-    let host_prefix = config.host_prefix.clone();
-    let opened = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || identity::open_with_start(&path, form, &host_prefix))
-            .await
-            .map_err(std::io::Error::other)?
+    let entered = match identity::enter(path.clone(), form, ifname, host_prefix).await? {
+        Verdict::Same(entered) => entered,
+        Verdict::Gone(why) => return Ok(Verdict::Gone(why)),
     };
-    let (ns, pid_start) = match opened {
-        Ok(found) => found,
-        Err(e) if identity::is_gone(&e) || e.kind() == std::io::ErrorKind::InvalidInput => {
-            return Ok(Verdict::Gone(format!(
-                "network namespace {} is gone: {e}",
-                path.display()
-            )));
-        }
-        Err(e) => return Err(e),
-    };
-    let name = ifname.clone();
-    let (cookie, link) = ns
-        .run_async(move || {
-            let link = match crate::link::link_info_here(&name) {
-                Ok(link) => Some(link),
-                Err(e) if identity::is_gone(&e) => None,
-                Err(e) => return Err(e),
-            };
-            Ok((crate::netns::cookie_here()?, link))
-        })
-        .await?;
-    let Some(link) = link else {
+    if entered.link.mac != Some(record.chaddr) {
         return Ok(Verdict::Gone(format!(
-            "interface {ifname} is gone from {}",
-            path.display()
-        )));
-    };
-    if link.mac != Some(record.chaddr) {
-        return Ok(Verdict::Gone(format!(
-            "interface {ifname} in {} has another MAC than the lease's chaddr",
+            "interface {} in {} has another MAC than the lease's chaddr",
+            record.attachment.ifname,
             path.display()
         )));
     }
-    let (netns_dev, netns_ino) = ns.identity()?;
     let identity = Identity {
-        boot_id: super::store::read_boot_id()?,
-        netns_dev,
-        netns_ino,
-        netns_cookie: cookie,
-        pid_start,
-        ifindex: link.index,
+        boot_id,
+        netns_dev: entered.netns_id.0,
+        netns_ino: entered.netns_id.1,
+        netns_cookie: entered.cookie,
+        pid_start: entered.pid_start,
+        ifindex: entered.link.index,
         mac: record.chaddr,
     };
-    Ok(Verdict::Same(Attached { ns, link, identity }))
+    Ok(Verdict::Same(Attached {
+        entered,
+        form,
+        identity,
+    }))
 }
 
 /// Resumes a lease persisted by an earlier daemon (at start-up). Drops it when its container
@@ -872,7 +840,6 @@ fn resumed_ctx(
     attached: Attached,
     expired: bool,
 ) -> Ctx {
-    let form = identity::parse_cni_netns(&record.netns).unwrap_or(NetnsForm::Named);
     {
         let mut st = slot.status();
         st.identity = Some(attached.identity.clone());
@@ -882,11 +849,11 @@ fn resumed_ctx(
         shared: shared.clone(),
         slot: slot.clone(),
         netns_path: shared.config.netns_path(&record.netns),
-        form,
-        ns: Arc::new(attached.ns),
+        form: attached.form,
+        ns: Arc::new(attached.entered.ns),
         identity: attached.identity,
         ifname: record.attachment.ifname.clone(),
-        link_kind: attached.link.kind,
+        link_kind: attached.entered.link.kind,
         priority: record.priority,
         server_mac: record.server_mac,
         // An expired lease's address was (or should have been) withdrawn already.
@@ -1053,6 +1020,12 @@ async fn drive(
             }
             // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
             ctx.slot.status().state = state_name(client.state());
+            // What SELECTING sends is a DHCPDISCOVER: note when its transaction began.
+            if client.state() == State::Selecting
+                && ctx.discover.map(|(xid, _)| xid) != Some(client.xid())
+            {
+                ctx.discover = Some((client.xid(), now));
+            }
             if let Some(s) = &socket {
                 Box::pin(send(s, &tx, &mut ctx)).await;
             }
@@ -1184,18 +1157,27 @@ struct Sibling {
     bound_at: Option<Instant>,
 }
 
-fn sibling_of(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<Sibling> {
+/// The first other live lease of the table for which `f` gives something (the lease's status
+/// and lease), with its attachment: one unordered scan, as at every DHCPOFFER and DHCPACK.
+fn other_lease<T>(ctx: &Ctx, f: impl Fn(&Status, &Lease) -> Option<T>) -> Option<(String, T)> {
     ctx.shared.table.snapshot().into_iter().find_map(|other| {
         if Arc::ptr_eq(&other, &ctx.slot) {
             return None;
         }
         let st = other.status();
-        let lease = st.lease.as_ref()?;
-        (st.chaddr == chaddr && lease.server_id == server && st.state != LOST).then(|| Sibling {
-            attachment: other.attachment.to_string(),
-            address: lease.address,
-            bound_at: st.bound_at,
-        })
+        let lease = st.lease.as_ref().filter(|_| st.state != LOST)?;
+        f(&st, lease).map(|t| (other.attachment.to_string(), t))
+    })
+}
+
+fn sibling_of(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) -> Option<Sibling> {
+    other_lease(ctx, |st, lease| {
+        (st.chaddr == chaddr && lease.server_id == server).then_some((lease.address, st.bound_at))
+    })
+    .map(|(attachment, (address, bound_at))| Sibling {
+        attachment,
+        address,
+        bound_at,
     })
 }
 
@@ -1309,21 +1291,9 @@ async fn refuse_duplicate(
 ) -> Duplicate {
     let chaddr = client.config().chaddr;
     let (address, server) = (lease.address, lease.server_id);
-    let holder = ctx.shared.table.snapshot().into_iter().find_map(|other| {
-        if Arc::ptr_eq(&other, &ctx.slot) {
-            return None;
-        }
-        let st = other.status();
-        let held = st.lease.as_ref()?;
-        (held.address == address
-            && st.state != LOST
-            && (held.server_id == server || st.chaddr == chaddr))
-            .then(|| {
-                (
-                    other.attachment.to_string(),
-                    st.chaddr == chaddr && held.server_id == server,
-                )
-            })
+    let holder = other_lease(ctx, |st, held| {
+        (held.address == address && (held.server_id == server || st.chaddr == chaddr))
+            .then_some(st.chaddr == chaddr && held.server_id == server)
     });
     let Some((holder, mac_keyed)) = holder else {
         return Duplicate::None;
@@ -1647,19 +1617,6 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
             ctx.trace.sent += 1;
             if let Some(t) = kind {
                 ctx.shared.metrics.message_sent(t);
-            }
-            if kind == Some(MessageType::Discover) {
-                // The xid is bytes 4..8 of the message (RFC 2131 §2).
-                let xid = tx
-                    .payload
-                    .get(4..8)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_be_bytes);
-                if let Some(xid) = xid
-                    && ctx.discover.map(|(x, _)| x) != Some(xid)
-                {
-                    ctx.discover = Some((xid, clock::now()));
-                }
             }
             let state = ctx.slot.status().state.clone();
             ctx.slot.push_history(

@@ -143,12 +143,7 @@ pub fn is_gone(e: &io::Error) -> bool {
 ///
 /// Errors: `NotFound` when no such process exists; `InvalidData` when the file does not parse.
 pub fn proc_start_time(host_prefix: &Path, pid: u32) -> io::Result<u64> {
-    let path = host_prefix.join(format!("proc/{pid}/stat"));
-    let path = if host_prefix.as_os_str().is_empty() {
-        PathBuf::from(format!("/proc/{pid}/stat"))
-    } else {
-        path
-    };
+    let path = crate::daemon::under_prefix(host_prefix, &format!("/proc/{pid}/stat"));
     let text = std::fs::read_to_string(path)?;
     parse_start_time(&text).ok_or_else(|| {
         io::Error::new(
@@ -236,75 +231,57 @@ pub fn open_with_start(
     Ok((ns, pid_start))
 }
 
-/// What [`reopen`] found inside a namespace that passed the outside checks.
+/// What a namespace path leads to now ([`enter`]): the namespace, opened, and what the checks
+/// of a lease compare.
 #[derive(Debug)]
-pub struct Found {
+pub struct Entered {
     /// The namespace, to hold for the lease's life.
     pub ns: NetNs,
+    /// nsfs (device, inode) of the open descriptor.
+    pub netns_id: (u64, u64),
+    /// For a `/proc/PID` path, the process's start time ([`proc_start_time`]).
+    pub pid_start: Option<u64>,
+    /// The namespace's cookie ([`crate::netns::cookie_here`]); `None` before Linux 5.14.
+    pub cookie: Option<u64>,
     /// The interface as netlink reports it now.
     pub link: crate::link::LinkInfo,
 }
 
-/// After a restart: opens the lease's namespace again by `path` and checks, in this order,
-/// that the boot is the one the lease was granted in, that a `/proc/PID` path still belongs to
-/// the same process, that the file is the same nsfs inode, that the namespace has the same
-/// cookie, and that `ifname` inside it has the same index and MAC. Runs its blocking parts on
-/// the blocking pool and its namespace part on [`NetNs::run_async`]'s threads.
+/// Opens `path` ([`open_with_start`], on the blocking pool) and, on one of
+/// [`NetNs::run_async`]'s threads inside it, reads its cookie and the link `ifname`: what a
+/// persisted lease's checks need. Touches nothing.
 ///
-/// Errors: transient failures only (`EMFILE`, netlink errors...); every "gone" or mismatch is
-/// [`Verdict::Gone`] with the reason.
-pub async fn reopen(
+/// Errors: transient failures only; a path that is gone or no network namespace, or an
+/// interface that is gone, is [`Verdict::Gone`] with the reason.
+pub async fn enter(
     path: PathBuf,
     form: NetnsForm,
     ifname: String,
-    identity: Identity,
     host_prefix: PathBuf,
-) -> io::Result<Verdict<Found>> {
-    // A boot ID that cannot be read is a transient error, never a reboot.
-    let boot = crate::daemon::store::read_boot_id()?;
-    if identity.boot_id != boot {
-        return Ok(Verdict::Gone(format!(
-            "the machine has rebooted since the lease was granted (boot {} then, {} now): its network namespace cannot have survived",
-            short(&identity.boot_id),
-            short(&boot)
-        )));
-    }
-    let checked = {
-        let (path, identity) = (path.clone(), identity.clone());
-        tokio::task::spawn_blocking(move || -> io::Result<Verdict<NetNs>> {
-            if let Verdict::Gone(why) = still_named(&path, form, &identity, &host_prefix)? {
-                return Ok(Verdict::Gone(why));
-            }
-            match open(&path, form) {
-                Ok(ns) => {
-                    // The stat above and this open may straddle a change of what the path
-                    // names: compare the open descriptor too.
-                    if ns.identity()? != (identity.netns_dev, identity.netns_ino) {
-                        return Ok(Verdict::Gone(format!(
-                            "{} now names another network namespace than the lease's",
-                            path.display()
-                        )));
-                    }
-                    Ok(Verdict::Same(ns))
-                }
-                Err(e) if is_gone(&e) => Ok(Verdict::Gone(format!(
-                    "network namespace {} is gone",
-                    path.display()
-                ))),
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(Verdict::Gone(format!(
-                    "{} is no longer a network namespace: {e}",
-                    path.display()
-                ))),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(io::Error::other)??
+) -> io::Result<Verdict<Entered>> {
+    let opened = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || open_with_start(&path, form, &host_prefix))
+            .await
+            .map_err(io::Error::other)?
     };
-    let ns = match checked {
-        Verdict::Same(ns) => ns,
-        Verdict::Gone(why) => return Ok(Verdict::Gone(why)),
+    let (ns, pid_start) = match opened {
+        Ok(found) => found,
+        Err(e) if is_gone(&e) => {
+            return Ok(Verdict::Gone(format!(
+                "network namespace {} is gone",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            return Ok(Verdict::Gone(format!(
+                "{} is no longer a network namespace: {e}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e),
     };
+    let netns_id = ns.identity()?;
     let name = ifname.clone();
     let (cookie, link) = ns
         .run_async(move || {
@@ -317,7 +294,64 @@ pub async fn reopen(
             Ok((cookie, link))
         })
         .await?;
-    if let (Some(then), Some(now)) = (identity.netns_cookie, cookie)
+    let Some(link) = link else {
+        return Ok(Verdict::Gone(format!(
+            "interface {ifname} is gone from {}",
+            path.display()
+        )));
+    };
+    Ok(Verdict::Same(Entered {
+        ns,
+        netns_id,
+        pid_start,
+        cookie,
+        link,
+    }))
+}
+
+/// After a restart: enters the lease's namespace again by `path` ([`enter`]) and checks that
+/// the boot is the one the lease was granted in, that the open file is the same nsfs inode,
+/// that a `/proc/PID` path still belongs to the same process, that the namespace has the same
+/// cookie, and that `ifname` inside it has the same index and MAC. Acts on nothing: opening a
+/// path that names another namespace does it no harm.
+///
+/// Errors: transient failures only (`EMFILE`, netlink errors...); every "gone" or mismatch is
+/// [`Verdict::Gone`] with the reason.
+pub async fn reopen(
+    path: PathBuf,
+    form: NetnsForm,
+    ifname: String,
+    identity: Identity,
+    host_prefix: PathBuf,
+) -> io::Result<Verdict<Entered>> {
+    // A boot ID that cannot be read is a transient error, never a reboot.
+    let boot = crate::daemon::store::read_boot_id()?;
+    if identity.boot_id != boot {
+        return Ok(Verdict::Gone(format!(
+            "the machine has rebooted since the lease was granted (boot {} then, {} now): its network namespace cannot have survived",
+            short(&identity.boot_id),
+            short(&boot)
+        )));
+    }
+    let entered = match enter(path.clone(), form, ifname, host_prefix).await? {
+        Verdict::Same(entered) => entered,
+        Verdict::Gone(why) => return Ok(Verdict::Gone(why)),
+    };
+    if entered.netns_id != (identity.netns_dev, identity.netns_ino) {
+        return Ok(Verdict::Gone(format!(
+            "{} now names another network namespace than the lease's",
+            path.display()
+        )));
+    }
+    if let (NetnsForm::Proc { pid }, Some(then), Some(now)) =
+        (form, identity.pid_start, entered.pid_start)
+        && then != now
+    {
+        return Ok(Verdict::Gone(format!(
+            "process {pid} whose namespace the lease was granted in has exited (its PID now belongs to another process)"
+        )));
+    }
+    if let (Some(then), Some(now)) = (identity.netns_cookie, entered.cookie)
         && then != now
     {
         return Ok(Verdict::Gone(format!(
@@ -325,21 +359,15 @@ pub async fn reopen(
             path.display()
         )));
     }
-    let Some(link) = link else {
-        return Ok(Verdict::Gone(format!(
-            "interface {ifname} is gone from {}",
-            path.display()
-        )));
-    };
-    if let Some(why) = link_mismatch(&link, &identity) {
+    if let Some(why) = link_mismatch(&entered.link, &identity) {
         return Ok(Verdict::Gone(why));
     }
-    Ok(Verdict::Same(Found { ns, link }))
+    Ok(Verdict::Same(entered))
 }
 
 /// Why `link` is not the interface the lease was granted on (another index or MAC: it was
 /// deleted and another one made under its name), or `None` when it is.
-pub fn link_mismatch(link: &crate::link::LinkInfo, identity: &Identity) -> Option<String> {
+fn link_mismatch(link: &crate::link::LinkInfo, identity: &Identity) -> Option<String> {
     let mac = link.mac.unwrap_or([0; 6]);
     if link.index != identity.ifindex || mac != identity.mac {
         Some(format!(
@@ -480,10 +508,11 @@ mod tests {
         let reopen_with =
             |identity: Identity| reopen(path.clone(), form, "lo".into(), identity, PathBuf::new());
         // `lo` is index 1 with an all-zero MAC in every namespace.
-        let Verdict::Same(found) = reopen_with(identity.clone()).await.unwrap() else {
+        let Verdict::Same(entered) = reopen_with(identity.clone()).await.unwrap() else {
             panic!("our own namespace and lo did not pass");
         };
-        assert_eq!(found.link.index, 1);
+        assert_eq!(entered.link.index, 1);
+        assert_eq!(entered.netns_id, (identity.netns_dev, identity.netns_ino));
         let mut rebooted = identity.clone();
         rebooted.boot_id = "00000000-another-boot".into();
         let Verdict::Gone(why) = reopen_with(rebooted).await.unwrap() else {
@@ -498,6 +527,18 @@ mod tests {
             };
             assert!(why.contains("cookie"), "{why}");
         }
+        let mut reused = identity.clone();
+        reused.pid_start = reused.pid_start.map(|s| s + 1);
+        let Verdict::Gone(why) = reopen_with(reused).await.unwrap() else {
+            panic!("a reused PID passed");
+        };
+        assert!(why.contains("has exited"), "{why}");
+        let mut other_ns = identity.clone();
+        other_ns.netns_ino += 1;
+        let Verdict::Gone(why) = reopen_with(other_ns).await.unwrap() else {
+            panic!("another inode passed");
+        };
+        assert!(why.contains("another network namespace"), "{why}");
         let mut replaced = identity.clone();
         replaced.ifindex = 77;
         let Verdict::Gone(why) = reopen_with(replaced).await.unwrap() else {

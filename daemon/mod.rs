@@ -108,15 +108,17 @@ impl Config {
     /// The path of a container's namespace file as seen by the daemon: `-hostprefix` joined with
     /// `CNI_NETNS` (which is absolute).
     pub fn netns_path(&self, cni_netns: &str) -> PathBuf {
-        if self.host_prefix.as_os_str().is_empty() {
-            PathBuf::from(cni_netns)
-        } else {
-            self.host_prefix.join(
-                Path::new(cni_netns)
-                    .strip_prefix("/")
-                    .unwrap_or(Path::new(cni_netns)),
-            )
-        }
+        under_prefix(&self.host_prefix, cni_netns)
+    }
+}
+
+/// The host's absolute `path` as a daemon with `-hostprefix` `prefix` sees it (`/host` and
+/// `/proc/1/stat` give `/host/proc/1/stat`); `path` itself when `prefix` is empty.
+pub fn under_prefix(prefix: &Path, path: &str) -> PathBuf {
+    if prefix.as_os_str().is_empty() {
+        PathBuf::from(path)
+    } else {
+        prefix.join(Path::new(path).strip_prefix("/").unwrap_or(Path::new(path)))
     }
 }
 

@@ -73,15 +73,14 @@ pub fn cookie_here() -> io::Result<Option<u64>> {
             &mut len,
         )
     };
-    if r == 0 && len as usize == std::mem::size_of::<u64>() {
-        return Ok(Some(cookie));
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOPROTOOPT) => Ok(None),
+            _ => Err(e),
+        };
     }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENOPROTOOPT) => Ok(None),
-        _ if r == 0 => Ok(None),
-        _ => Err(e),
-    }
+    Ok((len as usize == std::mem::size_of::<u64>()).then_some(cookie))
 }
 
 /// Checks that `path` is a network namespace file (what `CNI_NETNS` must name): a file on nsfs
@@ -329,15 +328,6 @@ impl NetNs {
     pub fn identity(&self) -> io::Result<(u64, u64)> {
         let st = nix::sys::stat::fstat(&self.fd).map_err(io::Error::from)?;
         Ok((st.st_dev, st.st_ino))
-    }
-
-    /// Whether the namespace file at `path` now is this namespace: the same (device, inode)
-    /// as this handle's. While the handle is open the namespace lives and its inode number
-    /// cannot be given to another one, so the comparison is exact.
-    ///
-    /// Errors: `stat(2)` on `path` (`NotFound` once the path is gone), `fstat(2)`.
-    pub fn is_named_by(&self, path: &Path) -> io::Result<bool> {
-        Ok(identity_of(path)? == self.identity()?)
     }
 
     /// The path this handle was opened from.

@@ -2,7 +2,8 @@
 //! CNI DEL: containerd 1.6's `ctr run --cni --rm` (go-cni/libcni, as containerd's CRI and
 //! nerdctl use). Its ADD passes `CNI_NETNS=/proc/PID/ns/net`; once the container's process has
 //! exited it calls DEL with `CNI_NETNS` empty and a `prevResult`. The lease must still be given
-//! back: dnsmasq must log the DHCPRELEASE and drop the lease (issue 10 §6).
+//! back: dnsmasq must log the DHCPRELEASE and drop the lease (issue 10 §6). Three containers run
+//! at once.
 //!
 //! Offline: the image is built from Debian's static busybox (tests/containerd/build-image.sh),
 //! containerd runs with a private root, state and socket, and ctr runs inside the lab's host
@@ -204,47 +205,63 @@ fn ctr_run_rm_tears_the_namespace_down_before_del_and_the_lease_is_released() {
 
     // ctr in the lab's host namespace, with the private CNI directories mounted over the
     // paths it reads.
-    let name = "ctr-rm-1";
-    let inner = format!(
-        "mount --bind {c}/net.d /etc/cni/net.d && mount --bind {c}/bin /opt/cni/bin && mount --bind {c}/cache /var/lib/cni && exec ctr -a {sock} run --cni --rm {image} {name} sh -c 'ip -4 addr show eth0; sleep 1'",
-        c = cni.display(),
-        sock = containerd.socket().display(),
-    );
+    // Three containers at once, as a node starts them.
+    const N: usize = 3;
+    let run = |name: String| {
+        let inner = format!(
+            "mount --bind {c}/net.d /etc/cni/net.d && mount --bind {c}/bin /opt/cni/bin && mount --bind {c}/cache /var/lib/cni && exec ctr -a {sock} run --cni --rm {image} {name} sh -c 'ip -4 addr show eth0; sleep 1'",
+            c = cni.display(),
+            sock = containerd.socket().display(),
+        );
+        lab.command_in(lab.host_ns(), "unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &inner])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let ran = Instant::now();
-    let out = lab
-        .command_in(lab.host_ns(), "unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &inner])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let children: Vec<Child> = (1..=N).map(|i| run(format!("ctr-rm-{i}"))).collect();
+    let mut ips = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ctr run failed: {stdout}\n{stderr}");
+        // ctr exits 0 even when a plugin's DEL fails; it says so on stderr.
+        assert!(!stderr.contains("failed (delete)"), "{stderr}");
+        let inet = stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no address in the container: {stdout}\n{stderr}"));
+        let ip = inet.split('/').next().unwrap().to_string();
+        assert!(ip.starts_with("198.18.0."), "{inet}");
+        ips.push(ip);
+    }
     let run_time = ran.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ctr run failed: {stdout}\n{stderr}");
-    // ctr exits 0 even when a plugin's DEL fails; it says so on stderr.
-    assert!(!stderr.contains("failed (delete)"), "{stderr}");
-    let inet = stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in the container: {stdout}\n{stderr}"));
-    let ip = inet.split('/').next().unwrap().to_string();
-    assert!(ip.starts_with("198.18.0."), "{inet}");
-    // The ADD used /proc/PID/ns/net; the DEL came after the namespace was gone. dnsmasq saw
-    // the lease given back and dropped it.
-    assert!(
-        lab.wait_for_log(&format!("DHCPRELEASE(s0) {ip}"), Duration::from_secs(5)),
-        "no DHCPRELEASE for {ip}:\n{}\ndaemon:\n{}",
-        lab.dnsmasq_log(),
-        daemon_log(lab.dir())
-    );
+    let mut distinct = ips.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), N, "{ips:?}");
+    // Each ADD used /proc/PID/ns/net; each DEL came after its namespace was gone. dnsmasq saw
+    // every lease given back and dropped it.
+    for ip in &ips {
+        assert!(
+            lab.wait_for_log(&format!("DHCPRELEASE(s0) {ip}"), Duration::from_secs(5)),
+            "no DHCPRELEASE for {ip}:\n{}\ndaemon:\n{}",
+            lab.dnsmasq_log(),
+            daemon_log(lab.dir())
+        );
+    }
     assert!(eventually(Duration::from_secs(5), || lab
         .leases()
         .is_empty()));
     assert_eq!(lease_records(&daemon.socket), json!([]));
     drop(containerd);
     println!(
-        "containerd ready in {:.2} s; ctr run --cni --rm (sleep 1) {:.2} s: leased {inet}, DEL after the namespace was gone, DHCPRELEASE at dnsmasq, 0 leases left",
+        "containerd ready in {:.2} s; {N} ctr run --cni --rm at once (sleep 1) {:.2} s: leased {ips:?}, each DEL after its namespace was gone, {N} DHCPRELEASEs at dnsmasq, 0 leases left",
         ready.as_secs_f64(),
         run_time.as_secs_f64()
     );
