@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::clock;
 use super::driver;
 use super::metrics;
-use super::server::Shared;
+use super::shared::Shared;
 use super::table::Slot;
 use crate::cni::{self, code};
 use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response, ValidAttachment};

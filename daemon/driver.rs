@@ -39,7 +39,7 @@ use super::iface;
 use super::metrics;
 use super::pacer::WINDOW_HOLD;
 use super::packet::{self, BROADCAST_MAC, LinkAddr, PacketSocket};
-use super::server::Shared;
+use super::shared::Shared;
 use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};

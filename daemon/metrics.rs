@@ -1,6 +1,6 @@
 //! Prometheus metrics of the daemon, and the optional HTTP endpoint that serves them.
 //!
-//! Off by default: [`Metrics`] always exists in [`super::server::Shared`] (so code paths call it
+//! Off by default: [`Metrics`] always exists in [`super::shared::Shared`] (so code paths call it
 //! unconditionally and tests need nothing), but nothing serves it unless `-metrics-listen ADDR`
 //! is given; then `GET /metrics` on that TCP address returns every series in the OpenMetrics
 //! text format (`application/openmetrics-text; version=1.0.0`), which is what the

@@ -8,7 +8,8 @@
 //! Files, in the manner of tokio's mini-redis:
 //! - `server.rs`: the Unix-socket listener and one task per connection (framing in [`crate::rpc`]);
 //! - `command.rs`: what each request does to the shared state;
-//! - `table.rs`: the shared state, one slot per attachment;
+//! - `shared.rs`: the state every connection, driver and background task shares;
+//! - `table.rs`: the lease table in it, one slot per attachment;
 //! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
 //! - `identity.rs`: what a lease was granted on (namespace, interface, boot) and the checks
 //!   before every action in a namespace;
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod pacer;
 pub mod packet;
 pub mod server;
+pub mod shared;
 pub mod store;
 pub mod table;
 

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,10 +22,9 @@ use tracing::{debug, info, warn};
 
 use super::Config;
 use super::command;
-use super::metrics::{self, Metrics};
-use super::pacer::Pacer;
+use super::metrics;
+use super::shared::Shared;
 use super::store::Store;
-use super::table::Table;
 use crate::cni::code;
 use crate::rpc::{self, FrameError, MAX_REQUEST_BYTES, Response};
 
@@ -65,32 +64,6 @@ where
             ),
         )),
     }
-}
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    /// The daemon's settings.
-    pub config: Config,
-    /// The leases.
-    pub table: Table,
-    /// The leases on disk.
-    pub store: Store,
-    /// Counters for Prometheus; served only with `-metrics-listen`, kept all the same.
-    pub metrics: Metrics,
-    /// Send discipline for every lease's driver (window per network, spaced no-reply sends).
-    pub pacer: Pacer,
-    /// Connections being served now.
-    pub connections: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// (server identifier, chaddr) pairs of servers that have shown they key leases by MAC and
-    /// ignore option 61 for that chaddr (`driver::on_offer`): later ADDs on that chaddr fail
-    /// while a sibling holds that server's lease.
-    pub mac_keyed: std::sync::Mutex<std::collections::HashSet<(std::net::Ipv4Addr, [u8; 6])>>,
-    /// Bumped when the machine was suspended ([`super::clock::watch_suspend`]); every driver
-    /// holds a receiver and runs its timers then.
-    pub suspend: tokio::sync::watch::Sender<u64>,
 }
 
 /// Gives memory freed after a burst back to the kernel. A thousand ADDs at once allocate
@@ -139,17 +112,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
     for e in &errors {
         warn!(error = %e, "persisted lease skipped");
     }
-    let shared = Arc::new(Shared {
-        config,
-        table: Table::default(),
-        store,
-        metrics: Metrics::default(),
-        pacer: Pacer::default(),
-        connections: AtomicUsize::new(0),
-        accepted: AtomicU64::new(0),
-        mac_keyed: Default::default(),
-        suspend: super::clock::suspend_channel().0,
-    });
+    let shared = Arc::new(Shared::new(config, store));
     // Read the clocks' offset now, before any lease's times are computed.
     let _ = super::clock::now();
     tokio::spawn(super::clock::watch_suspend(shared.suspend.clone()));
