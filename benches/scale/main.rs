@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use common::Lab;
+use common::plugin::{Probe, wait_until_answering};
 use procstat::{Sampler, Usage};
 
 /// Benchmark options (after `cargo bench --bench scale --`).
@@ -386,15 +387,13 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{} daemon socket never answered",
-                imp.name
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let probe = if imp.name == "ours" {
+            Probe::Ours
+        } else {
+            Probe::Reference
+        };
+        wait_until_answering(&socket, probe, Duration::from_secs(10))
+            .unwrap_or_else(|why| panic!("{} daemon: {why}", imp.name));
         Daemon {
             child,
             socket,

@@ -41,22 +41,8 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn dhcp daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Answering, not merely connectable: the socket is bound before the daemon has opened
-        // its state directory and resumed its leases, and a test that counts the daemon's
-        // descriptors must start counting once all of that is done.
-        while !Command::new(LEASES)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "daemon socket never answered");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_answering(&socket, Probe::Ours, Duration::from_secs(10))
+            .unwrap_or_else(|why| panic!("{why}"));
         Daemon { child, socket }
     }
 
@@ -100,6 +86,65 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What proves that a daemon on a socket is serving, for [`wait_until_answering`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Ours: `dhcp-leases --json` gets the lease list (a LIST request and its response).
+    Ours,
+    /// The reference Go daemon: Go's net/rpc over HTTP answers `CONNECT /_goRPC_ HTTP/1.0`
+    /// with `HTTP/1.0 200 Connected to Go RPC`, as its plugin's `rpc.DialHTTP` expects.
+    Reference,
+}
+
+/// Waits until the daemon on `socket` answers a request, not merely accepts connections: the
+/// socket is bound before the daemon has opened its state directory and resumed its leases, and
+/// a test (or benchmark) that counts the daemon's descriptors or times its first ADD must start
+/// once all of that is done. Polls every 10 ms.
+///
+/// Errors: no answer within `within`.
+pub fn wait_until_answering(socket: &Path, probe: Probe, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now()
+        .checked_add(within)
+        .expect("deadline in range");
+    loop {
+        let answered = match probe {
+            Probe::Ours => Command::new(LEASES)
+                .arg("--socket")
+                .arg(socket)
+                .arg("--json")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            Probe::Reference => reference_answers(socket),
+        };
+        if answered {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the daemon on {} never answered within {within:?}",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One `CONNECT /_goRPC_` exchange with a Go net/rpc HTTP server on `socket`.
+fn reference_answers(socket: &Path) -> bool {
+    use std::io::{BufRead, BufReader};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"CONNECT /_goRPC_ HTTP/1.0\n\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.0 200")
 }
 
 /// `dhcp-leases --json` against the daemon: the records as JSON.
