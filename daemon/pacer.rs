@@ -30,9 +30,10 @@
 //! until it, so a thousand waiting sends cost a thousand sleeping timers, no spinning.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Exchanges in flight per CNI network: enough to keep one server busy (dnsmasq answers a
@@ -68,7 +69,7 @@ impl Turns {
 
     /// Reserves the next turn at or after `now`; returns its instant.
     fn reserve(&self, now: Instant) -> Instant {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.next.lock();
         let at = (*next).max(now);
         *next = at + self.spacing;
         at
@@ -120,7 +121,7 @@ impl Pacer {
 
     /// `f` applied to `network`'s entry, made on first use.
     fn network<T>(&self, network: &str, f: impl FnOnce(&Network) -> T) -> T {
-        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut networks = self.networks.lock();
         let entry = networks
             .entry(network.to_string())
             .or_insert_with(|| Network {

@@ -29,9 +29,10 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use parking_lot::Mutex;
 use socket2::{Domain, SockFilter, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -266,7 +267,7 @@ fn close_later(fd: OwnedFd) {
                 .spawn(move || {
                     loop {
                         // The lock is held only to take one fd, not while closing it.
-                        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let next = rx.lock().recv();
                         match next {
                             Ok(fd) => drop(fd),
                             Err(_) => return,
@@ -279,8 +280,7 @@ fn close_later(fd: OwnedFd) {
     });
     match closer {
         Some(tx) => {
-            if let Err(mpsc::SendError(fd)) = tx.lock().unwrap_or_else(|e| e.into_inner()).send(fd)
-            {
+            if let Err(mpsc::SendError(fd)) = tx.lock().send(fd) {
                 drop(fd);
             }
         }

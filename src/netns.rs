@@ -20,7 +20,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -253,7 +255,7 @@ impl Pool {
     fn spawn_thread(&self) -> io::Result<()> {
         let queue = self.queue.clone();
         let home = self.home.clone();
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let jobs = self.jobs.lock().clone();
         std::thread::Builder::new()
             .name("netns".into())
             .spawn(move || {
@@ -262,7 +264,7 @@ impl Pool {
                     return;
                 }
                 loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let next = queue.lock().recv();
                     let Ok(job) = next else { return };
                     let entered =
                         setns(job.ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
@@ -388,7 +390,6 @@ impl NetNs {
         Pool::get()?
             .jobs
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .send(Job { ns, work })
             .map_err(|_| io::Error::other("namespace threads are gone"))?;
         rx.await
