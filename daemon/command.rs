@@ -3,7 +3,7 @@
 //! One function per [`Request`] variant. ADD is idempotent (an attachment that already holds a
 //! lease gets that lease back, no second one is acquired); DEL of an unknown attachment
 //! succeeds and DEL is safe to repeat or run concurrently (the slot's lock orders them); CHECK
-//! never acquires anything (the reference does, NOTES §2).
+//! never acquires anything (the reference does, docs/design.md, *The reference's bugs*).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -187,7 +187,8 @@ async fn check(shared: &Arc<Shared>, attachment: Attachment) -> Response {
 }
 
 /// Releases every lease of `network` whose (container ID, ifname) is not in `valid`, one after
-/// the other (a burst of releases overflows dnsmasq's socket buffer, NOTES §4).
+/// the other (a burst of releases overflows dnsmasq's socket buffer, docs/design.md,
+/// *DHCP servers*).
 async fn gc(shared: &Arc<Shared>, network: &str, valid: &[ValidAttachment]) -> Response {
     let stale: Vec<_> = shared
         .table

@@ -54,7 +54,7 @@ pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
 /// milliseconds ago may not be running yet). The reference slept a random back-off here and
-/// turned a 10 ms ADD into seconds (shared NOTES §2).
+/// turned a 10 ms ADD into seconds (docs/design.md, *The reference's bugs*).
 const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
 
 /// First wait before a resumed lease whose namespace could not be entered (a transient error)
@@ -65,7 +65,7 @@ pub const RESUME_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How the BOOTP broadcast flag was decided for a lease: the ipam key wins, then the daemon's
 /// `-broadcast` flag, then the automatic policy (on for ipvlan slaves, whose shared MAC makes
-/// servers' unicast replies undeliverable: shared NOTES §1).
+/// servers' unicast replies undeliverable: docs/design.md, *ipvlan and DHCP*).
 pub fn broadcast_policy(
     ipam: Option<bool>,
     daemon: Option<bool>,

@@ -2,7 +2,8 @@
 //!
 //! At ADD the main plugin (`ipvlan`, `macvlan`...) puts the leased address and routes on the
 //! interface. Afterwards only the daemon knows when the lease changes, so it does the
-//! interface's upkeep itself (the reference instead sets the link down on expiry, NOTES §2):
+//! interface's upkeep itself (the reference instead sets the link down on expiry, docs/design.md,
+//! *The reference's bugs*):
 //! - on expiry or DHCPNAK it removes the address at once, so the LAN never sees a stale
 //!   duplicate (RFC 2131 §4.4.5: "the client MUST immediately discontinue use");
 //! - when a lease comes back, it puts the address and the lease's routes back, whatever the

@@ -26,6 +26,8 @@
 //! ([`packet`]), because a packet socket's close waits for an RCU grace period. The bound is
 //! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers.
 //! What profiling at a thousand leases found, and why each piece is there: docs/performance.md.
+//! The data path of one ADD, why each thread pool exists and the outside facts the code relies
+//! on: docs/design.md.
 
 pub mod clock;
 pub mod command;
@@ -43,7 +45,8 @@ pub mod table;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The daemon's settings: the reference daemon's flags (shared NOTES §2), same names and defaults.
+/// The daemon's settings: the reference daemon's flags (docs/design.md, *The reference plugin*),
+/// same names and defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Unix socket to listen on (`-socketpath`, default `/run/cni/dhcp.sock`). Ignored when the

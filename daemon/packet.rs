@@ -2,16 +2,17 @@
 //!
 //! Before a lease exists the interface has no IPv4 address, so a UDP socket can neither send
 //! from 0.0.0.0 reliably nor receive replies that strict reverse-path filtering would drop; like
-//! dhcpcd, systemd-networkd and the reference, the client uses a packet socket (shared NOTES §1).
-//! We use one for every message, also the unicast RENEWING request and DHCPRELEASE, whose IPv4
-//! source is then the leased address (RFC 2131 §4.4.5, §4.4.6): it works whether or not the
-//! address is configured yet and never competes for UDP port 68 with anything in the container.
+//! dhcpcd, systemd-networkd and the reference, the client uses a packet socket (docs/design.md,
+//! *Why a packet socket*). We use one for every message, also the unicast RENEWING request and
+//! DHCPRELEASE, whose IPv4 source is then the leased address (RFC 2131 §4.4.5, §4.4.6): it works
+//! whether or not the address is configured yet and never competes for UDP port 68 with anything in
+//! the container.
 //!
 //! The socket is `SOCK_DGRAM` bound to `ETH_P_IP` on one ifindex: the kernel adds and strips the
 //! Ethernet header, we build and parse IPv4 and UDP with `etherparse`. A classic BPF filter
 //! (IPv4, UDP, not a fragment, destination port 68) runs in the kernel so that the broadcasts of
-//! hundreds of neighbouring slaves never reach user space (NOTES §1, "Scale"). The filter is
-//! attached before the socket is bound, so no unfiltered packet is ever queued.
+//! hundreds of neighbouring slaves never reach user space (docs/design.md, *Broadcasts at scale*).
+//! The filter is attached before the socket is bound, so no unfiltered packet is ever queued.
 //!
 //! [`open`] must run on a thread inside the container's network namespace (see
 //! [`crate::netns`]); the returned [`PacketSocket`] is then driven from the shared runtime.

@@ -165,7 +165,8 @@ pub async fn serve(config: Config) -> io::Result<()> {
             leases = shared.table.len(),
             "dhcp daemon stopping; releasing every lease"
         );
-        // One after the other: a burst of releases overflows dnsmasq's socket (NOTES §4).
+        // One after the other: a burst of releases overflows dnsmasq's socket (docs/design.md,
+        // *DHCP servers*).
         for slot in shared.table.all() {
             command::release_slot(&shared, &slot).await;
         }

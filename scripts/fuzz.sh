@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Bounded fuzzing pass: builds every cargo-fuzz target in fuzz/ with debug assertions (dhcproto
-# panics under them on some malformed options, shared NOTES §3), replays fuzz/regressions/<target>/,
-# then fuzzes each target for SECONDS_PER_TARGET seconds from its seed corpus fuzz/corpus/<target>/
-# (new inputs go to fuzz/work/<target>/, not into the committed seeds). Prints runs, exec/s and
-# coverage (cov: / ft:) per target from libFuzzer's stats; exits non-zero if any target crashed
-# (the reproducer is in fuzz/artifacts/<target>/).
+# panics under them on some malformed options, docs/design.md, *dhcproto's decoder*), replays
+# fuzz/regressions/<target>/, then fuzzes each target for SECONDS_PER_TARGET seconds from its seed
+# corpus fuzz/corpus/<target>/ (new inputs go to fuzz/work/<target>/, not into the committed seeds).
+# Prints runs, exec/s and coverage (cov: / ft:) per target from libFuzzer's stats; exits non-zero if
+# any target crashed (the reproducer is in fuzz/artifacts/<target>/).
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, every target)
 # cargo-fuzz needs nightly features: on the stable toolchain this runs with RUSTC_BOOTSTRAP=1.

@@ -29,8 +29,9 @@ pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
 
 /// The `ipam` object of a network configuration with `"type": "dhcp"`.
 ///
-/// Keys are the reference plugin's (shared NOTES §2) plus `broadcast`. Unknown keys are ignored
-/// as the reference does; known keys of the wrong type are a config error (code 7).
+/// Keys are the reference plugin's (docs/design.md, *The reference plugin*) plus `broadcast`.
+/// Unknown keys are ignored as the reference does; known keys of the wrong type are a config error
+/// (code 7).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamConf {

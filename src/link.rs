@@ -4,12 +4,12 @@
 //! generation mode, add and list addresses and routes, delete links.
 //!
 //! Everything here speaks rtnetlink (`NETLINK_ROUTE`, rtnetlink(7)) through the pinned
-//! `rtnetlink` 0.24 / `netlink-packet-route` 0.34 crates (shared NOTES §3). A netlink socket
-//! belongs to the network namespace of the thread that opened it, so code that must look inside
-//! a container namespace uses [`with_handle_in`], which opens the connection on a short-lived
-//! thread that entered the namespace (see [`crate::netns`]) and drives it with a one-off
-//! current-thread tokio runtime. The async building blocks take an [`rtnetlink::Handle`] and
-//! act in whatever namespace that handle's socket lives in.
+//! `rtnetlink` 0.24 / `netlink-packet-route` 0.34 crates (docs/design.md, *rtnetlink is pinned*). A
+//! netlink socket belongs to the network namespace of the thread that opened it, so code that must
+//! look inside a container namespace uses [`with_handle_in`], which opens the connection on a
+//! short-lived thread that entered the namespace (see [`crate::netns`]) and drives it with a
+//! one-off current-thread tokio runtime. The async building blocks take an [`rtnetlink::Handle`]
+//! and act in whatever namespace that handle's socket lives in.
 //!
 //! Errors are `io::Error`s whose message names the operation and the link. Kernel errno values
 //! are kept meaningful through [`io::ErrorKind`]: `ENODEV`/`ENOENT`/`ESRCH` become

@@ -6,7 +6,7 @@
 //! into the namespace (`setns(fd, CLONE_NEWNET)`), runs a closure there (typically: open a socket
 //! and return its fd) and lets the thread end. The returned descriptors are then driven from the
 //! shared runtime. This keeps the number of threads independent of the number of leases
-//! (shared NOTES §3).
+//! (docs/design.md, *Sockets, namespaces and threads*).
 //!
 //! The daemon's form, [`NetNs::run_async`], uses a fixed pool of [`MAX_NAMESPACE_THREADS`]
 //! threads instead of a thread per call: each job enters the container's namespace, runs, and

@@ -1,6 +1,6 @@
 //! One regression test per bad-input class that real DHCP clients have crashed or been fooled on
-//! (shared NOTES §4: CVEs in dhclient, dhcpcd, busybox udhcpc, systemd-networkd), each a
-//! hand-made packet through the same public path the daemon uses: `parse_reply` /
+//! (docs/design.md, *Bad input*: CVEs in dhclient, dhcpcd, busybox udhcpc, systemd-networkd), each
+//! a hand-made packet through the same public path the daemon uses: `parse_reply` /
 //! `Reply::to_lease` and the client state machine. Nothing may panic; valid options after a
 //! malformed one must survive.
 

@@ -752,8 +752,9 @@ echo '{"cniVersion":"1.1.0","ips":[{"address":"198.18.0.8/24"}]}'"#,
         assert!(r.ips.is_empty());
     }
 
-    /// Interop with the reference Go host-local (Debian containernetworking-plugins, NOTES §2)
-    /// when it is installed; its allocations go to a temporary dataDir.
+    /// Interop with the reference Go host-local (Debian containernetworking-plugins,
+    /// docs/design.md, *The reference plugin*) when it is installed; its allocations go to a
+    /// temporary dataDir.
     #[test]
     fn exec_plugin_with_reference_host_local() {
         let dir = Path::new("/usr/lib/cni");

@@ -8,7 +8,7 @@
 //! Acquisition: INIT → DHCPDISCOVER → SELECTING → first acceptable DHCPOFFER → DHCPREQUEST →
 //! REQUESTING → DHCPACK → BOUND ([`Event::Bound`]). A reply is accepted only when its xid is ours
 //! and its echoed option 61, when present (RFC 6842), is ours: on ipvlan every slave sees every
-//! other slave's broadcast replies and chaddr is the same for all of them (shared NOTES §1). A
+//! other slave's broadcast replies, all with one chaddr (docs/design.md, *ipvlan and DHCP*). A
 //! DHCPNAK while REQUESTING restarts from INIT with a new xid inside the same time budget; when the
 //! budget ([`ClientConfig::timeout`]) runs out: [`Event::Timeout`], state FAILED.
 //!
@@ -88,7 +88,7 @@ pub struct ClientConfig {
     /// chaddr: the interface's MAC (on ipvlan, the master's).
     pub chaddr: [u8; 6],
     /// Set the BOOTP broadcast flag on DHCPDISCOVER and SELECTING DHCPREQUEST (RFC 2131 §4.1) so
-    /// the server broadcasts its replies: needed on ipvlan (shared NOTES §1).
+    /// the server broadcasts its replies: needed on ipvlan (docs/design.md, *ipvlan and DHCP*).
     pub broadcast: bool,
     /// Option 55 codes (RFC 2132 §9.8); omitted when empty.
     pub parameter_request_list: Vec<u8>,

@@ -5,8 +5,8 @@
 //! Every message carries option 61 (RFC 2132 §9.14) because on ipvlan all slaves share the
 //! master's MAC, so chaddr cannot tell containers apart; and, when configured, the BOOTP broadcast
 //! flag (RFC 2131 §4.1) because a unicast reply to a not-yet-configured slave never reaches it
-//! (shared NOTES §1). The output is a UDP payload (client port 68 to server port 67), padded to
-//! the 300-byte BOOTP minimum (RFC 1542 §2.1) that some relays and servers insist on.
+//! (docs/design.md, *ipvlan and DHCP*). The output is a UDP payload (client port 68 to server
+//! port 67), padded to the 300-byte BOOTP minimum (RFC 1542 §2.1) some relays and servers want.
 
 use std::net::Ipv4Addr;
 
@@ -35,9 +35,9 @@ pub const MAX_MESSAGE_SIZE: u16 = 1500;
 pub const MIN_MESSAGE_LEN: usize = 300;
 
 /// Client identifier (option 61 data) for one container interface, byte-identical to the
-/// reference Go plugin (shared NOTES §2): 0x00 (type "not a hardware address", RFC 2132 §9.14)
-/// followed by the ASCII string `containerID/networkName/ifName`, truncated to 255 bytes in all
-/// (the longest an option can be without RFC 3396 splitting).
+/// reference Go plugin (docs/design.md, *The reference plugin*): 0x00 (type "not a hardware
+/// address", RFC 2132 §9.14) followed by the ASCII string `containerID/networkName/ifName`,
+/// truncated to 255 bytes in all (the longest an option can be without RFC 3396 splitting).
 pub fn client_id(container_id: &str, network: &str, ifname: &str) -> Vec<u8> {
     let mut id = Vec::with_capacity(256);
     id.push(0);

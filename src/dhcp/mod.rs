@@ -11,7 +11,7 @@
 //!
 //! On ipvlan all slaves share the master's MAC, so every message carries option 61 and, when
 //! configured, the BOOTP broadcast flag, and replies are filtered by xid and echoed option 61
-//! (RFC 6842), never by chaddr (shared NOTES §1).
+//! (RFC 6842), never by chaddr (docs/design.md, *ipvlan and DHCP*).
 
 pub mod client;
 pub mod message;

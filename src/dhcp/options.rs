@@ -1,13 +1,14 @@
 //! Receive side: parsing a server's DHCP message (DHCPOFFER, DHCPACK, DHCPNAK) into a [`Reply`]
 //! and the lease it describes into a [`Lease`].
 //!
-//! We deliberately do not use dhcproto's decoder here (shared NOTES §3): it panics under debug
-//! assertions on some malformed options, stops at the first malformed option and so loses every
-//! option after it, mis-decodes option 121 and ignores option 52. Instead the fixed BOOTP header is
-//! read by offsets (RFC 2131 §2, figure 1) and the options are walked by hand (RFC 2132 §2):
-//! pad (0) is skipped, end (255) stops, zero-length options are skipped, an option whose length runs
-//! past the buffer stops the walk keeping everything valid before it, repeated codes are
-//! concatenated (RFC 3396) and option 52 overload continues the walk into `file` then `sname`.
+//! We deliberately do not use dhcproto's decoder here (docs/design.md, *dhcproto's decoder*): it
+//! panics under debug assertions on some malformed options, stops at the first malformed option and
+//! so loses every option after it, mis-decodes option 121 and ignores option 52. Instead the fixed
+//! BOOTP header is read by offsets (RFC 2131 §2, figure 1) and the options are walked by hand
+//! (RFC 2132 §2): pad (0) is skipped, end (255) stops, zero-length options are skipped, an option
+//! whose length runs past the buffer stops the walk keeping everything valid before it, repeated
+//! codes are concatenated (RFC 3396) and option 52 overload continues the walk into `file` then
+//! `sname`.
 //! Each known option is then decoded on its own; one that is malformed (e.g. option 1 not 4 bytes)
 //! is reported in [`Reply::malformed`] and ignored, never hiding the valid options around it.
 //! Nothing here panics on any input: every index is checked and all arithmetic is bounded.
@@ -235,8 +236,8 @@ impl Lease {
         routes
     }
 
-    /// Routes worth an operator's attention (NOTES §4: option 121 routes that hijack traffic),
-    /// one sentence each; empty when none:
+    /// Routes worth an operator's attention (docs/design.md, *Bad input*: option 121 routes that
+    /// hijack traffic), one sentence each; empty when none:
     /// - option 121 carries a default route via another gateway than option 3's first router
     ///   (RFC 3442: option 121 replaces options 3 and 33, so it silently moves the default);
     /// - option 121 is present without a default route while option 3 names a router (the
@@ -725,7 +726,7 @@ fn decode_mtu(d: &[u8]) -> Result<u16, &'static str> {
 }
 
 /// Letters, digits, `-` and `_` only: the name goes into resolv.conf and the CNI result, so no
-/// whitespace, quotes or shell metacharacters (NOTES §4).
+/// whitespace, quotes or shell metacharacters (docs/design.md, *Bad input*).
 fn valid_label(l: &[u8]) -> bool {
     !l.is_empty()
         && l.len() <= 63

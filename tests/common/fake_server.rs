@@ -568,7 +568,8 @@ fn serve(sock: &Socket, sh: &Shared) {
             }
         };
         let data = &buf[..len];
-        // dhcproto can panic on some malformed options with debug assertions on (NOTES §3).
+        // dhcproto can panic on some malformed options with debug assertions on (docs/design.md,
+        // *dhcproto's decoder*).
         let msg = std::panic::catch_unwind(|| Message::from_bytes(data))
             .ok()
             .and_then(Result::ok)

@@ -1,5 +1,5 @@
 # Guest script (run by tests/vm/run.sh as /test.sh under sh -e): proves the VM harness and the
-# ipvlan+DHCP facts of NOTES §1 with busybox udhcpc alone, without the project's binaries.
+# ipvlan+DHCP facts (docs/design.md, *ipvlan and DHCP*) with busybox udhcpc alone, not our binaries.
 # Three ipvlan L2 slaves of m0 in three container netns; each gets a lease with its own client id
 # (option 61) and the broadcast flag.
 . /lab.sh
