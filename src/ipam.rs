@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn priority_becomes_the_route_metric() {
-        let lease = crate::dhcp::options::test_lease("198.18.0.5");
+        let lease = crate::dhcp::reply::test_lease("198.18.0.5");
         let r = result_from_lease(&lease, "1.1.0", Some(250));
         assert_eq!(r.routes.len(), 1);
         assert_eq!(r.routes[0].priority, Some(250));

@@ -45,7 +45,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::message::{self, DEFAULT_PARAMETER_REQUEST_LIST, Kind};
-use super::options::{Lease, ParseError, lease_times, parse_reply};
+use super::reply::{Lease, ParseError, lease_times, parse_reply};
 
 /// First retransmission delay in SELECTING and REQUESTING (RFC 2131 §4.1: "4 seconds").
 const INITIAL_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -1006,7 +1006,7 @@ impl Client {
 mod tests {
     use super::*;
     use crate::dhcp::message::client_id;
-    use crate::dhcp::options::{Reply, code};
+    use crate::dhcp::reply::{Reply, code};
     use dhcproto::Encodable;
     use dhcproto::v4::{self, DhcpOption, Flags};
 

@@ -203,7 +203,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::options::{code, parse_reply};
+    use crate::dhcp::reply::{code, parse_reply};
     use dhcproto::Decodable;
 
     fn config() -> ClientConfig {
