@@ -119,7 +119,8 @@ pub async fn watch_suspend(tx: watch::Sender<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::client::{Client, ClientConfig, Event, State};
+    use crate::dhcp::client::{Client, Event, State};
+    use crate::dhcp::config::ClientConfig;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

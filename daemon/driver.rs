@@ -43,8 +43,9 @@ use super::server::Shared;
 use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
-use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
-use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
+use crate::dhcp::client::{Client, Event, State, Transmit};
+use crate::dhcp::config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST};
+use crate::dhcp::message::client_id;
 use crate::dhcp::{Lease, MessageType};
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Attachment, Direction};
@@ -1673,7 +1674,7 @@ mod tests {
             true,
         );
         assert_eq!(config.client_id, b"reserved-1");
-        assert_eq!(config.min_lease, crate::dhcp::client::MIN_LEASE_SECS);
+        assert_eq!(config.min_lease, crate::dhcp::config::MIN_LEASE_SECS);
         for bad in [Vec::new(), vec![b'x'; 256]] {
             let options = AddOptions {
                 client_id: Some(bad),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::cni::{self, CniResult, Dns, Env, Error, IpConfig, NetConf, Plugin, code};
 use crate::dhcp::Lease;
-use crate::dhcp::message::DEFAULT_PARAMETER_REQUEST_LIST;
+use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
 use crate::dhcp::names;
 use crate::rpc::{
     self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response, ValidAttachment,

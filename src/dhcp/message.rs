@@ -13,13 +13,7 @@ use std::net::Ipv4Addr;
 use dhcproto::Encodable;
 use dhcproto::v4::{self, DhcpOption, Flags, MessageType, OptionCode, UnknownOption};
 
-use super::client::ClientConfig;
-
-/// Options the client asks for (option 55, RFC 2132 §9.8) unless configured otherwise: subnet
-/// mask 1, router 3, DNS 6, domain name 15, MTU 26, broadcast 28, static routes 33, lease time 51,
-/// server id 54, T1 58, T2 59, domain search 119 (RFC 3397), classless routes 121 (RFC 3442).
-pub const DEFAULT_PARAMETER_REQUEST_LIST: &[u8] =
-    &[1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121];
+use super::config::ClientConfig;
 
 /// Options this client sets itself; a `provide` entry cannot override them (RFC 2132: pad,
 /// host name, requested address, lease time, message type, server identifier, parameter request
@@ -203,6 +197,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
     use crate::dhcp::reply::{code, parse_reply};
     use dhcproto::Decodable;
 
