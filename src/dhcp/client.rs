@@ -2,8 +2,11 @@
 //! `dhcpv4` socket: it owns no socket and reads no clock. The driver (the lease daemon) feeds it
 //! the current time and every UDP payload received on port 68, sends what
 //! [`Client::poll_transmit`] returns, drains [`Client::poll_event`], and sleeps until
-//! [`Client::poll_at`]. Because time is only ever an input, every RFC rule below is unit-tested in
-//! microseconds with a fake clock, and a fuzzer can drive the machine directly.
+//! [`Client::poll_at`]. The machine parses each received payload once and says what it accepted
+//! ([`Accepted`]) or why it dropped it ([`Ignored`]), and each [`Transmit`] carries its message
+//! type, so the driver never parses a DHCP message itself. Because time is only ever an input,
+//! every RFC rule below is unit-tested in microseconds with a fake clock, and a fuzzer can drive
+//! the machine directly.
 //!
 //! Acquisition: INIT → DHCPDISCOVER → SELECTING → first acceptable DHCPOFFER → DHCPREQUEST →
 //! REQUESTING → DHCPACK → BOUND ([`Event::Bound`]). A reply is accepted only when its xid is ours
@@ -158,6 +161,23 @@ pub struct Transmit {
     pub dst: Ipv4Addr,
     /// The DHCP message (UDP payload).
     pub payload: Vec<u8>,
+    /// Its option 53 (RFC 2132 §9.6): DHCPDISCOVER, DHCPREQUEST, DHCPDECLINE or DHCPRELEASE, so
+    /// that a driver can count, pace and name what it sends without parsing `payload`.
+    pub message_type: MessageType,
+}
+
+/// A reply [`Client::handle`] accepted: what a driver records about it (history, metrics), so
+/// that it never parses the payload itself. The state change it caused is seen in
+/// [`Client::state`], its lease in [`Client::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Option 53 (RFC 2132 §9.6): DHCPOFFER (in SELECTING), DHCPACK or DHCPNAK.
+    pub message_type: MessageType,
+    /// yiaddr (RFC 2131 §2): the address offered or granted; 0.0.0.0 in a DHCPNAK.
+    pub yiaddr: Ipv4Addr,
+    /// Option 54, the server identifier (RFC 2132 §9.7); None only for a DHCPNAK without it,
+    /// which is accepted leniently (an OFFER or ACK without it is not a usable lease).
+    pub server_id: Option<Ipv4Addr>,
 }
 
 /// Something the driver must act on, from [`Client::poll_event`].
@@ -825,11 +845,17 @@ impl Client {
         self.state = state;
         let secs =
             u16::try_from(now.saturating_duration_since(started).as_secs()).unwrap_or(u16::MAX);
-        Some(Transmit {
+        Some(self.transmit(kind, src, dst, secs))
+    }
+
+    /// The datagram of a `kind` message from `src` to `dst`, with the current xid and `secs`.
+    fn transmit(&self, kind: Kind, src: Ipv4Addr, dst: Ipv4Addr, secs: u16) -> Transmit {
+        Transmit {
             src,
             dst,
             payload: message::build(&self.config, kind, self.xid, secs),
-        })
+            message_type: kind.message_type(),
+        }
     }
 
     /// `tx` after one more SELECTING, REQUESTING or REBOOTING transmission at `now`: the next
@@ -923,9 +949,10 @@ impl Client {
         };
     }
 
-    /// Feed one UDP payload received on port 68 at `now`. `Err` says why it was dropped; the
-    /// state is then unchanged (except for timers due at `now`, which fire first).
-    pub fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<(), Ignored> {
+    /// Feed one UDP payload received on port 68 at `now`, parsed once here. `Ok` says what was
+    /// accepted (and acted on); `Err` says why it was dropped, the state then unchanged (except
+    /// for timers due at `now`, which fire first).
+    pub fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Accepted, Ignored> {
         self.advance(now);
         let reply = parse_reply(payload).map_err(Ignored::Malformed)?;
         if reply.op != 2 {
@@ -949,6 +976,11 @@ impl Client {
         }
         let message_type = reply.message_type.ok_or(Ignored::NoMessageType)?;
         let nak = message_type == MessageType::Nak;
+        let accepted = Accepted {
+            message_type,
+            yiaddr: reply.yiaddr,
+            server_id: reply.server_id,
+        };
         match (&self.state, message_type) {
             (ClientState::Selecting(d), MessageType::Offer) => {
                 let d = *d;
@@ -961,7 +993,7 @@ impl Client {
                     tx: Retransmit::first(Some(now)),
                     requested_at: None,
                 });
-                Ok(())
+                Ok(accepted)
             }
             (ClientState::Requesting(r), MessageType::Ack | MessageType::Nak) => {
                 let r = *r;
@@ -974,11 +1006,11 @@ impl Client {
                 }
                 if nak {
                     self.state = self.restarted(r.budget, None, Some(now));
-                    return Ok(());
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
                 self.bind(r.requested_at.unwrap_or(now), lease, Event::Bound);
-                Ok(())
+                Ok(accepted)
             }
             (ClientState::Rebooting(r), MessageType::Ack | MessageType::Nak) => {
                 let r = *r;
@@ -986,11 +1018,11 @@ impl Client {
                 // says the old address is wrong for this link: DISCOVER, same budget, no event.
                 if nak {
                     self.state = self.restarted(r.budget, None, Some(now));
-                    return Ok(());
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
                 self.bind(r.requested_at.unwrap_or(now), lease, Event::Bound);
-                Ok(())
+                Ok(accepted)
             }
             (
                 ClientState::Renewing(r) | ClientState::Rebinding(r),
@@ -1014,7 +1046,7 @@ impl Client {
                     self.events.push_back(Event::Nak);
                     let budget = Budget::new(now, self.config.timeout);
                     self.state = self.restarted(budget, None, Some(now));
-                    return Ok(());
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
                 if lease.address != held {
@@ -1024,7 +1056,7 @@ impl Client {
                     });
                 }
                 self.bind(requested_at, lease, Event::Renewed);
-                Ok(())
+                Ok(accepted)
             }
             // Any other message type in these states, and anything at all in the others (INIT,
             // INIT-REBOOT, BOUND, the terminal states), where nothing was asked.
@@ -1094,13 +1126,9 @@ impl Client {
             requested,
             server_id,
         };
-        let payload = message::build(&self.config, kind, self.xid, 0);
+        let transmit = self.transmit(kind, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 0);
         self.give_up_offer(now, ClientState::Declined);
-        Some(Transmit {
-            src: Ipv4Addr::UNSPECIFIED,
-            dst: Ipv4Addr::BROADCAST,
-            payload,
-        })
+        Some(transmit)
     }
 
     /// Drop the offer being requested (REQUESTING) or the lease just granted (BOUND) without a
@@ -1168,11 +1196,7 @@ impl Client {
         let (ciaddr, server_id) = held?;
         self.xid = self.rng.random();
         let kind = Kind::Release { ciaddr, server_id };
-        Some(Transmit {
-            src: ciaddr,
-            dst: server_id,
-            payload: message::build(&self.config, kind, self.xid, 0),
-        })
+        Some(self.transmit(kind, ciaddr, server_id, 0))
     }
 }
 

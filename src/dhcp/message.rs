@@ -92,6 +92,19 @@ pub enum Kind {
     },
 }
 
+impl Kind {
+    /// Option 53 of this kind of message (RFC 2132 §9.6): DHCPDISCOVER, DHCPREQUEST (SELECTING,
+    /// INIT-REBOOT, RENEWING and REBINDING alike), DHCPDECLINE or DHCPRELEASE.
+    pub fn message_type(self) -> MessageType {
+        match self {
+            Kind::Discover { .. } => MessageType::Discover,
+            Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
+            Kind::Decline { .. } => MessageType::Decline,
+            Kind::Release { .. } => MessageType::Release,
+        }
+    }
+}
+
 /// Build one client message as a UDP payload.
 ///
 /// `xid` is the transaction id, `secs` the seconds since the acquisition or renewal started
@@ -128,13 +141,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
         Flags::default()
     });
     let opts = msg.opts_mut();
-    let mtype = match kind {
-        Kind::Discover { .. } => MessageType::Discover,
-        Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
-        Kind::Decline { .. } => MessageType::Decline,
-        Kind::Release { .. } => MessageType::Release,
-    };
-    opts.insert(DhcpOption::MessageType(mtype));
+    opts.insert(DhcpOption::MessageType(kind.message_type()));
     if !config.client_id.is_empty() {
         opts.insert(DhcpOption::ClientIdentifier(config.client_id.clone()));
     }

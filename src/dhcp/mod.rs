@@ -22,7 +22,7 @@ pub mod message;
 pub mod names;
 pub mod reply;
 
-pub use client::{Client, Event, Ignored, State, Transmit};
+pub use client::{Accepted, Client, Event, Ignored, State, Transmit};
 pub use config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST, MIN_LEASE_SECS};
 pub use dhcproto::v4::MessageType;
 pub use message::client_id;
