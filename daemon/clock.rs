@@ -119,7 +119,8 @@ pub async fn watch_suspend(tx: watch::Sender<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::client::{Client, ClientConfig, Event, State};
+    use crate::dhcp::client::{Client, Event, State};
+    use crate::dhcp::config::ClientConfig;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -154,7 +155,7 @@ mod tests {
             mono0 + mono_elapsed + suspended
         };
         let t0 = lease_clock(Duration::ZERO, Duration::ZERO);
-        let lease = crate::dhcp::options::test_lease("198.18.0.7");
+        let lease = crate::dhcp::reply::test_lease("198.18.0.7");
         assert_eq!(lease.lease_time, 3600);
         let mut config = ClientConfig::new(vec![0, 1], [2, 0, 0, 0, 0, 1]);
         config.broadcast = false;
@@ -172,7 +173,7 @@ mod tests {
         // On the monotonic clock alone the lease would still look fine for an hour.
         let mut c2 = Client::resume(
             ClientConfig::new(vec![0, 1], [2, 0, 0, 0, 0, 1]),
-            crate::dhcp::options::test_lease("198.18.0.7"),
+            crate::dhcp::reply::test_lease("198.18.0.7"),
             mono0,
             7,
         );

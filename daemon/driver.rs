@@ -43,8 +43,9 @@ use super::shared::Shared;
 use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
-use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
-use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
+use crate::dhcp::client::{Client, Event, State, Transmit};
+use crate::dhcp::config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST};
+use crate::dhcp::message::client_id;
 use crate::dhcp::{Lease, MessageType};
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Attachment, Direction};
@@ -96,17 +97,6 @@ pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
         network = %attachment.network,
         ifname = %attachment.ifname
     )
-}
-
-/// "DHCPDISCOVER", "DHCPACK", ... for a message we built or received; "DHCP?" if unreadable.
-fn message_name(payload: &[u8]) -> String {
-    match crate::dhcp::parse_reply(payload)
-        .ok()
-        .and_then(|r| r.message_type)
-    {
-        Some(t) => format!("DHCP{}", format!("{t:?}").to_uppercase()),
-        None => "DHCP?".into(),
-    }
 }
 
 /// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
@@ -1113,26 +1103,27 @@ async fn on_received(ctx: &mut Ctx, client: &mut Client, r: packet::Received) ->
     let was = client.state();
     let metrics = &ctx.shared.metrics;
     match client.handle(now, &r.payload) {
-        Ok(()) => {
+        Ok(accepted) => {
             // The exchange is over: let the next one on this network go.
             ctx.permit = None;
-            if let Some(t) = metrics::message_type(&r.payload) {
-                metrics.message_received(t);
-                if t == MessageType::Ack {
-                    match was {
-                        State::Renewing => metrics.renewal(),
-                        State::Rebinding => metrics.rebind(),
-                        _ => {}
-                    }
+            let t = accepted.message_type;
+            metrics.message_received(t);
+            if t == MessageType::Ack {
+                match was {
+                    State::Renewing => metrics.renewal(),
+                    State::Rebinding => metrics.rebind(),
+                    _ => {}
                 }
             }
             ctx.server_mac = Some(r.src_mac);
-            let yiaddr = crate::dhcp::parse_reply(&r.payload)
-                .map(|m| m.yiaddr.to_string())
-                .unwrap_or_default();
             ctx.slot.push_history(
                 Direction::Received,
-                format!("{} {yiaddr} from {}", message_name(&r.payload), r.src_ip),
+                format!(
+                    "DHCP{} {} from {}",
+                    metrics::message_type_name(t),
+                    accepted.yiaddr,
+                    r.src_ip
+                ),
             );
             debug!(from = %r.src_ip, "reply accepted");
             if was == State::Selecting && client.state() == State::Requesting {
@@ -1578,13 +1569,13 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     };
     // A request that expects a reply holds a window permit until the reply (or WINDOW_HOLD);
     // its previous transmission's permit, if any, is given back first.
-    let kind = metrics::message_type(&tx.payload);
-    if matches!(kind, Some(MessageType::Discover | MessageType::Request)) {
+    let kind = tx.message_type;
+    if matches!(kind, MessageType::Discover | MessageType::Request) {
         ctx.permit = None;
         let permit = ctx.shared.pacer.permit(&ctx.slot.attachment.network).await;
         ctx.permit = Some((permit, Instant::now() + WINDOW_HOLD));
     }
-    if matches!(kind, Some(MessageType::Release | MessageType::Decline)) {
+    if matches!(kind, MessageType::Release | MessageType::Decline) {
         // No reply will clock these: space them so a burst does not drown the server.
         ctx.shared
             .pacer
@@ -1615,13 +1606,15 @@ async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
-            if let Some(t) = kind {
-                ctx.shared.metrics.message_sent(t);
-            }
+            ctx.shared.metrics.message_sent(kind);
             let state = ctx.slot.status().state.clone();
             ctx.slot.push_history(
                 Direction::Sent,
-                format!("{} to {} ({state})", message_name(&tx.payload), tx.dst),
+                format!(
+                    "DHCP{} to {} ({state})",
+                    metrics::message_type_name(kind),
+                    tx.dst
+                ),
             );
             debug!(src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
         }
@@ -1673,7 +1666,7 @@ mod tests {
             true,
         );
         assert_eq!(config.client_id, b"reserved-1");
-        assert_eq!(config.min_lease, crate::dhcp::client::MIN_LEASE_SECS);
+        assert_eq!(config.min_lease, crate::dhcp::config::MIN_LEASE_SECS);
         for bad in [Vec::new(), vec![b'x'; 256]] {
             let options = AddOptions {
                 client_id: Some(bad),

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn routes_carry_the_metric_of_the_add_result() {
-        let lease = crate::dhcp::options::test_lease("198.18.0.5");
+        let lease = crate::dhcp::reply::test_lease("198.18.0.5");
         let cni = crate::ipam::result_from_lease(&lease, "1.1.0", Some(250));
         let ours = routes_of(&lease, Some(250));
         assert_eq!(ours.len(), cni.routes.len());

@@ -33,11 +33,11 @@
 //!   `m.observe_add(t.elapsed(), !matches!(response, Response::Error { .. }))` on its response
 //!   (the held-lease fast path included; an invalid attachment rejected before the match is not
 //!   an ADD that ran and is not observed).
-//! - `driver::send`, the `Ok(())` arm: `if let Some(t) = message_type(&tx.payload) {
-//!   m.message_sent(t) }` (covers DISCOVER, REQUEST, DECLINE and RELEASE, retransmissions too).
-//! - `driver::drive`, the receive arm: take `let was = client.state();` before
-//!   `client.handle(..)`; on `Ok(())`, `message_received(t)` with `t` from
-//!   `message_type(&r.payload)`, then if `t` is ACK, `m.renewal()` when `was` is RENEWING and
+//! - `driver::send`, the `Ok(())` arm: `m.message_sent(tx.message_type)` (covers DISCOVER,
+//!   REQUEST, DECLINE and RELEASE, retransmissions too; the client says each one's type).
+//! - `driver::on_received`: take `let was = client.state();` before `client.handle(..)`; on
+//!   `Ok(accepted)`, `message_received(t)` with `t` = `accepted.message_type` (the client
+//!   parsed the reply once), then if `t` is ACK, `m.renewal()` when `was` is RENEWING and
 //!   `m.rebind()` when it is REBINDING (the client's `Event::Renewed` does not say which); on
 //!   `Err(_)`, `m.reply_ignored()`.
 //! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
@@ -86,37 +86,12 @@ pub const ADD_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 ];
 
-/// Label value of a DHCP message type. The RFC 2131 types (and RFC 3203 FORCERENEW) by name;
+/// Label value of a DHCP message type (also what follows "DHCP" in a lease's history lines).
+/// The RFC 2131 types (and RFC 3203 FORCERENEW) by name;
 /// anything else (leasequery types, unknown codes) is `OTHER`, so a hostile server cannot
 /// create series at will.
 pub fn message_type_name(t: MessageType) -> &'static str {
     MESSAGE_TYPES[message_type_index(t)]
-}
-
-/// The DHCP message type (option 53) of a DHCP message, found by walking its options without
-/// decoding the rest, for [`Metrics::message_sent`] and [`Metrics::message_received`] from the
-/// payload the driver already has. `None` for a payload too short, without the magic cookie, or
-/// without option 53 in the options field (overloaded `sname`/`file` fields are not searched).
-pub fn message_type(payload: &[u8]) -> Option<MessageType> {
-    const OPTIONS: usize = 240; // fixed BOOTP header (236) + magic cookie (4), RFC 2131 §3
-    if payload.get(236..OPTIONS)? != [99, 130, 83, 99] {
-        return None;
-    }
-    let mut i = OPTIONS;
-    while let Some(&code) = payload.get(i) {
-        match code {
-            0 => i += 1,
-            255 => return None,
-            _ => {
-                let len = usize::from(*payload.get(i + 1)?);
-                if code == 53 && len >= 1 {
-                    return payload.get(i + 2).map(|&t| MessageType::from(t));
-                }
-                i += 2 + len;
-            }
-        }
-    }
-    None
 }
 
 const MESSAGE_TYPES: [&str; 10] = [
@@ -696,43 +671,10 @@ mod tests {
         );
     }
 
-    fn dhcp_message(t: Option<MessageType>) -> Vec<u8> {
-        use dhcproto::Encodable;
-        use dhcproto::v4::{DhcpOption, Message};
-        let mut msg = Message::default();
-        // Padding and another option first: the walk must step over both.
-        msg.opts_mut()
-            .insert(DhcpOption::Hostname("a-host-name".into()));
-        if let Some(t) = t {
-            msg.opts_mut().insert(DhcpOption::MessageType(t));
-        }
-        msg.to_vec().unwrap()
-    }
-
     #[test]
-    fn message_type_is_read_from_option_53() {
-        for t in [
-            MessageType::Discover,
-            MessageType::Request,
-            MessageType::Ack,
-            MessageType::Nak,
-            MessageType::Release,
-        ] {
-            assert_eq!(message_type(&dhcp_message(Some(t))), Some(t));
-        }
-        assert_eq!(message_type(&dhcp_message(None)), None);
-        assert_eq!(message_type(&[]), None);
-        assert_eq!(message_type(&[0; 300]), None, "no magic cookie");
-        let mut cut = dhcp_message(Some(MessageType::Offer));
-        let at = cut.windows(2).position(|w| w == [53, 1]).unwrap();
-        cut.truncate(at + 2);
-        assert_eq!(message_type(&cut), None, "option 53 cut short");
-        cut.truncate(at + 1);
-        assert_eq!(message_type(&cut), None, "length byte missing");
-        let mut padded = dhcp_message(None);
-        padded.truncate(240);
-        padded.extend_from_slice(&[0, 0, 12, 1, b'x', 53, 1, 5, 255]);
-        assert_eq!(message_type(&padded), Some(MessageType::Ack));
+    fn message_type_names() {
+        assert_eq!(message_type_name(MessageType::Discover), "DISCOVER");
+        assert_eq!(message_type_name(MessageType::Ack), "ACK");
         assert_eq!(message_type_name(MessageType::Unknown(77)), "OTHER");
     }
 

@@ -883,7 +883,7 @@ mod tests {
             domain_name: Some("lab.example".into()),
             domain_search: vec!["lab.example".into()],
             mtu: Some(1500),
-            ..crate::dhcp::options::test_lease("198.18.0.10")
+            ..crate::dhcp::reply::test_lease("198.18.0.10")
         }
     }
 
@@ -1183,7 +1183,7 @@ mod tests {
     #[test]
     fn oversized_lease_lists_are_invalid_and_moved_aside() {
         use crate::dhcp::Route;
-        use crate::dhcp::options::{MAX_ADDRESSES, MAX_ROUTES, MAX_SEARCH_NAMES};
+        use crate::dhcp::reply::{MAX_ADDRESSES, MAX_ROUTES, MAX_SEARCH_NAMES};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let route = Route {

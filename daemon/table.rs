@@ -348,7 +348,7 @@ mod tests {
                 lease_time: 100,
                 renewal_time: 50,
                 rebinding_time: 87,
-                ..crate::dhcp::options::test_lease("198.18.0.5")
+                ..crate::dhcp::reply::test_lease("198.18.0.5")
             });
         }
         let r = s.record(start + std::time::Duration::from_secs(10));

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::cni::{self, CniResult, Dns, Env, Error, IpConfig, NetConf, Plugin, code};
 use crate::dhcp::Lease;
-use crate::dhcp::message::DEFAULT_PARAMETER_REQUEST_LIST;
+use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
 use crate::dhcp::names;
 use crate::rpc::{
     self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response, ValidAttachment,
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn priority_becomes_the_route_metric() {
-        let lease = crate::dhcp::options::test_lease("198.18.0.5");
+        let lease = crate::dhcp::reply::test_lease("198.18.0.5");
         let r = result_from_lease(&lease, "1.1.0", Some(250));
         assert_eq!(r.routes.len(), 1);
         assert_eq!(r.routes[0].priority, Some(250));

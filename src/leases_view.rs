@@ -611,7 +611,7 @@ mod tests {
     use crate::daemon::store::{Record, Store};
 
     fn lease(address: &str) -> Lease {
-        crate::dhcp::options::test_lease(address)
+        crate::dhcp::reply::test_lease(address)
     }
 
     fn live(id: &str, network: &str, state: &str) -> LeaseView {

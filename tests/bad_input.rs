@@ -118,7 +118,7 @@ fn malformed_option_119_compression_is_survived() {
 
 #[test]
 fn option_119_compression_bomb_binds_with_a_bounded_search_list() {
-    use cni_dhcp::dhcp::options::{MAX_SEARCH_BYTES, MAX_SEARCH_NAMES};
+    use cni_dhcp::dhcp::reply::{MAX_SEARCH_BYTES, MAX_SEARCH_NAMES};
     // A 253-character name, then 1000 pointers to it, split over instances of 255 bytes
     // (RFC 3396): about 2.3 KB of option standing for 250 KB of names.
     let mut search = Vec::new();

@@ -56,7 +56,7 @@ fn has_default_route(lab: &Lab, ns: &Path) -> bool {
 fn silent_server_renewing_rebinding_expiry_then_lease_returns() {
     let Some(lab) = lab("silent") else { return };
     let server = FakeServer::start(&lab);
-    // The shortest lease the daemon keeps (dhcp::client::MIN_LEASE_SECS): T1 10 s, T2 17.5 s.
+    // The shortest lease the daemon keeps (dhcp::config::MIN_LEASE_SECS): T1 10 s, T2 17.5 s.
     server.set_lease_time(20);
     let daemon = Daemon::start(lab.dir(), &["-resendmax", "2s"]);
     let (ns, address) = add_one(&lab, &daemon, "quiet");

@@ -47,9 +47,9 @@ fuzz_target!(|data: &[u8]| {
     // Option 119 is decoded lazily (not by parse_reply): decode it whether or not a lease
     // results, and hold it to its bounds.
     let (names, _problem) = reply.domain_search();
-    assert!(names.len() <= cni_dhcp::dhcp::options::MAX_SEARCH_NAMES);
+    assert!(names.len() <= cni_dhcp::dhcp::reply::MAX_SEARCH_NAMES);
     assert!(
-        names.iter().map(String::len).sum::<usize>() <= cni_dhcp::dhcp::options::MAX_SEARCH_BYTES
+        names.iter().map(String::len).sum::<usize>() <= cni_dhcp::dhcp::reply::MAX_SEARCH_BYTES
     );
     if let Ok(lease) = reply.to_lease() {
         assert_eq!(

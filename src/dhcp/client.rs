@@ -2,8 +2,11 @@
 //! `dhcpv4` socket: it owns no socket and reads no clock. The driver (the lease daemon) feeds it
 //! the current time and every UDP payload received on port 68, sends what
 //! [`Client::poll_transmit`] returns, drains [`Client::poll_event`], and sleeps until
-//! [`Client::poll_at`]. Because time is only ever an input, every RFC rule below is unit-tested in
-//! microseconds with a fake clock, and a fuzzer can drive the machine directly.
+//! [`Client::poll_at`]. The machine parses each received payload once and says what it accepted
+//! ([`Accepted`]) or why it dropped it ([`Ignored`]), and each [`Transmit`] carries its message
+//! type, so the driver never parses a DHCP message itself. Because time is only ever an input,
+//! every RFC rule below is unit-tested in microseconds with a fake clock, and a fuzzer can drive
+//! the machine directly.
 //!
 //! Acquisition: INIT → DHCPDISCOVER → SELECTING → first acceptable DHCPOFFER → DHCPREQUEST →
 //! REQUESTING → DHCPACK → BOUND ([`Event::Bound`]). A reply is accepted only when its xid is ours
@@ -44,8 +47,9 @@ use dhcproto::v4::MessageType;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::message::{self, DEFAULT_PARAMETER_REQUEST_LIST, Kind};
-use super::options::{Lease, ParseError, lease_times, parse_reply};
+use super::config::ClientConfig;
+use super::message::{self, Kind};
+use super::reply::{Lease, ParseError, lease_times, parse_reply};
 
 /// First retransmission delay in SELECTING and REQUESTING (RFC 2131 §4.1: "4 seconds").
 const INITIAL_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -66,11 +70,6 @@ const MAX_REQUESTS: u32 = 4;
 /// "after employing the retransmission algorithm"); the reboot phase also never lasts longer than
 /// half of [`ClientConfig::timeout`], so the DISCOVER that follows has time to finish.
 const MAX_REBOOT_REQUESTS: u32 = 3;
-/// Shortest lease the client keeps, in seconds: a shorter one (0 and 1 s included) is kept as
-/// this long, with T1 and T2 at their default fractions of it. A 0-second lease would
-/// otherwise make bind, expire and acquire again loop at the server's round-trip rate. dhcpcd
-/// uses the same floor (`DHCP_MIN_LEASE`, 20 s).
-pub const MIN_LEASE_SECS: u32 = 20;
 /// How long to wait after a DHCPDECLINE (or an abandoned offer) before acquiring again in
 /// [`Client::keep_trying`] mode (RFC 2131 §3.1 step 5: "a minimum of ten seconds ... to avoid
 /// excessive network traffic in case of looping").
@@ -78,57 +77,6 @@ pub const DECLINE_WAIT: Duration = Duration::from_secs(10);
 /// T1/T2 are moved earlier by a random fuzz of up to 1/20 of their value (RFC 2131 §4.4.5: "SHOULD
 /// be chosen with some random fuzz"), so that leases granted together do not renew together.
 const TIMER_FUZZ_DIVISOR: u64 = 20;
-
-/// What the client sends and how long it tries; one per container interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// Option 61 data (RFC 2132 §9.14), e.g. from [`message::client_id`]; sent in every message
-    /// (omitted when empty) and required to match in replies that echo it (RFC 6842).
-    pub client_id: Vec<u8>,
-    /// chaddr: the interface's MAC (on ipvlan, the master's).
-    pub chaddr: [u8; 6],
-    /// Set the BOOTP broadcast flag on DHCPDISCOVER and SELECTING DHCPREQUEST (RFC 2131 §4.1) so
-    /// the server broadcasts its replies: needed on ipvlan (docs/design.md, *ipvlan and DHCP*).
-    pub broadcast: bool,
-    /// Option 55 codes (RFC 2132 §9.8); omitted when empty.
-    pub parameter_request_list: Vec<u8>,
-    /// Option 12 host name (RFC 2132 §3.14), sent when set and non-empty.
-    pub hostname: Option<String>,
-    /// Further options to send in DHCPDISCOVER and DHCPREQUEST, as (code, data): the ipam
-    /// config's `provide` list (e.g. 60 vendor class identifier, 77 user class). Codes this
-    /// client manages itself (0, 12, 50, 51, 53, 54, 55, 57, 61, 255) are skipped.
-    pub provided: Vec<(u8, Vec<u8>)>,
-    /// Budget for one acquisition, from INIT (or INIT-REBOOT) to BOUND, NAK restarts included
-    /// (the daemon's `-timeout`, default 10 s). Ignored by acquisitions after a lost lease in
-    /// [`Client::keep_trying`] mode, except that it still bounds the INIT-REBOOT phase (half of
-    /// it).
-    pub timeout: Duration,
-    /// Cap on the SELECTING/REQUESTING retransmission interval (the daemon's `-resendmax`,
-    /// default 62 s).
-    pub resend_max: Duration,
-    /// Floor on the lease time in seconds ([`MIN_LEASE_SECS`] by default): a DHCPACK granting
-    /// less is kept as this long (T1 and T2 at 1/2 and 7/8 of it), and a T1 or T2 of 0 means
-    /// the default fraction. 0 keeps whatever the server says (for tests of the timers).
-    pub min_lease: u32,
-}
-
-impl ClientConfig {
-    /// A configuration with the reference's defaults: broadcast flag set,
-    /// [`DEFAULT_PARAMETER_REQUEST_LIST`], no host name, 10 s timeout, 62 s resend cap.
-    pub fn new(client_id: Vec<u8>, chaddr: [u8; 6]) -> ClientConfig {
-        ClientConfig {
-            client_id,
-            chaddr,
-            broadcast: true,
-            parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
-            hostname: None,
-            provided: Vec::new(),
-            timeout: Duration::from_secs(10),
-            resend_max: Duration::from_secs(62),
-            min_lease: MIN_LEASE_SECS,
-        }
-    }
-}
 
 /// `lease` with [`ClientConfig::min_lease`] applied: a lease time under `min` (not infinite)
 /// becomes `min` with the default T1 and T2 (RFC 2131 §4.4.5: 0.5 and 0.875 of it), and a T1
@@ -213,6 +161,23 @@ pub struct Transmit {
     pub dst: Ipv4Addr,
     /// The DHCP message (UDP payload).
     pub payload: Vec<u8>,
+    /// Its option 53 (RFC 2132 §9.6): DHCPDISCOVER, DHCPREQUEST, DHCPDECLINE or DHCPRELEASE, so
+    /// that a driver can count, pace and name what it sends without parsing `payload`.
+    pub message_type: MessageType,
+}
+
+/// A reply [`Client::handle`] accepted: what a driver records about it (history, metrics), so
+/// that it never parses the payload itself. The state change it caused is seen in
+/// [`Client::state`], its lease in [`Client::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Option 53 (RFC 2132 §9.6): DHCPOFFER (in SELECTING), DHCPACK or DHCPNAK.
+    pub message_type: MessageType,
+    /// yiaddr (RFC 2131 §2): the address offered or granted; 0.0.0.0 in a DHCPNAK.
+    pub yiaddr: Ipv4Addr,
+    /// Option 54, the server identifier (RFC 2132 §9.7); None only for a DHCPNAK without it,
+    /// which is accepted leniently (an OFFER or ACK without it is not a usable lease).
+    pub server_id: Option<Ipv4Addr>,
 }
 
 /// Something the driver must act on, from [`Client::poll_event`].
@@ -293,50 +258,246 @@ pub enum Ignored {
 /// One DHCP client for one interface. See the module documentation.
 #[derive(Debug)]
 pub struct Client {
-    /// What to send; fixed for the client's life.
+    /// What to send and how long to try; fixed for the client's life.
     config: ClientConfig,
     /// Seeded source for xids and timer fuzz, so tests are deterministic.
     rng: SmallRng,
-    /// Current RFC 2131 state.
-    state: State,
-    /// Current transaction id: new for each acquisition attempt and each renewal.
+    /// The RFC 2131 state with the data only that state uses; [`Client::state`] names it.
+    state: ClientState,
+    /// Current transaction id: new for each acquisition attempt, each renewal and the
+    /// DHCPRELEASE. Outside the states because [`Client::xid`] still answers in the terminal ones.
     xid: u32,
-    /// When the current acquisition or renewal began: `secs` counts from it (RFC 2131 §2).
-    started: Instant,
-    /// End of the acquisition budget; None outside INIT/SELECTING/REQUESTING.
-    deadline: Option<Instant>,
-    /// When the next (re)transmission is due; None when nothing is scheduled.
-    next_tx: Option<Instant>,
-    /// Transmissions so far in the current state (drives the exponential backoff).
-    attempts: u32,
-    /// The accepted offer while REQUESTING: (requested address, server identifier).
-    offer: Option<(Ipv4Addr, Ipv4Addr)>,
-    /// The remembered address requested in INIT-REBOOT/REBOOTING.
-    reboot_addr: Option<Ipv4Addr>,
-    /// An address to suggest in DHCPDISCOVER (option 50): the lost lease's, after a silent
-    /// REBOOTING or an expiry; cleared by a DHCPNAK (the server said no) and by binding.
-    prefer: Option<Ipv4Addr>,
-    /// [`Client::keep_trying`] was switched on.
+    /// [`Client::keep_trying`] was switched on: the driver's choice, whatever the state.
     keep_trying: bool,
     /// A lease was held at some point (bound, resumed or rebooted from a persisted one): what
-    /// makes `keep_trying` apply.
+    /// makes `keep_trying` apply. Never cleared, so it outlives every state.
     ever_bound: bool,
-    /// When the latest DHCPREQUEST was sent: lease times count from it (RFC 2131 §4.4.1).
-    last_request: Option<Instant>,
-    /// The lease held (BOUND, RENEWING, REBINDING) or that expired (EXPIRED).
-    lease: Option<Lease>,
-    /// T1 (fuzzed); None = never (infinite lease or beyond `Instant`'s range).
-    t1_at: Option<Instant>,
-    /// T2 (fuzzed); None = never.
-    t2_at: Option<Instant>,
-    /// Lease expiry; None = never.
-    expires_at: Option<Instant>,
-    /// The instant the held lease's times count from (the DHCPREQUEST that got the ACK).
-    granted_at: Option<Instant>,
     /// Events not yet taken by [`Client::poll_event`].
     events: VecDeque<Event>,
 }
 
+/// The client's state and what only it needs to know, as smoltcp's `dhcpv4` socket keeps its
+/// `ClientState`: an offer exists only while REQUESTING, the remembered address only while
+/// rebooting, lease timers only while a lease is held, so none of them can be stale or missing.
+/// [`State`] is its public name ([`ClientState::state`]).
+#[derive(Debug)]
+enum ClientState {
+    /// INIT: a DHCPDISCOVER is due at the data's [`Retransmit::at`] (at once, or
+    /// [`DECLINE_WAIT`] after a decline); the next [`Client::poll_transmit`] sends it.
+    Init(DiscoverState),
+    /// SELECTING: DHCPDISCOVER sent, waiting for a DHCPOFFER, retransmitting with backoff.
+    Selecting(DiscoverState),
+    /// REQUESTING: an offer was accepted; its SELECTING DHCPREQUEST is due or sent.
+    Requesting(RequestState),
+    /// INIT-REBOOT: a DHCPREQUEST for a remembered address is due ([`Client::reboot`]).
+    InitReboot(RebootState),
+    /// REBOOTING: that DHCPREQUEST was sent; any server may answer.
+    Rebooting(RebootState),
+    /// BOUND: holding a lease, waiting for T1.
+    Bound(Held),
+    /// RENEWING: past T1, unicasting DHCPREQUEST to the lease's server.
+    Renewing(RenewState),
+    /// REBINDING: past T2, broadcasting DHCPREQUEST to any server.
+    Rebinding(RenewState),
+    /// EXPIRED: the lease ran out unrenewed. Still held here so [`Client::lease`] tells the
+    /// driver which address to remove; nothing more is sent.
+    Expired(Held),
+    /// RELEASED: DHCPRELEASE sent (or nothing to release); nothing more is sent.
+    Released,
+    /// FAILED: the acquisition budget ran out, or an offer or lease was abandoned.
+    Failed,
+    /// DECLINED: DHCPDECLINE sent; the address is forgotten.
+    Declined,
+}
+
+/// The time budget of one acquisition (INIT or INIT-REBOOT to BOUND). It survives the returns
+/// to INIT within an acquisition (a DHCPNAK, an unanswered REQUESTING or REBOOTING), so those
+/// share one [`ClientConfig::timeout`]; a lost lease starts a new one.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// When the acquisition began: `secs` counts from it (RFC 2131 §2), and REBOOTING gives up
+    /// half a [`ClientConfig::timeout`] after it.
+    started: Instant,
+    /// `started` plus [`ClientConfig::timeout`], when the acquisition fails; None beyond
+    /// `Instant`'s range. Kept even where keep-trying mode waives it, so that switching the mode
+    /// off restores it ([`Client::budget_end`]).
+    deadline: Option<Instant>,
+}
+
+impl Budget {
+    /// A budget of `timeout` from `now`.
+    fn new(now: Instant, timeout: Duration) -> Budget {
+        Budget {
+            started: now,
+            deadline: now.checked_add(timeout),
+        }
+    }
+}
+
+/// Retransmission bookkeeping of a state that sends (all but BOUND and the terminal ones).
+#[derive(Debug, Clone, Copy)]
+struct Retransmit {
+    /// When the next (re)transmission is due; None when that is beyond `Instant`'s range.
+    at: Option<Instant>,
+    /// Transmissions so far in this state: the exponent of the RFC 2131 §4.1 backoff, and what
+    /// REQUESTING ([`MAX_REQUESTS`]) and REBOOTING ([`MAX_REBOOT_REQUESTS`]) count to give up.
+    attempts: u32,
+}
+
+impl Retransmit {
+    /// Nothing sent yet in this state; the first transmission is due `at`.
+    fn first(at: Option<Instant>) -> Retransmit {
+        Retransmit { at, attempts: 0 }
+    }
+}
+
+/// What INIT and SELECTING need: the DHCPDISCOVERs of an acquisition.
+#[derive(Debug, Clone, Copy)]
+struct DiscoverState {
+    /// The acquisition's budget.
+    budget: Budget,
+    /// An address to suggest in DHCPDISCOVER (option 50, RFC 2131 §4.4.1): the lost lease's,
+    /// after a silent REBOOTING or an expiry; None after a DHCPNAK (the server said no).
+    prefer: Option<Ipv4Addr>,
+    /// The DHCPDISCOVER schedule.
+    tx: Retransmit,
+}
+
+/// What REQUESTING needs: the accepted offer.
+#[derive(Debug, Clone, Copy)]
+struct RequestState {
+    /// The acquisition's budget.
+    budget: Budget,
+    /// SELECTING's suggestion, kept so that an unanswered REQUESTING goes back to INIT still
+    /// suggesting it.
+    prefer: Option<Ipv4Addr>,
+    /// The offer's yiaddr: option 50 of the DHCPREQUEST, and what [`Client::offered`] and
+    /// [`Client::decline`] name.
+    address: Ipv4Addr,
+    /// The offering server (option 54): the DHCPREQUEST names it and only its DHCPACK or
+    /// DHCPNAK is accepted.
+    server_id: Ipv4Addr,
+    /// The DHCPREQUEST schedule.
+    tx: Retransmit,
+    /// When the latest DHCPREQUEST went out: the lease's times count from it (RFC 2131 §4.4.1).
+    /// None before the first (an ACK that beats it counts from its own arrival).
+    requested_at: Option<Instant>,
+}
+
+/// What INIT-REBOOT and REBOOTING need: the remembered address.
+#[derive(Debug, Clone, Copy)]
+struct RebootState {
+    /// The acquisition's budget (it covers the fallback DISCOVER too).
+    budget: Budget,
+    /// The remembered lease's address: option 50 of the DHCPREQUEST, and what the DISCOVERs
+    /// suggest if nobody answers.
+    address: Ipv4Addr,
+    /// The DHCPREQUEST schedule.
+    tx: Retransmit,
+    /// When the latest DHCPREQUEST went out (the lease's times count from it); None in
+    /// INIT-REBOOT, before the first.
+    requested_at: Option<Instant>,
+}
+
+/// A lease held (BOUND, RENEWING, REBINDING) or that expired (EXPIRED), with its timers.
+#[derive(Debug, Clone)]
+struct Held {
+    /// The lease, with [`ClientConfig::min_lease`] applied.
+    lease: Lease,
+    /// The instant its times count from (the DHCPREQUEST that got the ACK, RFC 2131 §4.4.1):
+    /// what the driver persists to [`Client::resume`] later.
+    granted_at: Instant,
+    /// T1 (fuzzed); None = never (infinite lease, or beyond `Instant`'s range).
+    t1: Option<Instant>,
+    /// T2 (fuzzed); None = never.
+    t2: Option<Instant>,
+    /// Expiry; None = never.
+    expires: Option<Instant>,
+}
+
+/// What RENEWING and REBINDING need: the lease being extended and the renewal's requests.
+#[derive(Debug, Clone)]
+struct RenewState {
+    /// The lease, still in use until a DHCPNAK or expiry.
+    held: Held,
+    /// When the renewal began (T1): `secs` counts from it (RFC 2131 §2).
+    started: Instant,
+    /// The DHCPREQUEST schedule (restarted at T2).
+    tx: Retransmit,
+    /// When the latest DHCPREQUEST went out: the renewed lease's times count from it. Before
+    /// the first, the held lease's `granted_at`. Kept across T2, since a DHCPACK to a RENEWING
+    /// request may arrive in REBINDING.
+    requested_at: Instant,
+}
+
+impl ClientState {
+    /// The RFC 2131 name of this state.
+    fn state(&self) -> State {
+        match self {
+            ClientState::Init(_) => State::Init,
+            ClientState::Selecting(_) => State::Selecting,
+            ClientState::Requesting(_) => State::Requesting,
+            ClientState::InitReboot(_) => State::InitReboot,
+            ClientState::Rebooting(_) => State::Rebooting,
+            ClientState::Bound(_) => State::Bound,
+            ClientState::Renewing(_) => State::Renewing,
+            ClientState::Rebinding(_) => State::Rebinding,
+            ClientState::Expired(_) => State::Expired,
+            ClientState::Released => State::Released,
+            ClientState::Failed => State::Failed,
+            ClientState::Declined => State::Declined,
+        }
+    }
+
+    /// The acquisition budget, in the states that acquire.
+    fn budget(&self) -> Option<Budget> {
+        match self {
+            ClientState::Init(d) | ClientState::Selecting(d) => Some(d.budget),
+            ClientState::Requesting(r) => Some(r.budget),
+            ClientState::InitReboot(r) | ClientState::Rebooting(r) => Some(r.budget),
+            ClientState::Bound(_)
+            | ClientState::Renewing(_)
+            | ClientState::Rebinding(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
+        }
+    }
+
+    /// The retransmission schedule, in the states that send.
+    fn retransmit(&self) -> Option<Retransmit> {
+        match self {
+            ClientState::Init(d) | ClientState::Selecting(d) => Some(d.tx),
+            ClientState::Requesting(r) => Some(r.tx),
+            ClientState::InitReboot(r) | ClientState::Rebooting(r) => Some(r.tx),
+            ClientState::Renewing(r) | ClientState::Rebinding(r) => Some(r.tx),
+            ClientState::Bound(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
+        }
+    }
+
+    /// The lease held, or the one that expired.
+    fn held(&self) -> Option<&Held> {
+        match self {
+            ClientState::Bound(h) | ClientState::Expired(h) => Some(h),
+            ClientState::Renewing(r) | ClientState::Rebinding(r) => Some(&r.held),
+            ClientState::Init(_)
+            | ClientState::Selecting(_)
+            | ClientState::Requesting(_)
+            | ClientState::InitReboot(_)
+            | ClientState::Rebooting(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
+        }
+    }
+}
+
+/// The earlier of two optional instants, None meaning "never".
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -365,6 +526,22 @@ fn timer_millis(lease: &Lease) -> (u64, u64, u64) {
     (t1.min(t2), t2, lease_ms)
 }
 
+/// The RENEWING/REBINDING retransmission floor for `lease`: RFC 2131 §4.4.5's 60 s, scaled down
+/// to lease / 8 for leases under 8 minutes, but never under 500 ms.
+fn renew_retransmit_floor(lease: &Lease) -> Duration {
+    let lease_ms = u64::from(lease.lease_time) * 1000;
+    Duration::from_millis(lease_ms / 8).clamp(MIN_RENEW_RETRANSMIT_SHORT, MIN_RENEW_RETRANSMIT)
+}
+
+/// When to retransmit a RENEWING or REBINDING DHCPREQUEST sent at `now` (RFC 2131 §4.4.5): half
+/// the time left `until` T2 (RENEWING) or expiry (REBINDING), at least the floor for `lease`,
+/// never past `until` (which then changes the state anyway); None beyond `Instant`'s range.
+fn renew_retransmit_at(now: Instant, until: Option<Instant>, lease: &Lease) -> Option<Instant> {
+    let floor = renew_retransmit_floor(lease);
+    let wait = until.map_or(floor, |t| (t.saturating_duration_since(now) / 2).max(floor));
+    min_opt(now.checked_add(wait), until)
+}
+
 impl Client {
     /// A client in INIT whose first DHCPDISCOVER goes out on the first
     /// [`poll_transmit`](Client::poll_transmit) at or after `now`; the acquisition budget starts
@@ -373,25 +550,16 @@ impl Client {
         let mut rng = SmallRng::seed_from_u64(seed);
         let xid = rng.random();
         Client {
-            deadline: now.checked_add(config.timeout),
+            state: ClientState::Init(DiscoverState {
+                budget: Budget::new(now, config.timeout),
+                prefer: None,
+                tx: Retransmit::first(Some(now)),
+            }),
             config,
             rng,
-            state: State::Init,
             xid,
-            started: now,
-            next_tx: Some(now),
-            attempts: 0,
-            offer: None,
-            reboot_addr: None,
-            prefer: None,
             keep_trying: false,
             ever_bound: false,
-            last_request: None,
-            lease: None,
-            t1_at: None,
-            t2_at: None,
-            expires_at: None,
-            granted_at: None,
             events: VecDeque::new(),
         }
     }
@@ -409,7 +577,6 @@ impl Client {
     ///   `granted_at` as an `Instant` (the monotonic clock restarts with the host).
     pub fn resume(config: ClientConfig, lease: Lease, granted_at: Instant, seed: u64) -> Client {
         let mut c = Client::new(config, granted_at, seed);
-        c.last_request = Some(granted_at);
         c.bind(granted_at, lease, Event::Bound);
         c.events.clear();
         c
@@ -434,8 +601,12 @@ impl Client {
     /// None until the DHCPACK.
     pub fn reboot(config: ClientConfig, lease: Lease, now: Instant, seed: u64) -> Client {
         let mut c = Client::new(config, now, seed);
-        c.state = State::InitReboot;
-        c.reboot_addr = Some(lease.address);
+        c.state = ClientState::InitReboot(RebootState {
+            budget: Budget::new(now, c.config.timeout),
+            address: lease.address,
+            tx: Retransmit::first(Some(now)),
+            requested_at: None,
+        });
         c.ever_bound = true;
         c
     }
@@ -465,27 +636,27 @@ impl Client {
     /// When the held lease's times count from (RFC 2131 §4.4.1: the DHCPREQUEST that got the
     /// ACK); persist it with the lease to [`resume`](Client::resume) later.
     pub fn granted_at(&self) -> Option<Instant> {
-        self.lease.as_ref().and(self.granted_at)
+        self.state.held().map(|h| h.granted_at)
     }
 
     /// T1 of the held lease (with fuzz); None when there is none or it is infinite.
     pub fn renew_at(&self) -> Option<Instant> {
-        self.lease.as_ref().and(self.t1_at)
+        self.state.held().and_then(|h| h.t1)
     }
 
     /// T2 of the held lease (with fuzz); None when there is none or it is infinite.
     pub fn rebind_at(&self) -> Option<Instant> {
-        self.lease.as_ref().and(self.t2_at)
+        self.state.held().and_then(|h| h.t2)
     }
 
     /// Expiry of the held lease; None when there is none or it is infinite.
     pub fn expires_at(&self) -> Option<Instant> {
-        self.lease.as_ref().and(self.expires_at)
+        self.state.held().and_then(|h| h.expires)
     }
 
     /// Current state.
     pub fn state(&self) -> State {
-        self.state
+        self.state.state()
     }
 
     /// The lease held in BOUND, RENEWING, REBINDING, or the one that expired in EXPIRED (so the
@@ -493,17 +664,16 @@ impl Client {
     /// remembered lease is not held, and in INIT after an expiry in
     /// [`keep_trying`](Client::keep_trying) mode).
     pub fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
+        self.state.held().map(|h| &h.lease)
     }
 
     /// The DHCPOFFER being requested while REQUESTING, as (yiaddr, server identifier), so the
     /// driver can check the address for conflicts before the DHCPACK and
     /// [`decline`](Client::decline) it; None in any other state.
     pub fn offered(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
-        if self.state == State::Requesting {
-            self.offer
-        } else {
-            None
+        match &self.state {
+            ClientState::Requesting(r) => Some((r.address, r.server_id)),
+            _ => None,
         }
     }
 
@@ -528,234 +698,261 @@ impl Client {
     /// once `poll_transmit(now)` has returned None it is None or later than `now`: a driver that
     /// sleeps until it cannot spin.
     pub fn poll_at(&self) -> Option<Instant> {
-        match self.state {
-            State::Init
-            | State::InitReboot
-            | State::Selecting
-            | State::Requesting
-            | State::Rebooting => min_opt(self.next_tx, self.budget_end()),
-            State::Bound => self.t1_at,
-            State::Renewing => min_opt(self.next_tx, self.t2_at),
-            State::Rebinding => min_opt(self.next_tx, self.expires_at),
-            State::Expired | State::Released | State::Failed | State::Declined => None,
+        match &self.state {
+            ClientState::Init(d) | ClientState::Selecting(d) => {
+                min_opt(d.tx.at, self.budget_end(d.budget))
+            }
+            ClientState::Requesting(r) => min_opt(r.tx.at, self.budget_end(r.budget)),
+            ClientState::InitReboot(r) | ClientState::Rebooting(r) => {
+                min_opt(r.tx.at, self.budget_end(r.budget))
+            }
+            ClientState::Bound(h) => h.t1,
+            ClientState::Renewing(r) => min_opt(r.tx.at, r.held.t2),
+            ClientState::Rebinding(r) => min_opt(r.tx.at, r.held.expires),
+            ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
         }
     }
 
     /// The acquisition deadline in force: none once a lease was held, in keep-trying mode.
-    fn budget_end(&self) -> Option<Instant> {
+    fn budget_end(&self, budget: Budget) -> Option<Instant> {
         if self.keep_trying && self.ever_bound {
             None
         } else {
-            self.deadline
+            budget.deadline
         }
     }
 
     /// When REBOOTING gives up and falls back to INIT: half the budget after the reboot began.
-    fn reboot_phase_end(&self) -> Option<Instant> {
-        self.started.checked_add(self.config.timeout / 2)
+    fn reboot_phase_end(&self, budget: Budget) -> Option<Instant> {
+        budget.started.checked_add(self.config.timeout / 2)
     }
 
     /// Run the timers up to `now`, then return the message due now, if any. Call it again until
     /// it returns None: each call returns at most one message.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.advance(now);
-        if self.next_tx.is_none_or(|t| now < t) {
+        let tx = self.state.retransmit()?;
+        if tx.at.is_none_or(|t| now < t) {
             return None;
         }
-        let given_up = match self.state {
-            // The server went quiet after offering: look for another (same budget).
-            State::Requesting => self.attempts >= MAX_REQUESTS,
-            // Nobody answers for the old address: DISCOVER (RFC 2131 §4.4.2), same budget,
-            // still suggesting the old address.
-            State::Rebooting => {
-                self.attempts >= MAX_REBOOT_REQUESTS
-                    || self.reboot_phase_end().is_none_or(|end| now >= end)
+        // The server went quiet after offering: look for another (same budget, same
+        // suggestion). Nobody answers for the old address: DISCOVER (RFC 2131 §4.4.2), same
+        // budget, suggesting the old address.
+        let given_up = match &self.state {
+            ClientState::Requesting(r) => {
+                (r.tx.attempts >= MAX_REQUESTS).then_some((r.budget, r.prefer))
             }
-            _ => false,
+            ClientState::Rebooting(r) => (r.tx.attempts >= MAX_REBOOT_REQUESTS
+                || self.reboot_phase_end(r.budget).is_none_or(|end| now >= end))
+            .then_some((r.budget, Some(r.address))),
+            ClientState::Init(_)
+            | ClientState::Selecting(_)
+            | ClientState::InitReboot(_)
+            | ClientState::Bound(_)
+            | ClientState::Renewing(_)
+            | ClientState::Rebinding(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
         };
-        if given_up {
-            let old = self.reboot_addr;
-            self.restart(now, false);
-            self.prefer = self.prefer.or(old);
+        if let Some((budget, prefer)) = given_up {
+            self.state = self.restarted(budget, prefer, Some(now));
         }
-        let secs = u16::try_from(now.saturating_duration_since(self.started).as_secs())
-            .unwrap_or(u16::MAX);
         let broadcast = Ipv4Addr::BROADCAST;
         let unspecified = Ipv4Addr::UNSPECIFIED;
-        let (kind, src, dst) = match (
-            self.state,
-            self.offer,
-            self.reboot_addr,
-            self.lease.as_ref(),
-        ) {
-            (State::Init | State::Selecting, _, _, _) => {
-                self.state = State::Selecting;
-                let requested = self.prefer;
-                (Kind::Discover { requested }, unspecified, broadcast)
+        let (state, kind, src, dst, started) = match self.take_state() {
+            ClientState::Init(d) | ClientState::Selecting(d) => {
+                let tx = self.backoff(now, d.tx);
+                let kind = Kind::Discover {
+                    requested: d.prefer,
+                };
+                let started = d.budget.started;
+                let state = ClientState::Selecting(DiscoverState { tx, ..d });
+                (state, kind, unspecified, broadcast, started)
             }
-            (State::Requesting, Some((requested, server_id)), _, _) => (
-                Kind::Select {
-                    requested,
-                    server_id,
-                },
-                unspecified,
-                broadcast,
-            ),
-            (State::InitReboot | State::Rebooting, _, Some(requested), _) => {
-                self.state = State::Rebooting;
-                (Kind::Reboot { requested }, unspecified, broadcast)
+            ClientState::Requesting(r) => {
+                let tx = self.backoff(now, r.tx);
+                let kind = Kind::Select {
+                    requested: r.address,
+                    server_id: r.server_id,
+                };
+                let started = r.budget.started;
+                let state = ClientState::Requesting(RequestState {
+                    tx,
+                    requested_at: Some(now),
+                    ..r
+                });
+                (state, kind, unspecified, broadcast, started)
             }
-            (State::Renewing, _, _, Some(l)) => {
-                (Kind::Renew { ciaddr: l.address }, l.address, l.server_id)
+            ClientState::InitReboot(r) | ClientState::Rebooting(r) => {
+                let mut tx = self.backoff(now, r.tx);
+                tx.at = min_opt(tx.at, self.reboot_phase_end(r.budget));
+                let kind = Kind::Reboot {
+                    requested: r.address,
+                };
+                let started = r.budget.started;
+                let state = ClientState::Rebooting(RebootState {
+                    tx,
+                    requested_at: Some(now),
+                    ..r
+                });
+                (state, kind, unspecified, broadcast, started)
             }
-            (State::Rebinding, _, _, Some(l)) => {
-                (Kind::Renew { ciaddr: l.address }, l.address, broadcast)
+            ClientState::Renewing(r) => {
+                let (address, server_id) = (r.held.lease.address, r.held.lease.server_id);
+                let tx = Retransmit {
+                    at: renew_retransmit_at(now, r.held.t2, &r.held.lease),
+                    attempts: r.tx.attempts.saturating_add(1),
+                };
+                let kind = Kind::Renew { ciaddr: address };
+                let started = r.started;
+                let state = ClientState::Renewing(RenewState {
+                    tx,
+                    requested_at: now,
+                    ..r
+                });
+                (state, kind, address, server_id, started)
             }
-            _ => {
-                self.next_tx = None;
+            ClientState::Rebinding(r) => {
+                let address = r.held.lease.address;
+                let tx = Retransmit {
+                    at: renew_retransmit_at(now, r.held.expires, &r.held.lease),
+                    attempts: r.tx.attempts.saturating_add(1),
+                };
+                let kind = Kind::Renew { ciaddr: address };
+                let started = r.started;
+                let state = ClientState::Rebinding(RenewState {
+                    tx,
+                    requested_at: now,
+                    ..r
+                });
+                (state, kind, address, broadcast, started)
+            }
+            // Nothing is ever due in these (no retransmission schedule: returned above).
+            state @ (ClientState::Bound(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined) => {
+                self.state = state;
                 return None;
             }
         };
-        self.attempts = self.attempts.saturating_add(1);
-        if matches!(
-            kind,
-            Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. }
-        ) {
-            self.last_request = Some(now);
-        }
-        self.next_tx = self.retransmit_at(now);
-        if self.state == State::Rebooting {
-            self.next_tx = min_opt(self.next_tx, self.reboot_phase_end());
-        }
-        Some(Transmit {
+        self.state = state;
+        let secs =
+            u16::try_from(now.saturating_duration_since(started).as_secs()).unwrap_or(u16::MAX);
+        Some(self.transmit(kind, src, dst, secs))
+    }
+
+    /// The datagram of a `kind` message from `src` to `dst`, with the current xid and `secs`.
+    fn transmit(&self, kind: Kind, src: Ipv4Addr, dst: Ipv4Addr, secs: u16) -> Transmit {
+        Transmit {
             src,
             dst,
             payload: message::build(&self.config, kind, self.xid, secs),
-        })
-    }
-
-    /// The RENEWING/REBINDING retransmission floor for the held lease: RFC 2131 §4.4.5's 60 s,
-    /// scaled down to lease / 8 for leases under 8 minutes, but never under 500 ms.
-    fn renew_retransmit_floor(&self) -> Duration {
-        let lease_ms = self
-            .lease
-            .as_ref()
-            .map_or(u64::MAX, |l| u64::from(l.lease_time) * 1000);
-        Duration::from_millis(lease_ms / 8).clamp(MIN_RENEW_RETRANSMIT_SHORT, MIN_RENEW_RETRANSMIT)
-    }
-
-    /// When to retransmit after a transmission at `now` in the current state; None when that is
-    /// beyond `Instant`'s range.
-    fn retransmit_at(&mut self, now: Instant) -> Option<Instant> {
-        match self.state {
-            State::Renewing | State::Rebinding => {
-                // RFC 2131 §4.4.5: half the time left until T2 (RENEWING) or expiry (REBINDING),
-                // at least the floor, never past that timer (which then changes state anyway).
-                let until = if self.state == State::Renewing {
-                    self.t2_at
-                } else {
-                    self.expires_at
-                };
-                let floor = self.renew_retransmit_floor();
-                let wait =
-                    until.map_or(floor, |t| (t.saturating_duration_since(now) / 2).max(floor));
-                min_opt(now.checked_add(wait), until)
-            }
-            _ => {
-                // RFC 2131 §4.1: 4 s, 8 s, 16 s... ±1 s, capped at resend_max.
-                let exp = self.attempts.saturating_sub(1).min(16);
-                let base = INITIAL_RETRANSMIT
-                    .saturating_mul(1 << exp)
-                    .min(self.config.resend_max);
-                let fuzz = self
-                    .rng
-                    .random_range(-RETRANSMIT_FUZZ_MS..=RETRANSMIT_FUZZ_MS);
-                let fuzz_abs = Duration::from_millis(fuzz.unsigned_abs());
-                let wait = if fuzz < 0 {
-                    base.saturating_sub(fuzz_abs)
-                } else {
-                    base.saturating_add(fuzz_abs)
-                };
-                now.checked_add(wait.min(self.config.resend_max).max(MIN_RETRANSMIT))
-            }
+            message_type: kind.message_type(),
         }
     }
 
-    /// Back to INIT with a new xid, DISCOVER due at `now`. `new_budget` starts a fresh
-    /// acquisition budget (after a lease was lost) rather than continuing the current one.
-    fn restart(&mut self, now: Instant, new_budget: bool) {
-        self.state = State::Init;
+    /// `tx` after one more SELECTING, REQUESTING or REBOOTING transmission at `now`: the next
+    /// one per RFC 2131 §4.1, 4 s, 8 s, 16 s... ±1 s, capped at [`ClientConfig::resend_max`].
+    fn backoff(&mut self, now: Instant, tx: Retransmit) -> Retransmit {
+        let attempts = tx.attempts.saturating_add(1);
+        let exp = attempts.saturating_sub(1).min(16);
+        let base = INITIAL_RETRANSMIT
+            .saturating_mul(1 << exp)
+            .min(self.config.resend_max);
+        let fuzz = self
+            .rng
+            .random_range(-RETRANSMIT_FUZZ_MS..=RETRANSMIT_FUZZ_MS);
+        let fuzz_abs = Duration::from_millis(fuzz.unsigned_abs());
+        let wait = if fuzz < 0 {
+            base.saturating_sub(fuzz_abs)
+        } else {
+            base.saturating_add(fuzz_abs)
+        };
+        Retransmit {
+            at: now.checked_add(wait.min(self.config.resend_max).max(MIN_RETRANSMIT)),
+            attempts,
+        }
+    }
+
+    /// The state, leaving a placeholder for the caller to replace at once.
+    fn take_state(&mut self) -> ClientState {
+        std::mem::replace(&mut self.state, ClientState::Failed)
+    }
+
+    /// INIT again, with a new xid: within `budget` (the current acquisition's, or a fresh one
+    /// after a lease was lost), suggesting `prefer`, the DHCPDISCOVER due `discover_at`.
+    fn restarted(
+        &mut self,
+        budget: Budget,
+        prefer: Option<Ipv4Addr>,
+        discover_at: Option<Instant>,
+    ) -> ClientState {
         self.xid = self.rng.random();
-        self.next_tx = Some(now);
-        self.attempts = 0;
-        self.offer = None;
-        self.reboot_addr = None;
-        self.last_request = None;
-        if new_budget {
-            self.started = now;
-            self.deadline = now.checked_add(self.config.timeout);
-        }
-    }
-
-    /// Drop the held lease and its timers.
-    fn forget_lease(&mut self) {
-        self.lease = None;
-        self.t1_at = None;
-        self.t2_at = None;
-        self.expires_at = None;
+        ClientState::Init(DiscoverState {
+            budget,
+            prefer,
+            tx: Retransmit::first(discover_at),
+        })
     }
 
     /// Fire the timers that are due at `now`: acquisition timeout, T1, T2, expiry (in order, so a
     /// driver that wakes late still passes through every state).
     fn advance(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
-        if matches!(
-            self.state,
-            State::Init
-                | State::Selecting
-                | State::Requesting
-                | State::InitReboot
-                | State::Rebooting
-        ) && due(self.budget_end())
+        if self
+            .state
+            .budget()
+            .is_some_and(|budget| due(self.budget_end(budget)))
         {
-            self.state = State::Failed;
-            self.next_tx = None;
-            self.deadline = None;
-            self.offer = None;
-            self.reboot_addr = None;
+            self.state = ClientState::Failed;
             self.events.push_back(Event::Timeout);
         }
-        if self.state == State::Bound && due(self.t1_at) {
-            self.state = State::Renewing;
-            self.xid = self.rng.random();
-            self.started = now;
-            self.attempts = 0;
-            self.next_tx = Some(now);
-        }
-        if self.state == State::Renewing && due(self.t2_at) {
-            self.state = State::Rebinding;
-            self.attempts = 0;
-            self.next_tx = Some(now);
-        }
-        if self.state == State::Rebinding && due(self.expires_at) {
-            self.events.push_back(Event::Expired);
-            if self.keep_trying {
-                // Background mode: acquire again, from now, with no budget, asking for the
-                // same address.
-                let old = self.lease.as_ref().map(|l| l.address);
-                self.forget_lease();
-                self.restart(now, true);
-                self.prefer = old;
-            } else {
-                self.state = State::Expired;
-                self.next_tx = None;
+        self.state = match self.take_state() {
+            ClientState::Bound(held) if due(held.t1) => {
+                self.xid = self.rng.random();
+                ClientState::Renewing(RenewState {
+                    requested_at: held.granted_at,
+                    held,
+                    started: now,
+                    tx: Retransmit::first(Some(now)),
+                })
             }
-        }
+            state => state,
+        };
+        self.state = match self.take_state() {
+            ClientState::Renewing(r) if due(r.held.t2) => ClientState::Rebinding(RenewState {
+                tx: Retransmit::first(Some(now)),
+                ..r
+            }),
+            state => state,
+        };
+        self.state = match self.take_state() {
+            ClientState::Rebinding(r) if due(r.held.expires) => {
+                self.events.push_back(Event::Expired);
+                if self.keep_trying {
+                    // Background mode: acquire again, from now, with no budget, asking for the
+                    // same address.
+                    let budget = Budget::new(now, self.config.timeout);
+                    self.restarted(budget, Some(r.held.lease.address), Some(now))
+                } else {
+                    ClientState::Expired(r.held)
+                }
+            }
+            state => state,
+        };
     }
 
-    /// Feed one UDP payload received on port 68 at `now`. `Err` says why it was dropped; the
-    /// state is then unchanged (except for timers due at `now`, which fire first).
-    pub fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<(), Ignored> {
+    /// Feed one UDP payload received on port 68 at `now`, parsed once here. `Ok` says what was
+    /// accepted (and acted on); `Err` says why it was dropped, the state then unchanged (except
+    /// for timers due at `now`, which fire first).
+    pub fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Accepted, Ignored> {
         self.advance(now);
         let reply = parse_reply(payload).map_err(Ignored::Malformed)?;
         if reply.op != 2 {
@@ -778,121 +975,126 @@ impl Client {
             return Err(Ignored::WrongChaddr);
         }
         let message_type = reply.message_type.ok_or(Ignored::NoMessageType)?;
-        let state = self.state;
-        match (state, message_type) {
-            (State::Selecting, MessageType::Offer) => {
+        let nak = message_type == MessageType::Nak;
+        let accepted = Accepted {
+            message_type,
+            yiaddr: reply.yiaddr,
+            server_id: reply.server_id,
+        };
+        match (&self.state, message_type) {
+            (ClientState::Selecting(d), MessageType::Offer) => {
+                let d = *d;
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
-                self.offer = Some((lease.address, lease.server_id));
-                self.state = State::Requesting;
-                self.attempts = 0;
-                self.next_tx = Some(now);
-                Ok(())
+                self.state = ClientState::Requesting(RequestState {
+                    budget: d.budget,
+                    prefer: d.prefer,
+                    address: lease.address,
+                    server_id: lease.server_id,
+                    tx: Retransmit::first(Some(now)),
+                    requested_at: None,
+                });
+                Ok(accepted)
             }
-            (State::Requesting, MessageType::Ack | MessageType::Nak) => {
-                let expected = self.offer.map_or(Ipv4Addr::UNSPECIFIED, |(_, s)| s);
-                let nak = message_type == MessageType::Nak;
+            (ClientState::Requesting(r), MessageType::Ack | MessageType::Nak) => {
+                let r = *r;
                 // A NAK MUST carry option 54 (RFC 2131 table 3) but be lenient if it does not.
-                if reply.server_id != Some(expected) && !(nak && reply.server_id.is_none()) {
+                if reply.server_id != Some(r.server_id) && !(nak && reply.server_id.is_none()) {
                     return Err(Ignored::WrongServer {
-                        expected,
+                        expected: r.server_id,
                         got: reply.server_id,
                     });
                 }
                 if nak {
-                    self.restart(now, false);
-                    self.prefer = None;
-                    return Ok(());
+                    self.state = self.restarted(r.budget, None, Some(now));
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
-                self.bind(now, lease, Event::Bound);
-                Ok(())
+                self.bind(r.requested_at.unwrap_or(now), lease, Event::Bound);
+                Ok(accepted)
             }
-            (State::Rebooting, MessageType::Ack | MessageType::Nak) => {
+            (ClientState::Rebooting(r), MessageType::Ack | MessageType::Nak) => {
+                let r = *r;
                 // The request named no server (RFC 2131 §4.3.2): any server may answer. A NAK
                 // says the old address is wrong for this link: DISCOVER, same budget, no event.
-                if message_type == MessageType::Nak {
-                    self.restart(now, false);
-                    self.prefer = None;
-                    return Ok(());
+                if nak {
+                    self.state = self.restarted(r.budget, None, Some(now));
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
-                self.bind(now, lease, Event::Bound);
-                Ok(())
+                self.bind(r.requested_at.unwrap_or(now), lease, Event::Bound);
+                Ok(accepted)
             }
-            (State::Renewing | State::Rebinding, MessageType::Ack | MessageType::Nak) => {
-                let Some(held) = self.lease.as_ref() else {
-                    return Err(Ignored::Unexpected {
-                        state,
-                        message_type,
-                    });
-                };
+            (
+                ClientState::Renewing(r) | ClientState::Rebinding(r),
+                MessageType::Ack | MessageType::Nak,
+            ) => {
+                let renewing = matches!(self.state, ClientState::Renewing(_));
+                let (held, server_id) = (r.held.lease.address, r.held.lease.server_id);
+                let requested_at = r.requested_at;
                 // In RENEWING we talk to the lease's server only; in REBINDING any server may
                 // answer (RFC 2131 §4.4.5).
-                let nak = message_type == MessageType::Nak;
-                if state == State::Renewing
-                    && reply.server_id != Some(held.server_id)
+                if renewing
+                    && reply.server_id != Some(server_id)
                     && !(nak && reply.server_id.is_none())
                 {
                     return Err(Ignored::WrongServer {
-                        expected: held.server_id,
+                        expected: server_id,
                         got: reply.server_id,
                     });
                 }
                 if nak {
-                    self.forget_lease();
                     self.events.push_back(Event::Nak);
-                    self.restart(now, true);
-                    self.prefer = None;
-                    return Ok(());
+                    let budget = Budget::new(now, self.config.timeout);
+                    self.state = self.restarted(budget, None, Some(now));
+                    return Ok(accepted);
                 }
                 let lease = reply.to_lease().map_err(Ignored::BadLease)?;
-                if lease.address != held.address {
+                if lease.address != held {
                     return Err(Ignored::AddressChanged {
-                        held: held.address,
+                        held,
                         got: lease.address,
                     });
                 }
-                self.bind(now, lease, Event::Renewed);
-                Ok(())
+                self.bind(requested_at, lease, Event::Renewed);
+                Ok(accepted)
             }
+            // Any other message type in these states, and anything at all in the others (INIT,
+            // INIT-REBOOT, BOUND, the terminal states), where nothing was asked.
             _ => Err(Ignored::Unexpected {
-                state,
+                state: self.state(),
                 message_type,
             }),
         }
     }
 
-    /// Enter BOUND with `lease`, timers counted from the latest DHCPREQUEST (RFC 2131 §4.4.1),
-    /// T1 and T2 moved earlier by up to 1/20 of their value (fuzz), always T1 <= T2 <= expiry.
-    fn bind(&mut self, now: Instant, lease: Lease, event: fn(Lease) -> Event) {
+    /// Enter BOUND with `lease`, timers counted from `base` (the latest DHCPREQUEST, RFC 2131
+    /// §4.4.1), T1 and T2 moved earlier by up to 1/20 of their value (fuzz), always T1 <= T2 <=
+    /// expiry.
+    fn bind(&mut self, base: Instant, lease: Lease, event: fn(Lease) -> Event) {
         let lease = floored(lease, self.config.min_lease);
-        let base = self.last_request.unwrap_or(now);
-        self.granted_at = Some(base);
-        if lease.lease_time == u32::MAX {
+        let (t1, t2, expires) = if lease.lease_time == u32::MAX {
             // Infinite lease (RFC 2131 §3.3): never renew, never expire.
-            self.t1_at = None;
-            self.t2_at = None;
-            self.expires_at = None;
+            (None, None, None)
         } else {
             let (t1_ms, t2_ms, lease_ms) = timer_millis(&lease);
             let fuzzed = |rng: &mut SmallRng, ms: u64| {
                 let fuzz = rng.random_range(0..=ms / TIMER_FUZZ_DIVISOR);
                 base.checked_add(Duration::from_millis(ms - fuzz))
             };
-            self.expires_at = base.checked_add(Duration::from_millis(lease_ms));
-            self.t2_at = min_opt(fuzzed(&mut self.rng, t2_ms), self.expires_at);
-            self.t1_at = min_opt(fuzzed(&mut self.rng, t1_ms), self.t2_at);
-        }
+            let expires = base.checked_add(Duration::from_millis(lease_ms));
+            let t2 = min_opt(fuzzed(&mut self.rng, t2_ms), expires);
+            let t1 = min_opt(fuzzed(&mut self.rng, t1_ms), t2);
+            (t1, t2, expires)
+        };
         self.ever_bound = true;
-        self.prefer = None;
-        self.state = State::Bound;
-        self.deadline = None;
-        self.next_tx = None;
-        self.attempts = 0;
-        self.offer = None;
-        self.reboot_addr = None;
         self.events.push_back(event(lease.clone()));
-        self.lease = Some(lease);
+        self.state = ClientState::Bound(Held {
+            lease,
+            granted_at: base,
+            t1,
+            t2,
+            expires,
+        });
     }
 
     /// Refuse the address (RFC 2131 §4.4.1, §3.1 step 5): the driver found it in use (e.g. by
@@ -906,22 +1108,27 @@ impl Client {
     /// In any other state (timers due at `now` fire first) it returns None and changes nothing.
     pub fn decline(&mut self, now: Instant) -> Option<Transmit> {
         self.advance(now);
-        let (requested, server_id) = match (self.state, self.offer, self.lease.as_ref()) {
-            (State::Requesting, Some(offer), _) => offer,
-            (State::Bound, _, Some(l)) => (l.address, l.server_id),
-            _ => return None,
+        let (requested, server_id) = match &self.state {
+            ClientState::Requesting(r) => (r.address, r.server_id),
+            ClientState::Bound(h) => (h.lease.address, h.lease.server_id),
+            ClientState::Init(_)
+            | ClientState::Selecting(_)
+            | ClientState::InitReboot(_)
+            | ClientState::Rebooting(_)
+            | ClientState::Renewing(_)
+            | ClientState::Rebinding(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => return None,
         };
         let kind = Kind::Decline {
             requested,
             server_id,
         };
-        let payload = message::build(&self.config, kind, self.xid, 0);
-        self.give_up_offer(now, State::Declined);
-        Some(Transmit {
-            src: Ipv4Addr::UNSPECIFIED,
-            dst: Ipv4Addr::BROADCAST,
-            payload,
-        })
+        let transmit = self.transmit(kind, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 0);
+        self.give_up_offer(now, ClientState::Declined);
+        Some(transmit)
     }
 
     /// Drop the offer being requested (REQUESTING) or the lease just granted (BOUND) without a
@@ -935,33 +1142,34 @@ impl Client {
     /// FAILED (terminal, no [`Event::Timeout`]: the driver reports why).
     pub fn abandon(&mut self, now: Instant) -> bool {
         self.advance(now);
-        let holding = match self.state {
-            State::Requesting => self.offer.is_some(),
-            State::Bound => self.lease.is_some(),
-            _ => false,
+        let holding = match &self.state {
+            ClientState::Requesting(_) | ClientState::Bound(_) => true,
+            ClientState::Init(_)
+            | ClientState::Selecting(_)
+            | ClientState::InitReboot(_)
+            | ClientState::Rebooting(_)
+            | ClientState::Renewing(_)
+            | ClientState::Rebinding(_)
+            | ClientState::Expired(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => false,
         };
         if holding {
-            self.give_up_offer(now, State::Failed);
+            self.give_up_offer(now, ClientState::Failed);
         }
         holding
     }
 
     /// After a DHCPDECLINE or an abandoned offer: forget it; acquire again after
     /// [`DECLINE_WAIT`] in keep-trying mode, else stop in `terminal`.
-    fn give_up_offer(&mut self, now: Instant, terminal: State) {
-        self.forget_lease();
-        self.offer = None;
-        self.reboot_addr = None;
-        self.attempts = 0;
-        if self.keep_trying && self.ever_bound {
-            self.restart(now, true);
-            self.prefer = None;
-            self.next_tx = now.checked_add(DECLINE_WAIT);
+    fn give_up_offer(&mut self, now: Instant, terminal: ClientState) {
+        self.state = if self.keep_trying && self.ever_bound {
+            let budget = Budget::new(now, self.config.timeout);
+            self.restarted(budget, None, now.checked_add(DECLINE_WAIT))
         } else {
-            self.state = terminal;
-            self.next_tx = None;
-            self.deadline = None;
-        }
+            terminal
+        };
     }
 
     /// Give the lease back: a DHCPRELEASE (RFC 2131 §4.4.6) unicast from the leased address
@@ -969,36 +1177,26 @@ impl Client {
     /// REBINDING); None otherwise (also in INIT-REBOOT/REBOOTING: the remembered lease is not
     /// held). Either way the state becomes RELEASED and nothing more is sent.
     pub fn release(&mut self) -> Option<Transmit> {
-        let held = matches!(
-            self.state,
-            State::Bound | State::Renewing | State::Rebinding
-        );
-        let out = match self.lease.take() {
-            Some(lease) if held => {
-                self.xid = self.rng.random();
-                Some(Transmit {
-                    src: lease.address,
-                    dst: lease.server_id,
-                    payload: message::build(
-                        &self.config,
-                        Kind::Release {
-                            ciaddr: lease.address,
-                            server_id: lease.server_id,
-                        },
-                        self.xid,
-                        0,
-                    ),
-                })
-            }
-            _ => None,
-        };
-        self.state = State::Released;
-        self.next_tx = None;
-        self.deadline = None;
-        self.offer = None;
-        self.reboot_addr = None;
-        self.forget_lease();
-        out
+        let held = match &self.state {
+            ClientState::Bound(h) => Some(h),
+            ClientState::Renewing(r) | ClientState::Rebinding(r) => Some(&r.held),
+            // An expired lease is no longer ours to give back.
+            ClientState::Expired(_)
+            | ClientState::Init(_)
+            | ClientState::Selecting(_)
+            | ClientState::Requesting(_)
+            | ClientState::InitReboot(_)
+            | ClientState::Rebooting(_)
+            | ClientState::Released
+            | ClientState::Failed
+            | ClientState::Declined => None,
+        }
+        .map(|h| (h.lease.address, h.lease.server_id));
+        self.state = ClientState::Released;
+        let (ciaddr, server_id) = held?;
+        self.xid = self.rng.random();
+        let kind = Kind::Release { ciaddr, server_id };
+        Some(self.transmit(kind, ciaddr, server_id, 0))
     }
 }
 
@@ -1006,7 +1204,7 @@ impl Client {
 mod tests {
     use super::*;
     use crate::dhcp::message::client_id;
-    use crate::dhcp::options::{Reply, code};
+    use crate::dhcp::reply::{Reply, code};
     use dhcproto::Encodable;
     use dhcproto::v4::{self, DhcpOption, Flags};
 
@@ -1616,7 +1814,7 @@ mod tests {
         c.poll_transmit(t0 + secs(2)).unwrap();
         c.handle(t0 + secs(7), &reply(MessageType::Ack, xid, &srv))
             .unwrap();
-        assert_eq!(c.expires_at, Some(t0 + secs(102)));
+        assert_eq!(c.expires_at(), Some(t0 + secs(102)));
         let mut now = t0;
         for _ in 0..1000 {
             let Some(at) = c.poll_at() else { break };
@@ -2270,7 +2468,11 @@ mod tests {
                     ..Srv::default()
                 },
             );
-            assert_eq!(c.renew_retransmit_floor(), floor, "lease {lease}");
+            assert_eq!(
+                renew_retransmit_floor(c.lease().unwrap()),
+                floor,
+                "lease {lease}"
+            );
         }
         // A 2-minute lease (dnsmasq's minimum): T1 60 s, T2 105 s; renewal retransmits at
         // half the remaining time (22.5 s), then at the 15 s floor, then T2 cuts it short.
@@ -2463,7 +2665,11 @@ mod tests {
             c.handle(t0, &reply(MessageType::Offer, xid, &srv)).unwrap();
             c.poll_transmit(t0).unwrap();
             c.handle(t0, &reply(MessageType::Ack, xid, &srv)).unwrap();
-            let (t1, t2, exp) = (c.t1_at.unwrap(), c.t2_at.unwrap(), c.expires_at.unwrap());
+            let (t1, t2, exp) = (
+                c.renew_at().unwrap(),
+                c.rebind_at().unwrap(),
+                c.expires_at().unwrap(),
+            );
             assert!(t1 <= t2 && t2 <= exp, "seed {seed}");
             assert_eq!(exp, t0 + secs(100));
         }

@@ -13,13 +13,7 @@ use std::net::Ipv4Addr;
 use dhcproto::Encodable;
 use dhcproto::v4::{self, DhcpOption, Flags, MessageType, OptionCode, UnknownOption};
 
-use super::client::ClientConfig;
-
-/// Options the client asks for (option 55, RFC 2132 §9.8) unless configured otherwise: subnet
-/// mask 1, router 3, DNS 6, domain name 15, MTU 26, broadcast 28, static routes 33, lease time 51,
-/// server id 54, T1 58, T2 59, domain search 119 (RFC 3397), classless routes 121 (RFC 3442).
-pub const DEFAULT_PARAMETER_REQUEST_LIST: &[u8] =
-    &[1, 3, 6, 15, 26, 28, 33, 51, 54, 58, 59, 119, 121];
+use super::config::ClientConfig;
 
 /// Options this client sets itself; a `provide` entry cannot override them (RFC 2132: pad,
 /// host name, requested address, lease time, message type, server identifier, parameter request
@@ -98,6 +92,19 @@ pub enum Kind {
     },
 }
 
+impl Kind {
+    /// Option 53 of this kind of message (RFC 2132 §9.6): DHCPDISCOVER, DHCPREQUEST (SELECTING,
+    /// INIT-REBOOT, RENEWING and REBINDING alike), DHCPDECLINE or DHCPRELEASE.
+    pub fn message_type(self) -> MessageType {
+        match self {
+            Kind::Discover { .. } => MessageType::Discover,
+            Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
+            Kind::Decline { .. } => MessageType::Decline,
+            Kind::Release { .. } => MessageType::Release,
+        }
+    }
+}
+
 /// Build one client message as a UDP payload.
 ///
 /// `xid` is the transaction id, `secs` the seconds since the acquisition or renewal started
@@ -134,13 +141,7 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
         Flags::default()
     });
     let opts = msg.opts_mut();
-    let mtype = match kind {
-        Kind::Discover { .. } => MessageType::Discover,
-        Kind::Select { .. } | Kind::Reboot { .. } | Kind::Renew { .. } => MessageType::Request,
-        Kind::Decline { .. } => MessageType::Decline,
-        Kind::Release { .. } => MessageType::Release,
-    };
-    opts.insert(DhcpOption::MessageType(mtype));
+    opts.insert(DhcpOption::MessageType(kind.message_type()));
     if !config.client_id.is_empty() {
         opts.insert(DhcpOption::ClientIdentifier(config.client_id.clone()));
     }
@@ -203,7 +204,8 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::options::{code, parse_reply};
+    use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
+    use crate::dhcp::reply::{code, parse_reply};
     use dhcproto::Decodable;
 
     fn config() -> ClientConfig {

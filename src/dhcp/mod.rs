@@ -2,9 +2,12 @@
 //!
 //! - [`message`]: what we send: the client identifier (option 61, byte-identical to the reference
 //!   plugin) and DHCPDISCOVER / DHCPREQUEST / DHCPRELEASE built with dhcproto (RFC 2131, RFC 2132);
-//! - [`options`]: what we receive: a defensive parser of server messages into a [`Reply`] (fixed
-//!   BOOTP header by offsets, options walked by hand with RFC 3396 concatenation and option 52
-//!   overload) and the [`Lease`] it grants (RFC 3442 classless routes, RFC 3397 search list);
+//! - [`reply`]: what we receive: a defensive parser of a whole server message into a [`Reply`]
+//!   (fixed BOOTP header by offsets, options walked by hand with RFC 3396 concatenation and
+//!   option 52 overload) and the [`Lease`] it grants (RFC 3442 classless routes, RFC 3397 search
+//!   list);
+//! - [`config`]: what one client is configured with ([`ClientConfig`]), read by both of the
+//!   above and by the state machine below;
 //! - [`names`]: option names for the `provide` and `request` ipam keys;
 //! - [`client`]: the sans-IO client state machine (RFC 2131 §4.4) the lease daemon drives with
 //!   received payloads and the current time.
@@ -14,11 +17,13 @@
 //! (RFC 6842), never by chaddr (docs/design.md, *ipvlan and DHCP*).
 
 pub mod client;
+pub mod config;
 pub mod message;
 pub mod names;
-pub mod options;
+pub mod reply;
 
-pub use client::{Client, ClientConfig, Event, Ignored, State, Transmit};
+pub use client::{Accepted, Client, Event, Ignored, State, Transmit};
+pub use config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST, MIN_LEASE_SECS};
 pub use dhcproto::v4::MessageType;
-pub use message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
-pub use options::{Lease, MalformedOption, ParseError, Reply, Route, parse_reply};
+pub use message::client_id;
+pub use reply::{Lease, MalformedOption, ParseError, Reply, Route, parse_reply};
