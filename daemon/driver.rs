@@ -46,6 +46,7 @@ use crate::cni::{Error, code};
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
 use crate::dhcp::{Lease, MessageType};
+use crate::lease_state::LeaseState;
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Attachment, Direction};
 
@@ -108,14 +109,6 @@ fn message_name(payload: &[u8]) -> String {
         None => "DHCP?".into(),
     }
 }
-
-/// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
-pub fn state_name(state: State) -> String {
-    state.name().to_string()
-}
-
-/// The state name of a lease the daemon gave up because its container is gone.
-pub const LOST: &str = "LOST";
 
 /// What an acquisition found besides the lease: used to name the likely cause of a timeout.
 #[derive(Debug, Default)]
@@ -298,7 +291,7 @@ impl Ctx {
         }
         {
             let mut st = self.slot.status();
-            st.state = LOST.into();
+            st.state = LeaseState::Lost;
             st.last_error = Some(reason);
         }
         self.shared.table.remove(&self.slot);
@@ -363,7 +356,7 @@ impl Ctx {
                 .granted_at()
                 .map(Granted::from_instant)
                 .unwrap_or_else(Granted::now),
-            state: state_name(client.state()),
+            state: client.state().into(),
             renewals: status.renewals,
             server_mac: self.server_mac,
             identity: Some(self.identity.clone()),
@@ -552,7 +545,7 @@ pub async fn start(
         identity: Some(identity.clone()),
         client_id: asks.client_id.clone(),
         chaddr: link.mac,
-        state: state_name(State::Init),
+        state: State::Init.into(),
         broadcast,
         broadcast_reason,
         ..Status::default()
@@ -614,7 +607,7 @@ pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
             .into_iter()
             .filter_map(|slot| {
                 let st = slot.status();
-                if st.state == LOST {
+                if st.state == LeaseState::Lost {
                     return None;
                 }
                 let identity = st.identity.clone()?;
@@ -761,7 +754,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         identity: record.identity.clone(),
         client_id: record.client_id.clone(),
         chaddr: record.chaddr,
-        state: state_name(client.state()),
+        state: client.state().into(),
         broadcast: record.broadcast,
         broadcast_reason: record.broadcast_reason.clone(),
         lease: (!expired).then(|| record.lease.clone()),
@@ -776,7 +769,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
     let (commands, command_rx) = mpsc::channel(4);
     let (outcome, task) = match first {
         Ok(Verdict::Gone(why)) => {
-            slot.status().state = LOST.into();
+            slot.status().state = LeaseState::Lost;
             shared.table.remove(&slot);
             unpersist(shared, &record.attachment).await;
             return Resumed::Dropped(why);
@@ -787,13 +780,13 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
                 format!(
                     "resumed from the state directory ({}, {})",
                     record.lease.address,
-                    state_name(client.state())
+                    client.state().name()
                 ),
             );
             info!(
                 attachment = %record.attachment,
                 address = %record.lease.address,
-                state = %state_name(client.state()),
+                state = %client.state().name(),
                 "resumed persisted lease"
             );
             let ctx = resumed_ctx(shared, &slot, &record, attached, expired);
@@ -909,7 +902,7 @@ async fn retry_resume(
             Ok(Verdict::Gone(why)) => {
                 info!(reason = %why, "persisted lease dropped");
                 shared.metrics.lease_lost();
-                slot.status().state = LOST.into();
+                slot.status().state = LeaseState::Lost;
                 shared.table.remove(&slot);
                 unpersist(&shared, &record.attachment).await;
                 return;
@@ -1019,7 +1012,7 @@ async fn drive(
                 }
             }
             // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
-            ctx.slot.status().state = state_name(client.state());
+            ctx.slot.status().state = client.state().into();
             // What SELECTING sends is a DHCPDISCOVER: note when its transaction began.
             if client.state() == State::Selecting
                 && ctx.discover.map(|(xid, _)| xid) != Some(client.xid())
@@ -1030,7 +1023,7 @@ async fn drive(
                 Box::pin(send(s, &tx, &mut ctx)).await;
             }
         }
-        ctx.slot.status().state = state_name(client.state());
+        ctx.slot.status().state = client.state().into();
         while let Some(event) = client.poll_event() {
             if let Next::Stop = Box::pin(on_event(&mut ctx, &mut client, &mut socket, event)).await
             {
@@ -1038,7 +1031,7 @@ async fn drive(
             }
         }
         // An event may have moved the client on (a declined or abandoned lease: INIT).
-        ctx.slot.status().state = state_name(client.state());
+        ctx.slot.status().state = client.state().into();
         if client.state() == State::Bound {
             // Nothing to hear until T1: give the fd back.
             socket = None;
@@ -1096,7 +1089,7 @@ async fn drive(
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
                     Box::pin(release_now(&mut ctx, &mut client, &mut socket)).await;
-                    ctx.slot.status().state = state_name(client.state());
+                    ctx.slot.status().state = client.state().into();
                     Box::pin(ctx.unpersist()).await;
                     let _ = done.send(());
                 }
@@ -1165,7 +1158,7 @@ fn other_lease<T>(ctx: &Ctx, f: impl Fn(&Status, &Lease) -> Option<T>) -> Option
             return None;
         }
         let st = other.status();
-        let lease = st.lease.as_ref().filter(|_| st.state != LOST)?;
+        let lease = st.lease.as_ref().filter(|_| st.state != LeaseState::Lost)?;
         f(&st, lease).map(|t| (other.attachment.to_string(), t))
     })
 }
@@ -1398,7 +1391,7 @@ async fn on_event(
             {
                 return Next::Stop;
             }
-            ctx.slot.status().state = state_name(State::Expired);
+            ctx.slot.status().state = State::Expired.into();
             if client.state() == State::Expired {
                 // Terminal (not keeping on): nothing more to do.
                 return Next::Stop;

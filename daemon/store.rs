@@ -91,6 +91,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::Identity;
 use crate::dhcp::Lease;
+use crate::lease_state::LeaseState;
 use crate::rpc::Attachment;
 
 /// Version of the file format described in the module documentation.
@@ -138,8 +139,9 @@ pub struct Record {
     pub lease: Lease,
     /// When the lease's times count from, on the boot-time and wall clocks.
     pub granted: Granted,
-    /// RFC 2131 client state name when written: `BOUND`, `RENEWING`, `REBINDING`.
-    pub state: String,
+    /// The client's RFC 2131 state when written: `BOUND`, `RENEWING`, `REBINDING`. On disk: its
+    /// name ([`LeaseState::as_str`]); any other string is kept as read.
+    pub state: LeaseState,
     /// DHCPACKs received in RENEWING or REBINDING.
     pub renewals: u32,
     /// Source MAC of the server's last reply (unicast destination for renewals), if known.

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::identity::Identity;
 use crate::dhcp::Lease;
+use crate::lease_state::LeaseState;
 use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseRecord, Transaction};
 
 /// A request to a running driver task.
@@ -60,8 +61,9 @@ pub struct Status {
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
     /// chaddr and address mean a server keying by MAC.
     pub chaddr: [u8; 6],
-    /// RFC 2131 state name, upper case.
-    pub state: String,
+    /// The client's RFC 2131 state, or the daemon's own (`LOST`); [`LeaseState::Unset`] until
+    /// the driver sets one.
+    pub state: LeaseState,
     /// BOOTP broadcast flag in use.
     pub broadcast: bool,
     /// Why ([`LeaseRecord::broadcast_reason`]).

@@ -57,6 +57,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::store::{self, Granted};
 use crate::dhcp::Lease;
+use crate::dhcp::client::State;
+use crate::lease_state::LeaseState;
 use crate::rpc::{Attachment, Direction, LeaseRecord, Transaction};
 
 /// Version of the JSON schema documented above.
@@ -99,8 +101,8 @@ pub struct LeaseView {
     pub netns: String,
     /// Option 61, hex.
     pub client_id: String,
-    /// RFC 2131 state.
-    pub state: String,
+    /// RFC 2131 state, or the daemon's `LOST`; offline, `EXPIRED` once run out.
+    pub state: LeaseState,
     /// BOOTP broadcast flag.
     pub broadcast: bool,
     /// Why.
@@ -193,7 +195,7 @@ impl LeaseView {
             netns: r.netns.clone(),
             client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
             state: if expired {
-                "EXPIRED".into()
+                LeaseState::Client(State::Expired)
             } else {
                 r.state.clone()
             },
@@ -278,7 +280,7 @@ impl Filter {
             && self
                 .state
                 .as_ref()
-                .is_none_or(|s| v.state.eq_ignore_ascii_case(s))
+                .is_none_or(|s| v.state.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -430,7 +432,7 @@ pub fn table(views: &[LeaseView]) -> String {
                 address,
                 v.gateway().map_or_else(dash, |g| g.to_string()),
                 server,
-                text(&v.state),
+                text(v.state.as_str()),
                 left(v.t1_in),
                 left(v.t2_in),
                 left(v.expires_in),
@@ -491,7 +493,7 @@ pub fn detail(v: &LeaseView) -> String {
                 Source::StateDir => "state directory (offline: the daemon is not asked)".into(),
             },
         ),
-        ("state", v.state.clone()),
+        ("state", v.state.to_string()),
         ("client id", v.client_id.clone()),
         (
             "broadcast",

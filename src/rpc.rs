@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
+use crate::lease_state::LeaseState;
 
 /// Version of this protocol. Bumped on any incompatible change to [`Request`] or [`Response`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -171,9 +172,10 @@ pub struct LeaseRecord {
     pub netns: String,
     /// Option 61 bytes as sent, lower-case hex without separators.
     pub client_id: String,
-    /// RFC 2131 client state name: `SELECTING`, `REQUESTING`, `BOUND`, `RENEWING`,
-    /// `REBINDING`, `EXPIRED`, ...
-    pub state: String,
+    /// The lease's state: the client's RFC 2131 state (`SELECTING`, `REQUESTING`, `BOUND`,
+    /// `RENEWING`, `REBINDING`, `EXPIRED`, ...) or the daemon's own (`LOST`). JSON: its name,
+    /// a string ([`LeaseState`]).
+    pub state: LeaseState,
     /// Whether DISCOVER/REQUEST carry the BOOTP broadcast flag, and why (`ipam`, `daemon`, or
     /// `auto: ipvlan slave` / `auto: not ipvlan`).
     pub broadcast: bool,
