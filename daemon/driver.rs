@@ -34,18 +34,18 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
 use super::clock;
-use super::identity::{self, Identity, NetnsForm, Verdict};
+use super::identity::{self, NetnsForm, Verdict};
 use super::iface;
 use super::metrics;
 use super::pacer::WINDOW_HOLD;
 use super::packet::{self, BROADCAST_MAC, LinkAddr, PacketSocket};
 use super::server::Shared;
-use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
 use crate::dhcp::client::{Client, ClientConfig, Event, State, Transmit};
 use crate::dhcp::message::{DEFAULT_PARAMETER_REQUEST_LIST, client_id};
 use crate::dhcp::{Lease, MessageType};
+use crate::lease_file::{Granted, Identity, Record};
 use crate::lease_state::LeaseState;
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Attachment, Direction};
@@ -529,7 +529,7 @@ pub async fn start(
         })?;
     let socket = PacketSocket::new(fd, link)
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
-    let boot_id = super::store::read_boot_id()
+    let boot_id = crate::lease_file::read_boot_id()
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot read the boot ID", e.to_string()))?;
     let identity = Identity {
         boot_id,
@@ -688,7 +688,7 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
             },
         );
     }
-    let boot_id = super::store::read_boot_id()?;
+    let boot_id = crate::lease_file::read_boot_id()?;
     if record.granted.boot_id != boot_id {
         return Ok(Verdict::Gone(
             "the lease is from another boot: its network namespace cannot have survived".into(),
@@ -1181,7 +1181,7 @@ fn mac_keyed_error(att: &str, server: Ipv4Addr, chaddr: [u8; 6], holder: &str) -
         code::INVALID_NETWORK_CONFIG,
         format!(
             "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {att} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default)",
-            super::store::mac::to_string(&chaddr)
+            crate::lease_file::mac::to_string(&chaddr)
         ),
         format!(
             "nothing was requested or declined: the server's only binding for that MAC is {holder}'s, which keeps it"

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::identity::Identity;
 use crate::dhcp::Lease;
+use crate::lease_file::Identity;
 use crate::lease_state::LeaseState;
 use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseRecord, Transaction};
 

@@ -1,7 +1,7 @@
 //! The state of a lease as the daemon reports and persists it: the client's RFC 2131 state or
 //! one of the daemon's own.
 //!
-//! The lease table (`daemon/table.rs`), the lease files (`daemon/store.rs`), the
+//! The lease table (`daemon/table.rs`), the lease files ([`crate::lease_file::Record`]), the
 //! protocol's [`crate::rpc::LeaseRecord`] and `dhcp-leases` ([`crate::leases_view`]) all hold a
 //! lease's state as one [`LeaseState`]. On the wire and on disk it is the upper-case name an
 //! operator knows, a plain JSON string: `"BOUND"`, `"INIT-REBOOT"`, `"LOST"`... ([`State::name`]

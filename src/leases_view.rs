@@ -1,6 +1,6 @@
 //! What `dhcp-leases` shows: one record type ([`LeaseView`]) built from either source, the
 //! live daemon ([`LeaseView::from_live`], a [`LeaseRecord`] of `LIST`/`SHOW`) or the state
-//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`store::Record`]), and the
+//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`lease_file::Record`]), and the
 //! renderings of it: the table, the detail of `show`, and JSON.
 //!
 //! # JSON schema, version 1 ([`SCHEMA_VERSION`])
@@ -55,9 +55,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::store::{self, Granted};
 use crate::dhcp::Lease;
 use crate::dhcp::client::State;
+use crate::lease_file::{self, Granted};
 use crate::lease_state::LeaseState;
 use crate::rpc::{Attachment, Direction, LeaseRecord, Transaction};
 
@@ -172,7 +172,7 @@ impl LeaseView {
     /// wall clock does not skew it), T1/T2/expiry from the lease's own times (no fuzz). A lease
     /// that has run out shows as `EXPIRED` with no time left; an infinite one has no T1, T2,
     /// expiry.
-    pub fn from_stored(r: &store::Record, now: &Granted) -> LeaseView {
+    pub fn from_stored(r: &lease_file::Record, now: &Granted) -> LeaseView {
         let elapsed = r.granted.elapsed_until(now);
         let granted_ms = now
             .unix_ms
@@ -236,14 +236,14 @@ fn history_entry(t: Transaction) -> HistoryEntry {
 }
 
 /// Reads a state directory without disturbing a daemon that may run on it
-/// ([`store::read_all`]). Returns the leases and one line per file that could not be used
+/// ([`lease_file::read_all`]). Returns the leases and one line per file that could not be used
 /// (path and reason, through [`escape_text`]: a reason can quote the file's contents); fails
 /// when the directory cannot be listed.
 pub fn load_state_dir(
     dir: &std::path::Path,
     now: &Granted,
 ) -> std::io::Result<(Vec<LeaseView>, Vec<String>)> {
-    let (records, errors) = store::read_all(dir)?;
+    let (records, errors) = lease_file::read_all(dir)?;
     Ok((
         records
             .iter()
@@ -610,7 +610,7 @@ pub fn to_json<'a>(views: impl IntoIterator<Item = &'a LeaseView>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::store::{Record, Store};
+    use crate::lease_file::Record;
 
     fn lease(address: &str) -> Lease {
         crate::dhcp::options::test_lease(address)
@@ -838,6 +838,24 @@ mod tests {
         assert_eq!(to_json([]), "[]");
     }
 
+    /// Writes `r` into `dir` as the daemon's store does (its file name, its bytes); the path.
+    fn save(dir: &std::path::Path, r: &Record) -> std::path::PathBuf {
+        let path = dir.join(lease_file::file_name(&r.attachment));
+        std::fs::write(&path, r.to_file_bytes().unwrap()).unwrap();
+        path
+    }
+
+    /// Holds `dir` locked as a running daemon does (an exclusive `flock(2)` on the directory,
+    /// daemon/store.rs) until dropped.
+    fn lock(dir: &std::path::Path) -> std::fs::File {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(dir).unwrap();
+        // SAFETY: flock on a valid descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        f
+    }
+
     fn record(id: &str, granted: Granted, lease_time: u32) -> Record {
         let mut l = lease("198.18.0.7");
         l.lease_time = lease_time;
@@ -868,7 +886,7 @@ mod tests {
     #[test]
     fn offline_loading_from_a_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = lock(dir.path());
         let now = Granted::now();
         // A grant `secs` ago: on this boot's clock when the machine has been up that long,
         // else (a machine booted a minute ago) in an earlier boot, dated by the wall clock.
@@ -887,9 +905,9 @@ mod tests {
                 },
             }
         };
-        store.save(&record("fresh", ago(100), 3600)).unwrap();
-        store.save(&record("gone", ago(4000), 3600)).unwrap();
-        store.save(&record("forever", ago(100), u32::MAX)).unwrap();
+        save(dir.path(), &record("fresh", ago(100), 3600));
+        save(dir.path(), &record("gone", ago(4000), 3600));
+        save(dir.path(), &record("forever", ago(100), u32::MAX));
         std::fs::write(dir.path().join("0123.json"), b"nonsense").unwrap();
         // The daemon's store stays open: offline loading must not need its lock.
         let (views, errors) = load_state_dir(dir.path(), &now).unwrap();
@@ -967,7 +985,6 @@ mod tests {
     #[test]
     fn untrusted_text_in_a_state_file_is_shown_escaped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
         let mut r = record("evil\u{1b}[2J\u{1b}]0;title\u{7}", Granted::now(), 3600);
         r.attachment.network = "net\r\nFAKE  LINE".into();
         r.attachment.ifname = "eth\u{1b}0".into();
@@ -976,11 +993,10 @@ mod tests {
         r.state = "BOUND\r".into();
         r.lease.domain_name = Some("ex\u{1b}ample.test".into());
         r.lease.domain_search = vec!["a\nb".into(), "back\\slash".into()];
-        store.save(&r).unwrap();
+        let saved = save(dir.path(), &r);
         // The same record under a name that does not match it: the error quotes the attachment.
         let misnamed = dir.path().join(format!("{}.json", "0".repeat(32)));
-        std::fs::copy(store.path_of(&r.attachment), &misnamed).unwrap();
-        drop(store);
+        std::fs::copy(&saved, &misnamed).unwrap();
 
         let (views, errors) = load_state_dir(dir.path(), &Granted::now()).unwrap();
         assert_eq!(views.len(), 1);

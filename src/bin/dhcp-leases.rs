@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use cni_dhcp::daemon::store::{DEFAULT_STATE_DIR, Granted};
+use cni_dhcp::lease_file::{DEFAULT_STATE_DIR, Granted};
 use cni_dhcp::leases_view::{self, Filter, LeaseView};
 use cni_dhcp::rpc::{self, Attachment, CallError, PROTOCOL_VERSION, Request, Response};
 
