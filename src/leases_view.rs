@@ -55,11 +55,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dhcp::Lease;
 use crate::dhcp::client::State;
 use crate::lease_file::{self, Granted};
 use crate::lease_state::LeaseState;
-use crate::rpc::{Attachment, Direction, LeaseRecord, Transaction};
+use crate::rpc::{Direction, LeaseCore, LeaseRecord, Transaction};
 
 /// Version of the JSON schema documented above.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -95,20 +94,9 @@ pub struct LeaseView {
     pub schema_version: u32,
     /// Live or offline.
     pub source: Source,
-    /// Whose lease.
-    pub attachment: Attachment,
-    /// `CNI_NETNS`.
-    pub netns: String,
-    /// Option 61, hex.
-    pub client_id: String,
-    /// RFC 2131 state, or the daemon's `LOST`; offline, `EXPIRED` once run out.
-    pub state: LeaseState,
-    /// BOOTP broadcast flag.
-    pub broadcast: bool,
-    /// Why.
-    pub broadcast_reason: String,
-    /// Last DHCPACK.
-    pub lease: Option<Lease>,
+    /// Whose lease, where, its state and last DHCPACK: the same keys as the protocol's.
+    #[serde(flatten)]
+    pub core: LeaseCore,
     /// Grant time, RFC 3339.
     pub granted: Option<String>,
     /// T1, RFC 3339.
@@ -144,13 +132,7 @@ impl LeaseView {
         LeaseView {
             schema_version: SCHEMA_VERSION,
             source: Source::Daemon,
-            attachment: r.attachment,
-            netns: r.netns,
-            client_id: r.client_id,
-            state: r.state,
-            broadcast: r.broadcast,
-            broadcast_reason: r.broadcast_reason,
-            lease: r.lease,
+            core: r.core,
             granted: r.granted_unix_ms.map(rfc3339),
             t1: r.t1_unix_ms.map(rfc3339),
             t2: r.t2_unix_ms.map(rfc3339),
@@ -191,17 +173,19 @@ impl LeaseView {
         LeaseView {
             schema_version: SCHEMA_VERSION,
             source: Source::StateDir,
-            attachment: r.attachment.clone(),
-            netns: r.netns.clone(),
-            client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
-            state: if expired {
-                LeaseState::Client(State::Expired)
-            } else {
-                r.state.clone()
+            core: LeaseCore {
+                attachment: r.attachment.clone(),
+                netns: r.netns.clone(),
+                client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+                state: if expired {
+                    LeaseState::Client(State::Expired)
+                } else {
+                    r.state.clone()
+                },
+                broadcast: r.broadcast,
+                broadcast_reason: r.broadcast_reason.clone(),
+                lease: Some(l.clone()),
             },
-            broadcast: r.broadcast,
-            broadcast_reason: r.broadcast_reason.clone(),
-            lease: Some(l.clone()),
             granted: Some(rfc3339(granted_ms)),
             t1: at(l.renewal_time).map(rfc3339),
             t2: at(l.rebinding_time).map(rfc3339),
@@ -218,7 +202,7 @@ impl LeaseView {
 
     /// The gateway: the default route's next hop (option 121 when sent, else option 3).
     pub fn gateway(&self) -> Option<Ipv4Addr> {
-        let lease = self.lease.as_ref()?;
+        let lease = self.core.lease.as_ref()?;
         lease
             .routes()
             .iter()
@@ -272,15 +256,15 @@ impl Filter {
     pub fn matches(&self, v: &LeaseView) -> bool {
         self.container
             .as_ref()
-            .is_none_or(|c| v.attachment.container_id.starts_with(c.as_str()))
+            .is_none_or(|c| v.core.attachment.container_id.starts_with(c.as_str()))
             && self
                 .network
                 .as_ref()
-                .is_none_or(|n| v.attachment.network == *n)
+                .is_none_or(|n| v.core.attachment.network == *n)
             && self
                 .state
                 .as_ref()
-                .is_none_or(|s| v.state.as_str().eq_ignore_ascii_case(s))
+                .is_none_or(|s| v.core.state.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -290,18 +274,18 @@ impl Filter {
 pub fn select<'a>(views: &'a [LeaseView], id: &str) -> Result<Vec<&'a LeaseView>, String> {
     let exact: Vec<_> = views
         .iter()
-        .filter(|v| v.attachment.container_id == id)
+        .filter(|v| v.core.attachment.container_id == id)
         .collect();
     if !exact.is_empty() {
         return Ok(exact);
     }
     let matching: Vec<_> = views
         .iter()
-        .filter(|v| v.attachment.container_id.starts_with(id))
+        .filter(|v| v.core.attachment.container_id.starts_with(id))
         .collect();
     let mut ids: Vec<&str> = matching
         .iter()
-        .map(|v| v.attachment.container_id.as_str())
+        .map(|v| v.core.attachment.container_id.as_str())
         .collect();
     ids.dedup();
     match ids.len() {
@@ -412,7 +396,7 @@ pub fn table(views: &[LeaseView]) -> String {
     let rows: Vec<[String; 12]> = views
         .iter()
         .map(|v| {
-            let (address, server) = v.lease.as_ref().map_or((dash(), dash()), |l| {
+            let (address, server) = v.core.lease.as_ref().map_or((dash(), dash()), |l| {
                 (
                     format!("{}/{}", l.address, l.prefix_len),
                     l.server_id.to_string(),
@@ -421,18 +405,19 @@ pub fn table(views: &[LeaseView]) -> String {
             let text = |s: &str| escape_text(s).into_owned();
             [
                 text(
-                    &v.attachment
+                    &v.core
+                        .attachment
                         .container_id
                         .chars()
                         .take(12)
                         .collect::<String>(),
                 ),
-                text(&v.attachment.network),
-                text(&v.attachment.ifname),
+                text(&v.core.attachment.network),
+                text(&v.core.attachment.ifname),
                 address,
                 v.gateway().map_or_else(dash, |g| g.to_string()),
                 server,
-                text(v.state.as_str()),
+                text(v.core.state.as_str()),
                 left(v.t1_in),
                 left(v.t2_in),
                 left(v.expires_in),
@@ -482,10 +467,10 @@ pub fn detail(v: &LeaseView) -> String {
         }
     };
     let mut rows: Vec<(&str, String)> = vec![
-        ("container", v.attachment.container_id.clone()),
-        ("network", v.attachment.network.clone()),
-        ("ifname", v.attachment.ifname.clone()),
-        ("netns", v.netns.clone()),
+        ("container", v.core.attachment.container_id.clone()),
+        ("network", v.core.attachment.network.clone()),
+        ("ifname", v.core.attachment.ifname.clone()),
+        ("netns", v.core.netns.clone()),
         (
             "source",
             match v.source {
@@ -493,14 +478,14 @@ pub fn detail(v: &LeaseView) -> String {
                 Source::StateDir => "state directory (offline: the daemon is not asked)".into(),
             },
         ),
-        ("state", v.state.to_string()),
-        ("client id", v.client_id.clone()),
+        ("state", v.core.state.to_string()),
+        ("client id", v.core.client_id.clone()),
         (
             "broadcast",
-            format!("{} ({})", v.broadcast, v.broadcast_reason),
+            format!("{} ({})", v.core.broadcast, v.core.broadcast_reason),
         ),
     ];
-    match &v.lease {
+    match &v.core.lease {
         Some(l) => {
             let ips = |a: &[Ipv4Addr]| join(a.iter().map(ToString::to_string).collect());
             rows.extend([
@@ -610,7 +595,9 @@ pub fn to_json<'a>(views: impl IntoIterator<Item = &'a LeaseView>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dhcp::Lease;
     use crate::lease_file::Record;
+    use crate::rpc::Attachment;
 
     fn lease(address: &str) -> Lease {
         crate::dhcp::options::test_lease(address)
@@ -618,17 +605,19 @@ mod tests {
 
     fn live(id: &str, network: &str, state: &str) -> LeaseView {
         LeaseView::from_live(LeaseRecord {
-            attachment: Attachment {
-                container_id: id.into(),
-                network: network.into(),
-                ifname: "eth0".into(),
+            core: LeaseCore {
+                attachment: Attachment {
+                    container_id: id.into(),
+                    network: network.into(),
+                    ifname: "eth0".into(),
+                },
+                netns: "/var/run/netns/x".into(),
+                client_id: "0063".into(),
+                state: state.into(),
+                broadcast: true,
+                broadcast_reason: "auto: ipvlan slave".into(),
+                lease: Some(lease("198.18.0.100")),
             },
-            netns: "/var/run/netns/x".into(),
-            client_id: "0063".into(),
-            state: state.into(),
-            broadcast: true,
-            broadcast_reason: "auto: ipvlan slave".into(),
-            lease: Some(lease("198.18.0.100")),
             t1_in: Some(1799),
             t2_in: Some(3149),
             expires_in: Some(3599),
@@ -674,7 +663,7 @@ mod tests {
             views
                 .iter()
                 .filter(|v| f.matches(v))
-                .map(|v| v.attachment.container_id.as_str())
+                .map(|v| v.core.attachment.container_id.as_str())
                 .collect()
         };
         assert_eq!(ids(Filter::default()).len(), 3);
@@ -703,7 +692,10 @@ mod tests {
         // show: exact, unique prefix, ambiguous, none.
         assert_eq!(select(&views, "abc999").unwrap().len(), 1);
         assert_eq!(
-            select(&views, "abcd").unwrap()[0].attachment.container_id,
+            select(&views, "abcd").unwrap()[0]
+                .core
+                .attachment
+                .container_id,
             "abcdef0123456789"
         );
         let err = select(&views, "abc").unwrap_err();
@@ -716,7 +708,7 @@ mod tests {
         let mut long = live("0123456789abcdef0123", "a-long-network-name", "BOUND");
         long.last_error = Some("x".repeat(100));
         let mut unbound = live("c2", "n", "SELECTING");
-        unbound.lease = None;
+        unbound.core.lease = None;
         (unbound.t1_in, unbound.t2_in, unbound.expires_in) = (None, None, None);
         let out = table(&[long, unbound]);
         let lines: Vec<&str> = out.lines().collect();
@@ -915,13 +907,13 @@ mod tests {
         assert!(errors[0].contains("0123.json"), "{errors:?}");
         let ids: Vec<_> = views
             .iter()
-            .map(|v| v.attachment.container_id.as_str())
+            .map(|v| v.core.attachment.container_id.as_str())
             .collect();
         assert_eq!(ids, ["forever", "fresh", "gone"]);
         let fresh = &views[1];
         assert_eq!(fresh.source, Source::StateDir);
-        assert_eq!(fresh.state, "BOUND");
-        assert_eq!(fresh.client_id, "0063");
+        assert_eq!(fresh.core.state, "BOUND");
+        assert_eq!(fresh.core.client_id, "0063");
         assert_eq!(
             (fresh.t1_in, fresh.t2_in, fresh.expires_in),
             (Some(1700), Some(3050), Some(3500))
@@ -938,7 +930,7 @@ mod tests {
         assert_eq!(fresh.history, None);
         assert!(detail(fresh).contains("history: not available offline"));
         let gone = &views[2];
-        assert_eq!(gone.state, "EXPIRED");
+        assert_eq!(gone.core.state, "EXPIRED");
         assert_eq!(gone.expires_in, None);
         assert!(gone.expiry.is_some());
         let forever = &views[0];

@@ -242,7 +242,7 @@ fn show(args: &Args, id: &str) -> Result<(), Failure> {
         views.push(if args.state_dir.is_some() {
             v.clone()
         } else {
-            with_history(args, &v.attachment).unwrap_or_else(|| v.clone())
+            with_history(args, &v.core.attachment).unwrap_or_else(|| v.clone())
         });
     }
     if args.json {
