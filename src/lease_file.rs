@@ -61,7 +61,7 @@
 //! - `chaddr` (string): the interface's MAC as sent in chaddr, `aa:bb:cc:dd:ee:ff`.
 //! - `broadcast` (bool): the BOOTP broadcast flag in use; `broadcast_reason` (string): why.
 //! - `hostname` (string, optional): option 12 sent with renewals.
-//! - `provided` (array of [code, [bytes]], optional): other options sent with renewals.
+//! - `provided` (array of `[code, [bytes]]`, optional): other options sent with renewals.
 //! - `parameter_request_list` (array of codes, optional): option 55 when not the default.
 //! - `lease` (object): the last DHCPACK's lease, [`Lease`]'s serde form (lease, T1, T2 in
 //!   seconds relative to `granted`).
