@@ -34,19 +34,20 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
 use super::clock;
-use super::identity::{self, Identity, NetnsForm, Verdict};
+use super::identity::{self, NetnsForm, Verdict};
 use super::iface;
 use super::metrics;
 use super::pacer::WINDOW_HOLD;
 use super::packet::{self, BROADCAST_MAC, LinkAddr, PacketSocket};
 use super::shared::Shared;
-use super::store::{Granted, Record};
 use super::table::{DriverCommand, Handle, Slot, Status, Timers};
 use crate::cni::{Error, code};
 use crate::dhcp::client::{Client, Event, State, Transmit};
 use crate::dhcp::config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST};
 use crate::dhcp::message::client_id;
 use crate::dhcp::{Lease, MessageType};
+use crate::lease_file::{Granted, Identity, Record};
+use crate::lease_state::LeaseState;
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Attachment, Direction};
 
@@ -98,14 +99,6 @@ pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
         ifname = %attachment.ifname
     )
 }
-
-/// RFC 2131 state names as operators know them ("INIT-REBOOT", "BOUND", ...).
-pub fn state_name(state: State) -> String {
-    state.name().to_string()
-}
-
-/// The state name of a lease the daemon gave up because its container is gone.
-pub const LOST: &str = "LOST";
 
 /// What an acquisition found besides the lease: used to name the likely cause of a timeout.
 #[derive(Debug, Default)]
@@ -288,7 +281,7 @@ impl Ctx {
         }
         {
             let mut st = self.slot.status();
-            st.state = LOST.into();
+            st.state = LeaseState::Lost;
             st.last_error = Some(reason);
         }
         self.shared.table.remove(&self.slot);
@@ -353,7 +346,7 @@ impl Ctx {
                 .granted_at()
                 .map(Granted::from_instant)
                 .unwrap_or_else(Granted::now),
-            state: state_name(client.state()),
+            state: client.state().into(),
             renewals: status.renewals,
             server_mac: self.server_mac,
             identity: Some(self.identity.clone()),
@@ -526,7 +519,7 @@ pub async fn start(
         })?;
     let socket = PacketSocket::new(fd, link)
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
-    let boot_id = super::store::read_boot_id()
+    let boot_id = crate::lease_file::read_boot_id()
         .map_err(|e| Error::new(code::IO_FAILURE, "cannot read the boot ID", e.to_string()))?;
     let identity = Identity {
         boot_id,
@@ -542,7 +535,7 @@ pub async fn start(
         identity: Some(identity.clone()),
         client_id: asks.client_id.clone(),
         chaddr: link.mac,
-        state: state_name(State::Init),
+        state: State::Init.into(),
         broadcast,
         broadcast_reason,
         ..Status::default()
@@ -604,7 +597,7 @@ pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
             .into_iter()
             .filter_map(|slot| {
                 let st = slot.status();
-                if st.state == LOST {
+                if st.state == LeaseState::Lost {
                     return None;
                 }
                 let identity = st.identity.clone()?;
@@ -685,7 +678,7 @@ async fn attach(shared: &Arc<Shared>, record: &Record) -> std::io::Result<Verdic
             },
         );
     }
-    let boot_id = super::store::read_boot_id()?;
+    let boot_id = crate::lease_file::read_boot_id()?;
     if record.granted.boot_id != boot_id {
         return Ok(Verdict::Gone(
             "the lease is from another boot: its network namespace cannot have survived".into(),
@@ -751,7 +744,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         identity: record.identity.clone(),
         client_id: record.client_id.clone(),
         chaddr: record.chaddr,
-        state: state_name(client.state()),
+        state: client.state().into(),
         broadcast: record.broadcast,
         broadcast_reason: record.broadcast_reason.clone(),
         lease: (!expired).then(|| record.lease.clone()),
@@ -766,7 +759,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
     let (commands, command_rx) = mpsc::channel(4);
     let (outcome, task) = match first {
         Ok(Verdict::Gone(why)) => {
-            slot.status().state = LOST.into();
+            slot.status().state = LeaseState::Lost;
             shared.table.remove(&slot);
             unpersist(shared, &record.attachment).await;
             return Resumed::Dropped(why);
@@ -777,13 +770,13 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
                 format!(
                     "resumed from the state directory ({}, {})",
                     record.lease.address,
-                    state_name(client.state())
+                    client.state().name()
                 ),
             );
             info!(
                 attachment = %record.attachment,
                 address = %record.lease.address,
-                state = %state_name(client.state()),
+                state = %client.state().name(),
                 "resumed persisted lease"
             );
             let ctx = resumed_ctx(shared, &slot, &record, attached, expired);
@@ -899,7 +892,7 @@ async fn retry_resume(
             Ok(Verdict::Gone(why)) => {
                 info!(reason = %why, "persisted lease dropped");
                 shared.metrics.lease_lost();
-                slot.status().state = LOST.into();
+                slot.status().state = LeaseState::Lost;
                 shared.table.remove(&slot);
                 unpersist(&shared, &record.attachment).await;
                 return;
@@ -1009,7 +1002,7 @@ async fn drive(
                 }
             }
             // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
-            ctx.slot.status().state = state_name(client.state());
+            ctx.slot.status().state = client.state().into();
             // What SELECTING sends is a DHCPDISCOVER: note when its transaction began.
             if client.state() == State::Selecting
                 && ctx.discover.map(|(xid, _)| xid) != Some(client.xid())
@@ -1020,7 +1013,7 @@ async fn drive(
                 Box::pin(send(s, &tx, &mut ctx)).await;
             }
         }
-        ctx.slot.status().state = state_name(client.state());
+        ctx.slot.status().state = client.state().into();
         while let Some(event) = client.poll_event() {
             if let Next::Stop = Box::pin(on_event(&mut ctx, &mut client, &mut socket, event)).await
             {
@@ -1028,7 +1021,7 @@ async fn drive(
             }
         }
         // An event may have moved the client on (a declined or abandoned lease: INIT).
-        ctx.slot.status().state = state_name(client.state());
+        ctx.slot.status().state = client.state().into();
         if client.state() == State::Bound {
             // Nothing to hear until T1: give the fd back.
             socket = None;
@@ -1086,7 +1079,7 @@ async fn drive(
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
                     Box::pin(release_now(&mut ctx, &mut client, &mut socket)).await;
-                    ctx.slot.status().state = state_name(client.state());
+                    ctx.slot.status().state = client.state().into();
                     Box::pin(ctx.unpersist()).await;
                     let _ = done.send(());
                 }
@@ -1156,7 +1149,7 @@ fn other_lease<T>(ctx: &Ctx, f: impl Fn(&Status, &Lease) -> Option<T>) -> Option
             return None;
         }
         let st = other.status();
-        let lease = st.lease.as_ref().filter(|_| st.state != LOST)?;
+        let lease = st.lease.as_ref().filter(|_| st.state != LeaseState::Lost)?;
         f(&st, lease).map(|t| (other.attachment.to_string(), t))
     })
 }
@@ -1179,7 +1172,7 @@ fn mac_keyed_error(att: &str, server: Ipv4Addr, chaddr: [u8; 6], holder: &str) -
         code::INVALID_NETWORK_CONFIG,
         format!(
             "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {att} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default)",
-            super::store::mac::to_string(&chaddr)
+            crate::lease_file::mac::to_string(&chaddr)
         ),
         format!(
             "nothing was requested or declined: the server's only binding for that MAC is {holder}'s, which keeps it"
@@ -1389,7 +1382,7 @@ async fn on_event(
             {
                 return Next::Stop;
             }
-            ctx.slot.status().state = state_name(State::Expired);
+            ctx.slot.status().state = State::Expired.into();
             if client.state() == State::Expired {
                 // Terminal (not keeping on): nothing more to do.
                 return Next::Stop;

@@ -32,8 +32,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use crate::lease_file::{Identity, mac, read_boot_id};
 use crate::netns::NetNs;
 
 /// The directories a `CNI_NETNS` bind mount may live in (iproute2 and every CRI runtime use
@@ -93,33 +92,6 @@ pub fn parse_cni_netns(cni_netns: &str) -> Result<NetnsForm, String> {
         Some(pid) => Ok(NetnsForm::Proc { pid }),
         None => refuse(),
     }
-}
-
-/// What a lease was granted on. Persisted with the lease (daemon/store.rs, field `identity`)
-/// and compared before every action in the namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// `/proc/sys/kernel/random/boot_id` at ADD. Namespaces do not survive a reboot, so a
-    /// lease from another boot has lost its namespace whatever its path names now.
-    pub boot_id: String,
-    /// `st_dev` of the namespace's nsfs file.
-    pub netns_dev: u64,
-    /// `st_ino` of the namespace's nsfs file: unique among living namespaces, but reused once
-    /// a namespace is freed (so never enough on its own after a restart).
-    pub netns_ino: u64,
-    /// The namespace's cookie ([`crate::netns::cookie_here`]): never reused within a boot.
-    /// `None` on kernels before 5.14.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns_cookie: Option<u64>,
-    /// For a `/proc/PID/ns/net` path: the process's start time, clock ticks after boot (field
-    /// 22 of `/proc/PID/stat`, proc(5)), which tells a reused PID from the original process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_start: Option<u64>,
-    /// The interface's index inside the namespace.
-    pub ifindex: u32,
-    /// The interface's MAC (`aa:bb:cc:dd:ee:ff`); on an ipvlan slave, the master's.
-    #[serde(with = "crate::daemon::store::mac")]
-    pub mac: [u8; 6],
 }
 
 /// The outcome of a check that did not fail: the namespace (and interface) is the lease's, or
@@ -325,7 +297,7 @@ pub async fn reopen(
     host_prefix: PathBuf,
 ) -> io::Result<Verdict<Entered>> {
     // A boot ID that cannot be read is a transient error, never a reboot.
-    let boot = crate::daemon::store::read_boot_id()?;
+    let boot = read_boot_id()?;
     if identity.boot_id != boot {
         return Ok(Verdict::Gone(format!(
             "the machine has rebooted since the lease was granted (boot {} then, {} now): its network namespace cannot have survived",
@@ -374,9 +346,9 @@ fn link_mismatch(link: &crate::link::LinkInfo, identity: &Identity) -> Option<St
             "interface {} is another one than the lease's (index {} MAC {}, the lease's index {} MAC {})",
             link.name,
             link.index,
-            crate::daemon::store::mac::to_string(&mac),
+            mac::to_string(&mac),
             identity.ifindex,
-            crate::daemon::store::mac::to_string(&identity.mac),
+            mac::to_string(&identity.mac),
         ))
     } else {
         None
@@ -451,7 +423,7 @@ mod tests {
         let path = PathBuf::from(format!("/proc/{}/ns/net", std::process::id()));
         let (dev, ino) = crate::netns::identity_of(&path).unwrap();
         let identity = Identity {
-            boot_id: crate::daemon::store::boot_id(),
+            boot_id: crate::lease_file::boot_id(),
             netns_dev: dev,
             netns_ino: ino,
             netns_cookie: crate::netns::cookie_here().unwrap(),

@@ -73,6 +73,7 @@ use tracing::{debug, warn};
 use super::table::Table;
 use crate::dhcp::MessageType;
 use crate::dhcp::client::State;
+use crate::lease_state::LeaseState;
 
 /// Prefix of every series.
 pub const PREFIX: &str = "cni_dhcp";
@@ -140,45 +141,16 @@ pub fn command_name(request: &crate::rpc::Request) -> &'static str {
     }
 }
 
-/// Lease states the `leases` gauge always reports (at 0 when no lease is in them): the client's
-/// RFC 2131 states plus the daemon's `LOST` (namespace or link gone). A state outside this list
-/// is still counted when a lease is in it.
-pub fn known_states() -> Vec<&'static str> {
-    let mut states: Vec<_> = [
-        State::Init,
-        State::Selecting,
-        State::Requesting,
-        State::Bound,
-        State::Renewing,
-        State::Rebinding,
-        State::InitReboot,
-        State::Rebooting,
-        State::Expired,
-        State::Released,
-        State::Failed,
-        State::Declined,
-    ]
-    .into_iter()
-    .map(State::name)
-    .collect();
-    states.push(super::driver::LOST);
-    states
-}
-
 /// The state of every lease in `table`, for [`Metrics::render`]: read from the table itself at
 /// scrape time, so there is no second bookkeeping to drift. A slot whose driver has not set a
-/// state yet (an ADD that just began) counts as `INIT`.
-pub fn lease_states(table: &Table) -> Vec<String> {
+/// state yet (an ADD that just began, [`LeaseState::Unset`]) counts as `INIT`.
+pub fn lease_states(table: &Table) -> Vec<LeaseState> {
     table
         .all()
         .iter()
-        .map(|slot| {
-            let state = slot.status().state.clone();
-            if state.is_empty() {
-                State::Init.name().to_string()
-            } else {
-                state
-            }
+        .map(|slot| match slot.status().state.clone() {
+            LeaseState::Unset => State::Init.into(),
+            state => state,
         })
         .collect()
 }
@@ -452,8 +424,8 @@ impl Metrics {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut counts: BTreeMap<String, i64> = known_states()
-            .into_iter()
+        let mut counts: BTreeMap<String, i64> = LeaseState::KNOWN
+            .iter()
             .map(|s| (s.to_string(), 0))
             .collect();
         for state in lease_states {
@@ -782,7 +754,8 @@ mod tests {
         table.slot(&att("b")).status().state = "BOUND".into();
         table.slot(&att("c")).status().state = "REBINDING".into();
         table.slot(&att("d")); // an ADD that just began: no state yet
-        let mut states = lease_states(&table);
+        let states = lease_states(&table);
+        let mut states: Vec<&str> = states.iter().map(LeaseState::as_str).collect();
         states.sort();
         assert_eq!(states, ["BOUND", "BOUND", "INIT", "REBINDING"]);
         let text = Metrics::default().render(lease_states(&table));

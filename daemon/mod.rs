@@ -15,7 +15,8 @@
 //!   before every action in a namespace;
 //! - `clock.rs`: the lease clock (monotonic plus time suspended);
 //! - `iface.rs`: the interface upkeep after ADD (address withdrawn on expiry/NAK, put back);
-//! - `store.rs`: the leases on disk, so a restarted daemon resumes them;
+//! - `store.rs`: the state directory, locked, and durable writes of the lease files (their
+//!   format: [`crate::lease_file`]), so a restarted daemon resumes its leases;
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
 //! - `pacer.rs`: send turns, so broadcasts do not overflow the kernel's queues at scale;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
@@ -69,7 +70,7 @@ pub struct Config {
     /// owned by that group instead of 0600, and peers of that group pass the SO_PEERCRED check.
     pub socket_group: Option<u32>,
     /// Where leases are persisted (`-state-dir`, default `/var/lib/cni/dhcp`): one file per
-    /// lease, reloaded at start ([`store`]).
+    /// lease ([`crate::lease_file`]), reloaded at start ([`store`]).
     pub state_dir: PathBuf,
     /// On SIGTERM/SIGINT, send DHCPRELEASE for every lease before exiting (`-release-on-exit`).
     /// Off by default: containers outlive a daemon restart or upgrade, and their leases must too.
@@ -101,7 +102,7 @@ impl Default for Config {
             resend_max: Duration::from_secs(62),
             socket_group: None,
             release_on_exit: false,
-            state_dir: PathBuf::from(store::DEFAULT_STATE_DIR),
+            state_dir: PathBuf::from(crate::lease_file::DEFAULT_STATE_DIR),
             worker_threads: 2,
             metrics_listen: None,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,

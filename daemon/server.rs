@@ -106,7 +106,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
         )
     })?;
     // Read once now, before descriptors can run short: leases are checked against it.
-    super::store::read_boot_id()
+    crate::lease_file::read_boot_id()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot read the boot ID: {e}")))?;
     let (records, errors) = store.load_all();
     for e in &errors {
@@ -185,7 +185,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
 /// Resumes every persisted lease, a few at a time (each enters a namespace and asks netlink
 /// about its link): drops those whose container is gone, and their files; keeps those that
 /// cannot be resumed for a transient reason, whose tasks try again ([`driver::resume`]).
-async fn resume_all(shared: &Arc<Shared>, records: Vec<super::store::Record>) {
+async fn resume_all(shared: &Arc<Shared>, records: Vec<crate::lease_file::Record>) {
     use super::driver::{self, Resumed};
     use futures::StreamExt;
     let total = records.len();

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::identity::Identity;
 use crate::dhcp::Lease;
-use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseRecord, Transaction};
+use crate::lease_file::Identity;
+use crate::lease_state::LeaseState;
+use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseCore, LeaseRecord, Transaction};
 
 /// A request to a running driver task.
 #[derive(Debug)]
@@ -60,11 +61,12 @@ pub struct Status {
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
     /// chaddr and address mean a server keying by MAC.
     pub chaddr: [u8; 6],
-    /// RFC 2131 state name, upper case.
-    pub state: String,
+    /// The client's RFC 2131 state, or the daemon's own (`LOST`); [`LeaseState::Unset`] until
+    /// the driver sets one.
+    pub state: LeaseState,
     /// BOOTP broadcast flag in use.
     pub broadcast: bool,
-    /// Why ([`LeaseRecord::broadcast_reason`]).
+    /// Why ([`LeaseCore::broadcast_reason`]).
     pub broadcast_reason: String,
     /// Last acknowledged lease.
     pub lease: Option<Lease>,
@@ -188,13 +190,15 @@ impl Slot {
             .map(|l| l.route_warnings())
             .unwrap_or_default();
         LeaseRecord {
-            attachment: self.attachment.clone(),
-            netns: s.netns,
-            client_id: s.client_id.iter().map(|b| format!("{b:02x}")).collect(),
-            state: s.state,
-            broadcast: s.broadcast,
-            broadcast_reason: s.broadcast_reason,
-            lease: s.lease,
+            core: LeaseCore {
+                attachment: self.attachment.clone(),
+                netns: s.netns,
+                client_id: s.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+                state: s.state,
+                broadcast: s.broadcast,
+                broadcast_reason: s.broadcast_reason,
+                lease: s.lease,
+            },
             t1_in,
             t2_in,
             expires_in,
@@ -355,7 +359,7 @@ mod tests {
         assert_eq!(r.t1_in, Some(40));
         assert_eq!(r.t2_in, Some(77));
         assert_eq!(r.expires_in, Some(90));
-        assert_eq!(r.client_id, "0061");
+        assert_eq!(r.core.client_id, "0061");
         // Absolute times: the grant is expiry minus the lease time, all on the wall clock.
         let wall = |i: Instant| unix_ms_of(i) as i64;
         let near = |a: Option<u64>, b: i64| (a.unwrap() as i64 - b).abs() < 50;

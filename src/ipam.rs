@@ -314,7 +314,7 @@ impl Plugin for DhcpPlugin {
             },
         };
         match call(&conf, request)? {
-            Response::Lease { record, .. } => match &record.lease {
+            Response::Lease { record, .. } => match &record.core.lease {
                 Some(lease) => Ok(result_from_lease(
                     lease,
                     &conf.net.cni_version,
@@ -356,7 +356,7 @@ impl Plugin for DhcpPlugin {
             Response::Lease { record, .. } => record,
             other => return Err(unexpected(other)),
         };
-        let Some(lease) = &record.lease else {
+        let Some(lease) = &record.core.lease else {
             return Err(Error::new(code::UNKNOWN_CONTAINER, "no lease held", ""));
         };
         if let Some(prev) = &conf.net.prev_result {

@@ -1,6 +1,6 @@
 //! What `dhcp-leases` shows: one record type ([`LeaseView`]) built from either source, the
 //! live daemon ([`LeaseView::from_live`], a [`LeaseRecord`] of `LIST`/`SHOW`) or the state
-//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`store::Record`]), and the
+//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`lease_file::Record`]), and the
 //! renderings of it: the table, the detail of `show`, and JSON.
 //!
 //! # JSON schema, version 1 ([`SCHEMA_VERSION`])
@@ -55,9 +55,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::store::{self, Granted};
-use crate::dhcp::Lease;
-use crate::rpc::{Attachment, Direction, LeaseRecord, Transaction};
+use crate::dhcp::client::State;
+use crate::lease_file::{self, Granted};
+use crate::lease_state::LeaseState;
+use crate::rpc::{Direction, LeaseCore, LeaseRecord, Transaction};
 
 /// Version of the JSON schema documented above.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -93,20 +94,9 @@ pub struct LeaseView {
     pub schema_version: u32,
     /// Live or offline.
     pub source: Source,
-    /// Whose lease.
-    pub attachment: Attachment,
-    /// `CNI_NETNS`.
-    pub netns: String,
-    /// Option 61, hex.
-    pub client_id: String,
-    /// RFC 2131 state.
-    pub state: String,
-    /// BOOTP broadcast flag.
-    pub broadcast: bool,
-    /// Why.
-    pub broadcast_reason: String,
-    /// Last DHCPACK.
-    pub lease: Option<Lease>,
+    /// Whose lease, where, its state and last DHCPACK: the same keys as the protocol's.
+    #[serde(flatten)]
+    pub core: LeaseCore,
     /// Grant time, RFC 3339.
     pub granted: Option<String>,
     /// T1, RFC 3339.
@@ -142,13 +132,7 @@ impl LeaseView {
         LeaseView {
             schema_version: SCHEMA_VERSION,
             source: Source::Daemon,
-            attachment: r.attachment,
-            netns: r.netns,
-            client_id: r.client_id,
-            state: r.state,
-            broadcast: r.broadcast,
-            broadcast_reason: r.broadcast_reason,
-            lease: r.lease,
+            core: r.core,
             granted: r.granted_unix_ms.map(rfc3339),
             t1: r.t1_unix_ms.map(rfc3339),
             t2: r.t2_unix_ms.map(rfc3339),
@@ -170,7 +154,7 @@ impl LeaseView {
     /// wall clock does not skew it), T1/T2/expiry from the lease's own times (no fuzz). A lease
     /// that has run out shows as `EXPIRED` with no time left; an infinite one has no T1, T2,
     /// expiry.
-    pub fn from_stored(r: &store::Record, now: &Granted) -> LeaseView {
+    pub fn from_stored(r: &lease_file::Record, now: &Granted) -> LeaseView {
         let elapsed = r.granted.elapsed_until(now);
         let granted_ms = now
             .unix_ms
@@ -189,17 +173,19 @@ impl LeaseView {
         LeaseView {
             schema_version: SCHEMA_VERSION,
             source: Source::StateDir,
-            attachment: r.attachment.clone(),
-            netns: r.netns.clone(),
-            client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
-            state: if expired {
-                "EXPIRED".into()
-            } else {
-                r.state.clone()
+            core: LeaseCore {
+                attachment: r.attachment.clone(),
+                netns: r.netns.clone(),
+                client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+                state: if expired {
+                    LeaseState::Client(State::Expired)
+                } else {
+                    r.state.clone()
+                },
+                broadcast: r.broadcast,
+                broadcast_reason: r.broadcast_reason.clone(),
+                lease: Some(l.clone()),
             },
-            broadcast: r.broadcast,
-            broadcast_reason: r.broadcast_reason.clone(),
-            lease: Some(l.clone()),
             granted: Some(rfc3339(granted_ms)),
             t1: at(l.renewal_time).map(rfc3339),
             t2: at(l.rebinding_time).map(rfc3339),
@@ -216,7 +202,7 @@ impl LeaseView {
 
     /// The gateway: the default route's next hop (option 121 when sent, else option 3).
     pub fn gateway(&self) -> Option<Ipv4Addr> {
-        let lease = self.lease.as_ref()?;
+        let lease = self.core.lease.as_ref()?;
         lease
             .routes()
             .iter()
@@ -234,14 +220,14 @@ fn history_entry(t: Transaction) -> HistoryEntry {
 }
 
 /// Reads a state directory without disturbing a daemon that may run on it
-/// ([`store::read_all`]). Returns the leases and one line per file that could not be used
+/// ([`lease_file::read_all`]). Returns the leases and one line per file that could not be used
 /// (path and reason, through [`escape_text`]: a reason can quote the file's contents); fails
 /// when the directory cannot be listed.
 pub fn load_state_dir(
     dir: &std::path::Path,
     now: &Granted,
 ) -> std::io::Result<(Vec<LeaseView>, Vec<String>)> {
-    let (records, errors) = store::read_all(dir)?;
+    let (records, errors) = lease_file::read_all(dir)?;
     Ok((
         records
             .iter()
@@ -270,15 +256,15 @@ impl Filter {
     pub fn matches(&self, v: &LeaseView) -> bool {
         self.container
             .as_ref()
-            .is_none_or(|c| v.attachment.container_id.starts_with(c.as_str()))
+            .is_none_or(|c| v.core.attachment.container_id.starts_with(c.as_str()))
             && self
                 .network
                 .as_ref()
-                .is_none_or(|n| v.attachment.network == *n)
+                .is_none_or(|n| v.core.attachment.network == *n)
             && self
                 .state
                 .as_ref()
-                .is_none_or(|s| v.state.eq_ignore_ascii_case(s))
+                .is_none_or(|s| v.core.state.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -288,18 +274,18 @@ impl Filter {
 pub fn select<'a>(views: &'a [LeaseView], id: &str) -> Result<Vec<&'a LeaseView>, String> {
     let exact: Vec<_> = views
         .iter()
-        .filter(|v| v.attachment.container_id == id)
+        .filter(|v| v.core.attachment.container_id == id)
         .collect();
     if !exact.is_empty() {
         return Ok(exact);
     }
     let matching: Vec<_> = views
         .iter()
-        .filter(|v| v.attachment.container_id.starts_with(id))
+        .filter(|v| v.core.attachment.container_id.starts_with(id))
         .collect();
     let mut ids: Vec<&str> = matching
         .iter()
-        .map(|v| v.attachment.container_id.as_str())
+        .map(|v| v.core.attachment.container_id.as_str())
         .collect();
     ids.dedup();
     match ids.len() {
@@ -410,7 +396,7 @@ pub fn table(views: &[LeaseView]) -> String {
     let rows: Vec<[String; 12]> = views
         .iter()
         .map(|v| {
-            let (address, server) = v.lease.as_ref().map_or((dash(), dash()), |l| {
+            let (address, server) = v.core.lease.as_ref().map_or((dash(), dash()), |l| {
                 (
                     format!("{}/{}", l.address, l.prefix_len),
                     l.server_id.to_string(),
@@ -419,18 +405,19 @@ pub fn table(views: &[LeaseView]) -> String {
             let text = |s: &str| escape_text(s).into_owned();
             [
                 text(
-                    &v.attachment
+                    &v.core
+                        .attachment
                         .container_id
                         .chars()
                         .take(12)
                         .collect::<String>(),
                 ),
-                text(&v.attachment.network),
-                text(&v.attachment.ifname),
+                text(&v.core.attachment.network),
+                text(&v.core.attachment.ifname),
                 address,
                 v.gateway().map_or_else(dash, |g| g.to_string()),
                 server,
-                text(&v.state),
+                text(v.core.state.as_str()),
                 left(v.t1_in),
                 left(v.t2_in),
                 left(v.expires_in),
@@ -480,10 +467,10 @@ pub fn detail(v: &LeaseView) -> String {
         }
     };
     let mut rows: Vec<(&str, String)> = vec![
-        ("container", v.attachment.container_id.clone()),
-        ("network", v.attachment.network.clone()),
-        ("ifname", v.attachment.ifname.clone()),
-        ("netns", v.netns.clone()),
+        ("container", v.core.attachment.container_id.clone()),
+        ("network", v.core.attachment.network.clone()),
+        ("ifname", v.core.attachment.ifname.clone()),
+        ("netns", v.core.netns.clone()),
         (
             "source",
             match v.source {
@@ -491,14 +478,14 @@ pub fn detail(v: &LeaseView) -> String {
                 Source::StateDir => "state directory (offline: the daemon is not asked)".into(),
             },
         ),
-        ("state", v.state.clone()),
-        ("client id", v.client_id.clone()),
+        ("state", v.core.state.to_string()),
+        ("client id", v.core.client_id.clone()),
         (
             "broadcast",
-            format!("{} ({})", v.broadcast, v.broadcast_reason),
+            format!("{} ({})", v.core.broadcast, v.core.broadcast_reason),
         ),
     ];
-    match &v.lease {
+    match &v.core.lease {
         Some(l) => {
             let ips = |a: &[Ipv4Addr]| join(a.iter().map(ToString::to_string).collect());
             rows.extend([
@@ -608,7 +595,9 @@ pub fn to_json<'a>(views: impl IntoIterator<Item = &'a LeaseView>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::store::{Record, Store};
+    use crate::dhcp::Lease;
+    use crate::lease_file::Record;
+    use crate::rpc::Attachment;
 
     fn lease(address: &str) -> Lease {
         crate::dhcp::reply::test_lease(address)
@@ -616,17 +605,19 @@ mod tests {
 
     fn live(id: &str, network: &str, state: &str) -> LeaseView {
         LeaseView::from_live(LeaseRecord {
-            attachment: Attachment {
-                container_id: id.into(),
-                network: network.into(),
-                ifname: "eth0".into(),
+            core: LeaseCore {
+                attachment: Attachment {
+                    container_id: id.into(),
+                    network: network.into(),
+                    ifname: "eth0".into(),
+                },
+                netns: "/var/run/netns/x".into(),
+                client_id: "0063".into(),
+                state: state.into(),
+                broadcast: true,
+                broadcast_reason: "auto: ipvlan slave".into(),
+                lease: Some(lease("198.18.0.100")),
             },
-            netns: "/var/run/netns/x".into(),
-            client_id: "0063".into(),
-            state: state.into(),
-            broadcast: true,
-            broadcast_reason: "auto: ipvlan slave".into(),
-            lease: Some(lease("198.18.0.100")),
             t1_in: Some(1799),
             t2_in: Some(3149),
             expires_in: Some(3599),
@@ -672,7 +663,7 @@ mod tests {
             views
                 .iter()
                 .filter(|v| f.matches(v))
-                .map(|v| v.attachment.container_id.as_str())
+                .map(|v| v.core.attachment.container_id.as_str())
                 .collect()
         };
         assert_eq!(ids(Filter::default()).len(), 3);
@@ -701,7 +692,10 @@ mod tests {
         // show: exact, unique prefix, ambiguous, none.
         assert_eq!(select(&views, "abc999").unwrap().len(), 1);
         assert_eq!(
-            select(&views, "abcd").unwrap()[0].attachment.container_id,
+            select(&views, "abcd").unwrap()[0]
+                .core
+                .attachment
+                .container_id,
             "abcdef0123456789"
         );
         let err = select(&views, "abc").unwrap_err();
@@ -714,7 +708,7 @@ mod tests {
         let mut long = live("0123456789abcdef0123", "a-long-network-name", "BOUND");
         long.last_error = Some("x".repeat(100));
         let mut unbound = live("c2", "n", "SELECTING");
-        unbound.lease = None;
+        unbound.core.lease = None;
         (unbound.t1_in, unbound.t2_in, unbound.expires_in) = (None, None, None);
         let out = table(&[long, unbound]);
         let lines: Vec<&str> = out.lines().collect();
@@ -836,6 +830,24 @@ mod tests {
         assert_eq!(to_json([]), "[]");
     }
 
+    /// Writes `r` into `dir` as the daemon's store does (its file name, its bytes); the path.
+    fn save(dir: &std::path::Path, r: &Record) -> std::path::PathBuf {
+        let path = dir.join(lease_file::file_name(&r.attachment));
+        std::fs::write(&path, r.to_file_bytes().unwrap()).unwrap();
+        path
+    }
+
+    /// Holds `dir` locked as a running daemon does (an exclusive `flock(2)` on the directory,
+    /// daemon/store.rs) until dropped.
+    fn lock(dir: &std::path::Path) -> std::fs::File {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(dir).unwrap();
+        // SAFETY: flock on a valid descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        f
+    }
+
     fn record(id: &str, granted: Granted, lease_time: u32) -> Record {
         let mut l = lease("198.18.0.7");
         l.lease_time = lease_time;
@@ -866,7 +878,7 @@ mod tests {
     #[test]
     fn offline_loading_from_a_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = lock(dir.path());
         let now = Granted::now();
         // A grant `secs` ago: on this boot's clock when the machine has been up that long,
         // else (a machine booted a minute ago) in an earlier boot, dated by the wall clock.
@@ -885,9 +897,9 @@ mod tests {
                 },
             }
         };
-        store.save(&record("fresh", ago(100), 3600)).unwrap();
-        store.save(&record("gone", ago(4000), 3600)).unwrap();
-        store.save(&record("forever", ago(100), u32::MAX)).unwrap();
+        save(dir.path(), &record("fresh", ago(100), 3600));
+        save(dir.path(), &record("gone", ago(4000), 3600));
+        save(dir.path(), &record("forever", ago(100), u32::MAX));
         std::fs::write(dir.path().join("0123.json"), b"nonsense").unwrap();
         // The daemon's store stays open: offline loading must not need its lock.
         let (views, errors) = load_state_dir(dir.path(), &now).unwrap();
@@ -895,13 +907,13 @@ mod tests {
         assert!(errors[0].contains("0123.json"), "{errors:?}");
         let ids: Vec<_> = views
             .iter()
-            .map(|v| v.attachment.container_id.as_str())
+            .map(|v| v.core.attachment.container_id.as_str())
             .collect();
         assert_eq!(ids, ["forever", "fresh", "gone"]);
         let fresh = &views[1];
         assert_eq!(fresh.source, Source::StateDir);
-        assert_eq!(fresh.state, "BOUND");
-        assert_eq!(fresh.client_id, "0063");
+        assert_eq!(fresh.core.state, "BOUND");
+        assert_eq!(fresh.core.client_id, "0063");
         assert_eq!(
             (fresh.t1_in, fresh.t2_in, fresh.expires_in),
             (Some(1700), Some(3050), Some(3500))
@@ -918,7 +930,7 @@ mod tests {
         assert_eq!(fresh.history, None);
         assert!(detail(fresh).contains("history: not available offline"));
         let gone = &views[2];
-        assert_eq!(gone.state, "EXPIRED");
+        assert_eq!(gone.core.state, "EXPIRED");
         assert_eq!(gone.expires_in, None);
         assert!(gone.expiry.is_some());
         let forever = &views[0];
@@ -965,7 +977,6 @@ mod tests {
     #[test]
     fn untrusted_text_in_a_state_file_is_shown_escaped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
         let mut r = record("evil\u{1b}[2J\u{1b}]0;title\u{7}", Granted::now(), 3600);
         r.attachment.network = "net\r\nFAKE  LINE".into();
         r.attachment.ifname = "eth\u{1b}0".into();
@@ -974,11 +985,10 @@ mod tests {
         r.state = "BOUND\r".into();
         r.lease.domain_name = Some("ex\u{1b}ample.test".into());
         r.lease.domain_search = vec!["a\nb".into(), "back\\slash".into()];
-        store.save(&r).unwrap();
+        let saved = save(dir.path(), &r);
         // The same record under a name that does not match it: the error quotes the attachment.
         let misnamed = dir.path().join(format!("{}.json", "0".repeat(32)));
-        std::fs::copy(store.path_of(&r.attachment), &misnamed).unwrap();
-        drop(store);
+        std::fs::copy(&saved, &misnamed).unwrap();
 
         let (views, errors) = load_state_dir(dir.path(), &Granted::now()).unwrap();
         assert_eq!(views.len(), 1);

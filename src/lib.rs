@@ -6,6 +6,10 @@
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
 //! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
+//! - [`lease_file`]: the format of the persisted lease files and the state directory's layout,
+//!   and the read-only loader `dhcp-leases --state-dir` uses;
+//! - [`lease_state`]: a lease's state (the client's RFC 2131 state or the daemon's own, such
+//!   as `LOST`), as the table, the lease files, the protocol and `dhcp-leases` name it;
 //! - [`leases_view`]: what `dhcp-leases` shows (table, detail, JSON schema), live or offline;
 //! - [`rpc`]: the versioned, size-limited protocol between the `dhcp` plugin and `dhcp daemon`;
 //! - [`netns`]: entering a network namespace on a short-lived thread;
@@ -18,6 +22,8 @@
 pub mod cni;
 pub mod dhcp;
 pub mod ipam;
+pub mod lease_file;
+pub mod lease_state;
 pub mod leases_view;
 pub mod link;
 pub mod netns;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
+use crate::lease_state::LeaseState;
 
 /// Version of this protocol. Bumped on any incompatible change to [`Request`] or [`Response`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -162,25 +163,40 @@ impl Request {
     }
 }
 
-/// What the daemon knows of one lease: the payload of ADD, CHECK and LIST responses.
+/// What every view of a lease starts with, whatever its source: whose lease it is, where, its
+/// state and the lease itself. The first keys of both [`LeaseRecord`] (the protocol) and
+/// [`crate::leases_view::LeaseView`] (`dhcp-leases --json`), each of which flattens it
+/// (`#[serde(flatten)]`) where these keys have always been, so that the two versioned schemas
+/// share these fields without copying them one by one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaseRecord {
+pub struct LeaseCore {
     /// Whose lease.
     pub attachment: Attachment,
     /// `CNI_NETNS` at ADD time.
     pub netns: String,
     /// Option 61 bytes as sent, lower-case hex without separators.
     pub client_id: String,
-    /// RFC 2131 client state name: `SELECTING`, `REQUESTING`, `BOUND`, `RENEWING`,
-    /// `REBINDING`, `EXPIRED`, ...
-    pub state: String,
+    /// The lease's state: the client's RFC 2131 state (`SELECTING`, `REQUESTING`, `BOUND`,
+    /// `RENEWING`, `REBINDING`, `EXPIRED`, ...) or the daemon's own (`LOST`); read offline
+    /// from a lease file, as last saved or `EXPIRED` once run out. JSON: its name, a string
+    /// ([`LeaseState`]).
+    pub state: LeaseState,
     /// Whether DISCOVER/REQUEST carry the BOOTP broadcast flag, and why (`ipam`, `daemon`, or
     /// `auto: ipvlan slave` / `auto: not ipvlan`).
     pub broadcast: bool,
-    /// Where [`LeaseRecord::broadcast`] came from.
+    /// Where [`LeaseCore::broadcast`] came from.
     pub broadcast_reason: String,
     /// The lease as last acknowledged by the server; `None` before the first DHCPACK.
     pub lease: Option<Lease>,
+}
+
+/// What the daemon knows of one lease: the payload of ADD, CHECK and LIST responses. JSON: the
+/// keys of [`LeaseCore`] first, then the rest in field order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Whose lease, where, its state and lease.
+    #[serde(flatten)]
+    pub core: LeaseCore,
     /// Seconds from the response until T1, T2 and expiry; `None` when not bound.
     pub t1_in: Option<u64>,
     /// Seconds until T2.
@@ -474,6 +490,47 @@ mod tests {
             serde_json::to_string(&t).unwrap(),
             r#"{"at_unix_ms":5,"direction":"received","message":"DHCPACK"}"#
         );
+    }
+
+    #[test]
+    fn lease_record_keys_keep_their_order() {
+        // The core's keys are flattened where they have always been: first, in field order.
+        let r = LeaseRecord {
+            core: LeaseCore {
+                attachment: attachment(),
+                netns: "/x".into(),
+                client_id: "00".into(),
+                state: "BOUND".into(),
+                broadcast: false,
+                broadcast_reason: "auto".into(),
+                lease: None,
+            },
+            t1_in: Some(1),
+            t2_in: Some(2),
+            expires_in: Some(3),
+            renewals: 0,
+            previous_address: Some("198.18.0.9".parse().unwrap()),
+            last_error: None,
+            warnings: vec!["w".into()],
+            granted_unix_ms: Some(4),
+            t1_unix_ms: Some(5),
+            t2_unix_ms: Some(6),
+            expires_unix_ms: Some(7),
+            history: Some(vec![]),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"attachment":{"container_id":"c1","network":"net","ifname":"eth0"},"#,
+                r#""netns":"/x","client_id":"00","state":"BOUND","broadcast":false,"#,
+                r#""broadcast_reason":"auto","lease":null,"t1_in":1,"t2_in":2,"expires_in":3,"#,
+                r#""renewals":0,"previous_address":"198.18.0.9","last_error":null,"#,
+                r#""warnings":["w"],"granted_unix_ms":4,"t1_unix_ms":5,"t2_unix_ms":6,"#,
+                r#""expires_unix_ms":7,"history":[]}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<LeaseRecord>(&json).unwrap(), r);
     }
 
     #[test]

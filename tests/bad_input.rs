@@ -221,7 +221,7 @@ fn option_121_routes_that_hijack_traffic_are_reported() {
 
 #[test]
 fn our_own_persisted_lease_files_are_reparsed_defensively() {
-    use cni_dhcp::daemon::store;
+    use cni_dhcp::lease_file as store;
     let dir = tempfile::tempdir().unwrap();
     for (i, body) in [
         &b""[..],

@@ -1,12 +1,13 @@
 //! The persisted lease format, through the read-only loader (`dhcp-leases --state-dir`): the
-//! input is written as a record file into a private directory and `store::read_all` reads it.
+//! input is written as a record file into a private directory and `lease_file::read_all` reads
+//! it.
 //! The file is named for the attachment it claims, when it names one, as the daemon names it.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use cni_dhcp::daemon::store::{self, Record};
+use cni_dhcp::lease_file::{self as store, Record};
 use cni_dhcp::rpc::Attachment;
 use libfuzzer_sys::fuzz_target;
 

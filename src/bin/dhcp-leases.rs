@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use cni_dhcp::daemon::store::{DEFAULT_STATE_DIR, Granted};
+use cni_dhcp::lease_file::{DEFAULT_STATE_DIR, Granted};
 use cni_dhcp::leases_view::{self, Filter, LeaseView};
 use cni_dhcp::rpc::{self, Attachment, CallError, PROTOCOL_VERSION, Request, Response};
 
@@ -242,7 +242,7 @@ fn show(args: &Args, id: &str) -> Result<(), Failure> {
         views.push(if args.state_dir.is_some() {
             v.clone()
         } else {
-            with_history(args, &v.attachment).unwrap_or_else(|| v.clone())
+            with_history(args, &v.core.attachment).unwrap_or_else(|| v.clone())
         });
     }
     if args.json {

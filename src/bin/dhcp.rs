@@ -45,7 +45,7 @@ struct DaemonArgs {
     #[arg(long = "log-format", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Directory where leases are persisted (one file per lease, reloaded at start).
-    #[arg(long = "state-dir", default_value = cni_dhcp::daemon::store::DEFAULT_STATE_DIR)]
+    #[arg(long = "state-dir", default_value = cni_dhcp::lease_file::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Send DHCPRELEASE for every lease on SIGTERM/SIGINT (default: keep them, containers
     /// outlive a daemon restart).

@@ -10,9 +10,9 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::SUPPORTED_VERSIONS;
 use super::error::{Error, code};
 use super::result::{CniResult, Dns};
+use super::version::check_version;
 
 /// The keys of a plugin's configuration object that every plugin understands (spec 1.1.0
 /// "Plugin configuration objects" plus the runtime-derived `cniVersion`, `name`,
@@ -131,34 +131,6 @@ fn invalid(details: String) -> Error {
         "invalid network configuration",
         details,
     )
-}
-
-/// Checks that `v` is one of [`SUPPORTED_VERSIONS`] (exact string match).
-///
-/// Error: code 1 ([`code::INCOMPATIBLE_VERSION`]), `msg` `incompatible CNI versions`, `details`
-/// `config is "0.2.0", plugin supports ["0.3.0", ...]` (libcni's wording).
-pub fn check_version(v: &str) -> Result<(), Error> {
-    if SUPPORTED_VERSIONS.contains(&v) {
-        return Ok(());
-    }
-    Err(Error::new(
-        code::INCOMPATIBLE_VERSION,
-        "incompatible CNI versions",
-        format!("config is {v:?}, plugin supports {SUPPORTED_VERSIONS:?}"),
-    ))
-}
-
-/// Compares two `MAJOR.MINOR.PATCH` version strings numerically: true when `v >= min`.
-/// Unparsable parts count as 0.
-pub fn version_at_least(v: &str, min: &str) -> bool {
-    fn parts(s: &str) -> [u64; 3] {
-        let mut out = [0; 3];
-        for (o, p) in out.iter_mut().zip(s.split('.')) {
-            *o = p.parse().unwrap_or(0);
-        }
-        out
-    }
-    parts(v) >= parts(min)
 }
 
 /// The `cniVersion` of a decoded configuration object, checked with [`check_version`].
@@ -348,22 +320,6 @@ mod tests {
             r#"{"cniVersion": "1.0.0", "name": [], "type": "ipvlan", "master": "x"}"#,
         );
         assert!(e.details.contains("name: invalid type"), "{}", e.details);
-    }
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_at_least("1.1.0", "1.1.0"));
-        assert!(version_at_least("1.10.0", "1.9.0"));
-        assert!(version_at_least("0.4.0", "0.3.1"));
-        assert!(!version_at_least("0.3.1", "0.4.0"));
-        assert!(!version_at_least("1.0.0", "1.1.0"));
-        for v in SUPPORTED_VERSIONS {
-            assert!(check_version(v).is_ok());
-        }
-        assert_eq!(
-            check_version("1.0").unwrap_err().code,
-            code::INCOMPATIBLE_VERSION
-        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`conf`]: the network configuration on stdin ([`NetConf`], [`parse_conf`]);
 //! - [`result`]: results in the 1.1.0 shape and conversion to/from older versions
 //!   ([`CniResult`]);
+//! - [`version`]: the `cniVersion`s supported and how they compare ([`check_version`],
+//!   [`version_at_least`]);
 //! - [`plugin`]: [`Plugin`], [`run`] and delegation to other plugins ([`exec_plugin`]).
 
 pub mod conf;
@@ -13,18 +15,13 @@ pub mod env;
 pub mod error;
 pub mod plugin;
 pub mod result;
+pub mod version;
 
-pub use conf::{NetConf, check_version, conf_version, parse_conf, version_at_least};
+pub use conf::{NetConf, conf_version, parse_conf};
 pub use env::{
     Command, Env, parse_args, validate_container_id, validate_ifname, validate_network_name,
 };
 pub use error::{Error, code};
 pub use plugin::{Plugin, dispatch, exec_plugin, find_in_path, reply_version, run};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
-
-/// The `cniVersion`s this project reads and writes (spec 1.1.0 "Version considerations"):
-/// 0.3.0 and later. 0.1.0 and 0.2.0 (`ip4`/`ip6` results) are refused with code 1.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-
-/// The `cniVersion` of the spec implemented here; results are held in this version's shape.
-pub const CURRENT_VERSION: &str = "1.1.0";
+pub use version::{CURRENT_VERSION, SUPPORTED_VERSIONS, check_version, version_at_least};

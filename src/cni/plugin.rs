@@ -13,11 +13,11 @@ use std::process::{ExitCode, Stdio};
 
 use serde_json::{Value, json};
 
-use super::conf::{conf_version, version_at_least};
+use super::conf::conf_version;
 use super::env::{Command, Env, validate_network_name};
 use super::error::{Error, code};
 use super::result::CniResult;
-use super::{CURRENT_VERSION, SUPPORTED_VERSIONS};
+use super::version::{CURRENT_VERSION, SUPPORTED_VERSIONS, version_at_least};
 
 /// A CNI plugin: one method per operation (spec 1.1.0 "CNI operations").
 ///

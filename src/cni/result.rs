@@ -12,9 +12,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::CURRENT_VERSION;
-use super::conf::check_version;
 use super::error::{Error, code};
+use super::version::{CURRENT_VERSION, check_version};
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
