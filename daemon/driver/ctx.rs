@@ -1,0 +1,278 @@
+//! What a lease's driver knows besides its client ([`Ctx`]): the lease's slot in the table, the
+//! namespace it holds and what it was granted on, the interface, the ADD waiting for it, and
+//! what the acquisition saw so far; with the actions every part of the driver shares (open the
+//! lease's socket in the held namespace, persist or forget the lease, drop a lost one, answer the
+//! waiting ADD).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::{debug, info, warn};
+
+use super::{timers, unpersist};
+use crate::cni::{Error, code};
+use crate::daemon::identity::{self, NetnsForm, Verdict};
+use crate::daemon::packet::{self, LinkAddr, PacketSocket};
+use crate::daemon::shared::Shared;
+use crate::daemon::table::Slot;
+use crate::dhcp::Lease;
+use crate::dhcp::client::Client;
+use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
+use crate::lease_file::{Granted, Identity, Record};
+use crate::lease_state::LeaseState;
+use crate::netns::NetNs;
+use crate::rpc::Direction;
+
+/// What an acquisition found besides the lease: used to name the likely cause of a timeout.
+#[derive(Debug, Default)]
+pub(super) struct Trace {
+    /// Messages sent.
+    pub(super) sent: u32,
+    /// Replies dropped by the client.
+    pub(super) ignored: u32,
+    /// Why the last one was dropped.
+    pub(super) last_ignored: Option<String>,
+    /// Send errors.
+    pub(super) send_errors: u32,
+    /// The last send error.
+    pub(super) last_send_error: Option<String>,
+}
+
+/// Why a socket could not be opened for a lease.
+pub(super) enum OpenError {
+    /// The namespace path no longer names the lease's namespace: the container is gone. Its
+    /// namespace is still held, so a DHCPRELEASE can go out from it.
+    ContainerGone(String),
+    /// The lease's interface is gone from its namespace, or another one has its name.
+    LinkGone(String),
+    /// Anything else (`EMFILE`, `ENOBUFS`...): keep the lease, try again later.
+    Transient(std::io::Error),
+}
+
+/// Everything a driver knows besides its client.
+pub(super) struct Ctx {
+    pub(super) shared: Arc<Shared>,
+    pub(super) slot: Arc<Slot>,
+    /// `CNI_NETNS` as the daemon sees it (with `-hostprefix`).
+    pub(super) netns_path: PathBuf,
+    /// The shape of `CNI_NETNS` ([`identity::parse_cni_netns`]).
+    pub(super) form: NetnsForm,
+    /// The lease's namespace, held open for the lease's life.
+    pub(super) ns: Arc<NetNs>,
+    /// What the lease was granted on.
+    pub(super) identity: Identity,
+    pub(super) ifname: String,
+    pub(super) link_kind: Option<String>,
+    /// Metric of the routes the daemon puts back (ipam `priority`).
+    pub(super) priority: Option<u32>,
+    /// Link-layer destination of unicasts to the server: the source MAC of its last reply.
+    pub(super) server_mac: Option<[u8; 6]>,
+    /// Whether the leased address is on the interface as far as we know: the main plugin puts
+    /// it there after ADD; we take it off on expiry or NAK and put it back.
+    pub(super) configured: bool,
+    /// The address of the last DHCPACK, to notice when the server hands out another one.
+    pub(super) last_address: Option<Ipv4Addr>,
+    /// The ADD waiting for the first DHCPACK, if any.
+    pub(super) bound_tx: Option<oneshot::Sender<Result<Lease, Error>>>,
+    /// The acquisition budget, for the timeout message.
+    pub(super) timeout: Duration,
+    pub(super) trace: Trace,
+    /// The network's window permit held by the request in flight, and when (monotonic) it is
+    /// given back if no reply comes ([`crate::daemon::pacer`]).
+    pub(super) permit: Option<(OwnedSemaphorePermit, Instant)>,
+    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission was
+    /// due: an offer in that transaction was built after then.
+    pub(super) discover: Option<(u32, Instant)>,
+}
+
+impl Ctx {
+    pub(super) fn att(&self) -> String {
+        self.slot.attachment.to_string()
+    }
+
+    /// Whether the namespace path still names the namespace this lease holds.
+    pub(super) fn path_verdict(&self) -> std::io::Result<Verdict<()>> {
+        identity::still_named(
+            &self.netns_path,
+            self.form,
+            &self.identity,
+            &self.shared.config.host_prefix,
+        )
+    }
+
+    /// The container is gone without a DEL, or its interface is: forget the lease entirely
+    /// (table and disk), so no task, fd, memory or file stays behind. Sends nothing itself
+    /// (see [`container_gone`] for the DHCPRELEASE). A waiting ADD gets an error.
+    pub(super) async fn lose(&mut self, reason: String) {
+        warn!(reason = %reason, "lease dropped: container gone");
+        self.shared.metrics.lease_lost();
+        if self.bound_tx.is_some() {
+            fail_add(
+                self,
+                Error::new(
+                    code::INVALID_ENV,
+                    format!("the container went away during ADD: {reason}"),
+                    "",
+                ),
+            );
+        }
+        {
+            let mut st = self.slot.status();
+            st.state = LeaseState::Lost;
+            st.last_error = Some(reason);
+        }
+        self.shared.table.remove(&self.slot);
+        self.unpersist().await;
+    }
+
+    /// The lease's socket, on its interface inside the held namespace. With `check_path`, the
+    /// namespace path must still name that namespace (not for a DHCPRELEASE, which must go out
+    /// even after the runtime removed the path).
+    pub(super) async fn open_socket(&self, check_path: bool) -> Result<PacketSocket, OpenError> {
+        if check_path {
+            match self.path_verdict() {
+                Ok(Verdict::Gone(why)) => return Err(OpenError::ContainerGone(why)),
+                Ok(Verdict::Same(())) => {}
+                // The held namespace is the lease's whatever the path does: go on.
+                Err(e) => debug!(error = %e, "cannot check the namespace path"),
+            }
+        }
+        let ifname = self.ifname.clone();
+        let expect = LinkAddr {
+            ifindex: self.identity.ifindex,
+            mac: self.identity.mac,
+        };
+        let opened = self
+            .ns
+            .run_async(move || packet::open_existing(&ifname, expect))
+            .await;
+        match opened {
+            Ok((fd, link)) => PacketSocket::new(fd, link).map_err(OpenError::Transient),
+            Err(e) if identity::is_gone(&e) => Err(OpenError::LinkGone(format!(
+                "interface {} of the lease is gone: {e}",
+                self.ifname
+            ))),
+            Err(e) => Err(OpenError::Transient(e)),
+        }
+    }
+
+    /// Writes the lease to the state directory (atomically and durably; off the runtime's
+    /// workers).
+    ///
+    /// Errors: the write failed; the previous file, if any, is unchanged.
+    pub(super) async fn persist(&self, client: &Client) -> std::io::Result<()> {
+        let Some(lease) = client.lease().cloned() else {
+            return Ok(());
+        };
+        let config = client.config();
+        let status = self.slot.status().clone();
+        let record = Record {
+            attachment: self.slot.attachment.clone(),
+            netns: status.netns.clone(),
+            client_id: config.client_id.clone(),
+            chaddr: config.chaddr,
+            broadcast: config.broadcast,
+            broadcast_reason: status.broadcast_reason.clone(),
+            hostname: config.hostname.clone(),
+            provided: config.provided.clone(),
+            parameter_request_list: (config.parameter_request_list
+                != DEFAULT_PARAMETER_REQUEST_LIST)
+                .then(|| config.parameter_request_list.clone()),
+            lease,
+            granted: client
+                .granted_at()
+                .map(Granted::from_instant)
+                .unwrap_or_else(Granted::now),
+            state: client.state().into(),
+            renewals: status.renewals,
+            server_mac: self.server_mac,
+            identity: Some(self.identity.clone()),
+            priority: self.priority,
+        };
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.store.save(&record))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Removes the lease's file from the state directory.
+    pub(super) async fn unpersist(&self) {
+        unpersist(&self.shared, &self.slot.attachment).await;
+    }
+
+    pub(super) fn timeout_error(&self, broadcast: bool) -> Error {
+        let trace = &self.trace;
+        let mut details = format!(
+            "sent {} message(s) on {} (link kind {}), broadcast flag {}; {} reply(ies) ignored",
+            trace.sent,
+            self.ifname,
+            self.link_kind.as_deref().unwrap_or("unknown"),
+            if broadcast { "on" } else { "off" },
+            trace.ignored,
+        );
+        if let Some(r) = &trace.last_ignored {
+            details.push_str(&format!(" (last: {r})"));
+        }
+        if let Some(e) = &trace.last_send_error {
+            details.push_str(&format!("; {} send error(s), last: {e}", trace.send_errors));
+        }
+        let secs = self.timeout.as_secs_f64();
+        if !broadcast && self.link_kind.as_deref() == Some("ipvlan") {
+            Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                format!(
+                    "no DHCP lease within {secs}s on ipvlan slave {}: likely cause: the BOOTP broadcast flag is off, so the server unicasts its reply to the offered address, which the ipvlan master drops because no slave owns that address yet; set \"broadcast\": true in ipam (or remove the key to let the daemon decide)",
+                    self.ifname
+                ),
+                details,
+            )
+        } else {
+            Error::new(
+                code::TRY_AGAIN_LATER,
+                format!(
+                    "no DHCP lease within {secs}s on {}: no server answered; is a DHCP server reachable on the master's LAN, and does it answer clients with option 61?",
+                    self.ifname
+                ),
+                details,
+            )
+        }
+    }
+}
+
+/// Answers the waiting ADD, if any, with `err`.
+pub(super) fn fail_add(ctx: &mut Ctx, err: Error) {
+    ctx.slot
+        .push_history(Direction::Event, format!("ADD failed: {}", err.msg));
+    ctx.slot.status().last_error = Some(err.msg.clone());
+    if let Some(tx) = ctx.bound_tx.take() {
+        let _ = tx.send(Err(err));
+    }
+}
+
+pub(super) fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
+    let mut st = ctx.slot.status();
+    if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
+        info!(from = %old, to = %lease.address, "address changed");
+        st.previous_address = Some(old);
+    }
+    ctx.last_address = Some(lease.address);
+    st.last_error = None;
+    st.lease = Some(lease.clone());
+    st.timers = timers(client);
+    if renewal {
+        st.renewals += 1;
+    }
+}
+
+/// A renewal's lease could not be written: the previous file (same lease, older times) stays,
+/// so a restarted daemon just renews sooner. Reported; STATUS says not ready meanwhile.
+pub(super) fn persist_failed(ctx: &Ctx, e: &std::io::Error) {
+    let dir = ctx.shared.store.dir().display().to_string();
+    warn!(error = %e, state_dir = %dir, "cannot persist lease");
+    ctx.slot.status().last_error = Some(format!(
+        "cannot write the lease to the state directory {dir}: {e}"
+    ));
+}

@@ -1,0 +1,164 @@
+//! One lease's driver: the task that runs the sans-IO client against a real packet socket.
+//!
+//! The driver owns a [`Client`] and, while the client has
+//! something to say, a [`PacketSocket`](crate::daemon::packet::PacketSocket) opened inside the
+//! container's namespace. Its loop is the smoltcp pattern: send what
+//! `poll_transmit` gives, act on `poll_event`s, then sleep until `poll_at`, a received datagram,
+//! or a command (DEL), whichever comes first. Time is read from the lease clock
+//! ([`super::clock`]: monotonic plus time suspended) and passed in; the client never reads it.
+//!
+//! Each lease holds its namespace open for its whole life (one descriptor, no thread) and acts
+//! only on what it holds ([`super::identity`]): at T1 it re-opens its socket there, on the
+//! interface with the lease's index and MAC, after checking that the namespace path still names
+//! it. While BOUND the driver closes its socket: a bound lease costs a sleeping task, its status
+//! and the namespace descriptor. One sweeper for all leases ([`sweep_lost_namespaces`]) looks
+//! every [`NETNS_CHECK_INTERVAL`] whether each lease's namespace path still names its namespace
+//! and wakes the driver of one that does not: the container is gone without DEL, so the driver
+//! sends DHCPRELEASE from the namespace it still holds (RFC 2131 §4.4.6) and forgets the lease.
+//! A DEL that comes after the runtime removed the namespace (containerd does this) releases the
+//! same way.
+//!
+//! After the ADD that created it, the driver keeps the lease alive whatever the server does
+//! (RFC 2131 §4.4.5): on DHCPNAK or expiry it withdraws the address from the interface at once
+//! and keeps acquiring in the background; when a lease comes back it puts the address and
+//! routes back ([`super::iface`]). Every DHCPACK is persisted ([`super::store`]) before anything
+//! is answered or configured, so a restarted daemon resumes the lease where it was
+//! ([`resume`]). Only "gone" drops a lease; a transient failure (no descriptor left, a netlink
+//! error) keeps it and is retried (docs/reliability.md).
+//!
+//! Files: `start.rs` (ADD), `resume.rs` (leases of an earlier daemon), `event_loop.rs` (the
+//! loop, replies and events), `send.rs` (sending and pacing), `siblings.rs` (servers that key
+//! by MAC), `upkeep.rs` (the interface after ADD), `sweep.rs` (containers gone without DEL),
+//! `ctx.rs` (what a driver knows and the actions its parts share).
+
+mod ctx;
+mod event_loop;
+mod resume;
+mod send;
+mod siblings;
+mod start;
+mod sweep;
+mod upkeep;
+
+pub use event_loop::release;
+pub use resume::{Resumed, resume};
+pub use start::start;
+pub use sweep::sweep_lost_namespaces;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{Instrument, warn};
+
+use crate::daemon::shared::Shared;
+use crate::daemon::table::Timers;
+use crate::dhcp::client::Client;
+use crate::rpc::Attachment;
+
+/// How often the sweeper checks that leases' namespaces still exist.
+pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// First wait before a resumed lease whose namespace could not be entered (a transient error)
+/// tries again; it doubles up to [`RESUME_RETRY_MAX`].
+pub const RESUME_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// Longest wait between two attempts to resume a lease.
+pub const RESUME_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How the BOOTP broadcast flag was decided for a lease: the ipam key wins, then the daemon's
+/// `-broadcast` flag, then the automatic policy (on for ipvlan slaves, whose shared MAC makes
+/// servers' unicast replies undeliverable: docs/design.md, *ipvlan and DHCP*).
+pub fn broadcast_policy(
+    ipam: Option<bool>,
+    daemon: Option<bool>,
+    link_kind: Option<&str>,
+) -> (bool, String) {
+    match (ipam, daemon) {
+        (Some(b), _) => (b, "ipam config".into()),
+        (None, Some(b)) => (b, "daemon -broadcast flag".into()),
+        (None, None) => {
+            let ipvlan = link_kind == Some("ipvlan");
+            let reason = match link_kind {
+                Some(k) => format!("auto: link kind {k}"),
+                None => "auto: link kind unknown".into(),
+            };
+            (ipvlan, reason)
+        }
+    }
+}
+
+/// The span every log line about one lease is emitted in: its container ID, network and ifname
+/// become fields of each line (flattened into JSON lines with `--log-format json`). A root span:
+/// the driver task is spawned inside the ADD's span and would otherwise print the fields twice.
+pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "lease",
+        container_id = %attachment.container_id,
+        network = %attachment.network,
+        ifname = %attachment.ifname
+    )
+}
+
+/// Removes `attachment`'s file from the state directory (off the runtime's workers).
+pub(super) async fn unpersist(shared: &Arc<Shared>, attachment: &Attachment) {
+    let store_shared = shared.clone();
+    let attachment = attachment.clone();
+    let result = tokio::task::spawn_blocking(move || store_shared.store.remove(&attachment)).await;
+    if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+        warn!(error = %e, "cannot remove persisted lease");
+    }
+}
+
+/// Spawns a lease task that counts as a driver in the metrics while it runs.
+pub(super) fn spawn_driver<F>(
+    shared: &Arc<Shared>,
+    attachment: &Attachment,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let running = shared.metrics.driver_started();
+    tokio::spawn(
+        async move {
+            let _running = running;
+            task.await
+        }
+        .instrument(lease_span(attachment)),
+    )
+}
+
+pub(super) fn timers(client: &Client) -> Option<Timers> {
+    match (client.renew_at(), client.rebind_at(), client.expires_at()) {
+        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
+            renew_at,
+            rebind_at,
+            expires_at,
+        }),
+        // No lease, or an infinite one (u32::MAX seconds): no timers.
+        _ => None,
+    }
+}
+
+/// What the driver loop does after an event.
+pub(super) enum Next {
+    Continue,
+    Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipam_key_beats_daemon_flag_beats_auto() {
+        assert!(!broadcast_policy(Some(false), Some(true), Some("ipvlan")).0);
+        assert!(broadcast_policy(Some(true), Some(false), Some("veth")).0);
+        assert!(!broadcast_policy(None, Some(false), Some("ipvlan")).0);
+        assert!(broadcast_policy(None, Some(true), Some("veth")).0);
+        assert!(broadcast_policy(None, None, Some("ipvlan")).0);
+        assert!(!broadcast_policy(None, None, Some("macvlan")).0);
+        assert!(!broadcast_policy(None, None, None).0);
+    }
+}
