@@ -6,11 +6,12 @@
 
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Next;
 use super::ctx::{Ctx, OpenError, fail_add, persist_failed, record};
+use super::release::{container_gone, release_now};
 use super::send::send;
 use super::siblings::{Duplicate, on_offer, refuse_duplicate};
 use super::upkeep::{lose_address, persist_failed_at_add, reconfigure};
@@ -18,62 +19,10 @@ use crate::daemon::clock;
 use crate::daemon::identity::Verdict;
 use crate::daemon::metrics;
 use crate::daemon::packet::{self, PacketSocket};
-use crate::daemon::table::{DriverCommand, Handle};
+use crate::daemon::table::DriverCommand;
 use crate::dhcp::MessageType;
 use crate::dhcp::client::{Client, Event, State};
 use crate::rpc::Direction;
-
-/// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
-/// lease, then ends. Waits for both.
-pub async fn release(handle: Handle) {
-    let (tx, rx) = oneshot::channel();
-    if handle
-        .commands
-        .send(DriverCommand::Release(tx))
-        .await
-        .is_ok()
-    {
-        let _ = rx.await;
-    }
-    let _ = handle.task.await;
-}
-
-/// Sends DHCPRELEASE if the client holds a lease (RFC 2131 §4.4.6), from the namespace the
-/// lease holds, whatever its path names now.
-pub(super) async fn release_now(
-    ctx: &mut Ctx,
-    client: &mut Client,
-    socket: &mut Option<PacketSocket>,
-) {
-    let Some(tx) = client.release() else {
-        return;
-    };
-    if socket.is_none() {
-        match ctx.open_socket(false).await {
-            Ok(s) => *socket = Some(s),
-            Err(OpenError::LinkGone(why) | OpenError::ContainerGone(why)) => {
-                warn!(reason = %why, "DHCPRELEASE not sent")
-            }
-            Err(OpenError::Transient(e)) => warn!(error = %e, "DHCPRELEASE not sent"),
-        }
-    }
-    if let Some(s) = socket.as_ref() {
-        send(s, &tx, ctx).await;
-        info!(address = %tx.src, "released");
-    }
-}
-
-/// The container is gone (its namespace path names nothing or another namespace): give the
-/// lease back from the namespace still held, then forget it.
-pub(super) async fn container_gone(
-    ctx: &mut Ctx,
-    client: &mut Client,
-    socket: &mut Option<PacketSocket>,
-    reason: String,
-) {
-    release_now(ctx, client, socket).await;
-    ctx.lose(reason).await;
-}
 
 /// The driver loop. Its rare, large steps (events, sends, a container gone) are boxed while
 /// they run, so a resting lease's task (a thousand of them on a busy node) holds only the

@@ -28,11 +28,13 @@
 //!
 //! Files: `start.rs` (ADD), `resume.rs` (leases of an earlier daemon), `event_loop.rs` (the
 //! loop, replies and events), `send.rs` (sending and pacing), `siblings.rs` (servers that key
-//! by MAC), `upkeep.rs` (the interface after ADD), `sweep.rs` (containers gone without DEL),
+//! by MAC), `upkeep.rs` (the interface after ADD), `release.rs` (DHCPRELEASE on DEL or when the container is gone), `sweep.rs` (containers gone
+//! without DEL),
 //! `ctx.rs` (what a driver knows and the actions its parts share).
 
 mod ctx;
 mod event_loop;
+mod release;
 mod resume;
 mod send;
 mod siblings;
@@ -40,7 +42,7 @@ mod start;
 mod sweep;
 mod upkeep;
 
-pub use event_loop::release;
+pub use release::release;
 pub use resume::{Resumed, resume};
 pub use start::start;
 pub use sweep::sweep_lost_namespaces;

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use super::Next;
 use super::ctx::{Ctx, fail_add};
-use super::event_loop::{container_gone, release_now};
+use super::release::{container_gone, release_now};
 use crate::cni::{Error, code};
 use crate::daemon::identity::{self, Verdict};
 use crate::daemon::iface;

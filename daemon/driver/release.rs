@@ -1,0 +1,64 @@
+//! Giving a lease back: on DEL ([`release`]), and when the container is gone without one
+//! ([`container_gone`]). A DHCPRELEASE (RFC 2131 §4.4.6) goes out from the namespace the lease
+//! holds, whatever its path names now.
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::ctx::{Ctx, OpenError};
+use super::send::send;
+use crate::daemon::packet::PacketSocket;
+use crate::daemon::table::{DriverCommand, Handle};
+use crate::dhcp::client::Client;
+
+/// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
+/// lease, then ends. Waits for both.
+pub async fn release(handle: Handle) {
+    let (tx, rx) = oneshot::channel();
+    if handle
+        .commands
+        .send(DriverCommand::Release(tx))
+        .await
+        .is_ok()
+    {
+        let _ = rx.await;
+    }
+    let _ = handle.task.await;
+}
+
+/// Sends DHCPRELEASE if the client holds a lease (RFC 2131 §4.4.6), from the namespace the
+/// lease holds, whatever its path names now.
+pub(super) async fn release_now(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+) {
+    let Some(tx) = client.release() else {
+        return;
+    };
+    if socket.is_none() {
+        match ctx.open_socket(false).await {
+            Ok(s) => *socket = Some(s),
+            Err(OpenError::LinkGone(why) | OpenError::ContainerGone(why)) => {
+                warn!(reason = %why, "DHCPRELEASE not sent")
+            }
+            Err(OpenError::Transient(e)) => warn!(error = %e, "DHCPRELEASE not sent"),
+        }
+    }
+    if let Some(s) = socket.as_ref() {
+        send(s, &tx, ctx).await;
+        info!(address = %tx.src, "released");
+    }
+}
+
+/// The container is gone (its namespace path names nothing or another namespace): give the
+/// lease back from the namespace still held, then forget it.
+pub(super) async fn container_gone(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    socket: &mut Option<PacketSocket>,
+    reason: String,
+) {
+    release_now(ctx, client, socket).await;
+    ctx.lose(reason).await;
+}
