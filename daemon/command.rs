@@ -11,7 +11,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::clock;
-use super::driver;
+use super::driver::{self, AcquireError};
 use super::metrics;
 use super::shared::Shared;
 use super::table::Slot;
@@ -25,6 +25,37 @@ fn validate(attachment: &Attachment) -> Result<(), cni::Error> {
     cni::validate_container_id(&attachment.container_id)?;
     cni::validate_network_name(&attachment.network)?;
     cni::validate_ifname(&attachment.ifname)
+}
+
+/// The CNI error an ADD answers with when its acquisition failed: the one place that picks the
+/// code (CNI spec 1.1.0, "Error"; codes in [`crate::cni::code`]):
+/// - 4 (invalid environment): `CNI_NETNS` not of an accepted form, not a namespace, or the
+///   container went away during the ADD;
+/// - 7 (invalid network configuration): the interface does not exist, a bad
+///   `dhcp-client-identifier`, a server that keys by MAC (offer refused or duplicate declined),
+///   or the timeout ran out on an ipvlan slave without the broadcast flag;
+/// - 11 (try again later): no server answered in time;
+/// - 5 (I/O failure): anything the host refused, including a state directory that refused the
+///   lease (which was then released).
+impl From<AcquireError> for cni::Error {
+    fn from(e: AcquireError) -> cni::Error {
+        let code = match &e {
+            AcquireError::NetnsForm(_)
+            | AcquireError::NetnsUnusable { .. }
+            | AcquireError::ContainerGone(_) => code::INVALID_ENV,
+            AcquireError::ClientIdLength(_)
+            | AcquireError::NoInterface { .. }
+            | AcquireError::MacKeyed { .. }
+            | AcquireError::Declined { .. } => code::INVALID_NETWORK_CONFIG,
+            AcquireError::Timeout {
+                ipvlan_without_broadcast: true,
+                ..
+            } => code::INVALID_NETWORK_CONFIG,
+            AcquireError::Timeout { .. } => code::TRY_AGAIN_LATER,
+            AcquireError::NotPersisted { .. } | AcquireError::Io { .. } => code::IO_FAILURE,
+        };
+        cni::Error::new(code, e.to_string(), e.details())
+    }
 }
 
 /// Applies `request` and returns the response to send.
@@ -135,6 +166,7 @@ async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) 
             }
             Err(e) => {
                 shared.table.remove(&slot);
+                let e = cni::Error::from(e);
                 Response::error(e.code, e.msg, e.details)
             }
         };
@@ -232,5 +264,59 @@ async fn status(shared: &Arc<Shared>) -> Response {
             ),
             e.to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each acquisition failure answers with the code the CNI spec gives its kind, and its
+    /// message and details pass through unchanged.
+    #[test]
+    fn acquisition_errors_map_to_their_cni_codes() {
+        let timeout = |ipvlan_without_broadcast| AcquireError::Timeout {
+            secs: 10.0,
+            ifname: "eth0".into(),
+            ipvlan_without_broadcast,
+            details: "sent 3 message(s)".into(),
+        };
+        let cases = [
+            (AcquireError::NetnsForm("bad".into()), code::INVALID_ENV),
+            (
+                AcquireError::ContainerGone("gone".into()),
+                code::INVALID_ENV,
+            ),
+            (
+                AcquireError::ClientIdLength(0),
+                code::INVALID_NETWORK_CONFIG,
+            ),
+            (timeout(true), code::INVALID_NETWORK_CONFIG),
+            (timeout(false), code::TRY_AGAIN_LATER),
+            (
+                AcquireError::NotPersisted {
+                    dir: "/var/lib/cni/dhcp".into(),
+                    error: "ENOSPC".into(),
+                },
+                code::IO_FAILURE,
+            ),
+            (
+                AcquireError::io("cannot register socket", "EMFILE"),
+                code::IO_FAILURE,
+            ),
+        ];
+        for (e, want) in cases {
+            let (msg, details) = (e.to_string(), e.details());
+            let cni = cni::Error::from(e);
+            assert_eq!(cni.code, want, "{msg}");
+            assert_eq!((cni.msg, cni.details), (msg, details));
+        }
+        let e = cni::Error::from(timeout(false));
+        assert!(
+            e.msg.starts_with("no DHCP lease within 10s on eth0"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(e.details, "sent 3 message(s)");
     }
 }

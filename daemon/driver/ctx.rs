@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{debug, info, warn};
 
+use super::error::AcquireError;
 use super::{timers, unpersist};
-use crate::cni::{Error, code};
 use crate::daemon::identity::{self, NetnsForm, Verdict};
 use crate::daemon::packet::{self, LinkAddr, PacketSocket};
 use crate::daemon::shared::Shared;
@@ -76,7 +76,7 @@ pub(super) struct Ctx {
     /// The address of the last DHCPACK, to notice when the server hands out another one.
     pub(super) last_address: Option<Ipv4Addr>,
     /// The ADD waiting for the first DHCPACK, if any.
-    pub(super) bound_tx: Option<oneshot::Sender<Result<Lease, Error>>>,
+    pub(super) bound_tx: Option<oneshot::Sender<Result<Lease, AcquireError>>>,
     /// The acquisition budget, for the timeout message.
     pub(super) timeout: Duration,
     pub(super) trace: Trace,
@@ -110,14 +110,7 @@ impl Ctx {
         warn!(reason = %reason, "lease dropped: container gone");
         self.shared.metrics.lease_lost();
         if self.bound_tx.is_some() {
-            fail_add(
-                self,
-                Error::new(
-                    code::INVALID_ENV,
-                    format!("the container went away during ADD: {reason}"),
-                    "",
-                ),
-            );
+            fail_add(self, AcquireError::ContainerGone(reason.clone()));
         }
         {
             let mut st = self.slot.status();
@@ -203,7 +196,9 @@ impl Ctx {
         unpersist(&self.shared, &self.slot.attachment).await;
     }
 
-    pub(super) fn timeout_error(&self, broadcast: bool) -> Error {
+    /// The ADD's error when no DHCPACK came within the budget, with what was sent, ignored and
+    /// failed.
+    pub(super) fn timeout_error(&self, broadcast: bool) -> AcquireError {
         let trace = &self.trace;
         let mut details = format!(
             "sent {} message(s) on {} (link kind {}), broadcast flag {}; {} reply(ies) ignored",
@@ -219,34 +214,21 @@ impl Ctx {
         if let Some(e) = &trace.last_send_error {
             details.push_str(&format!("; {} send error(s), last: {e}", trace.send_errors));
         }
-        let secs = self.timeout.as_secs_f64();
-        if !broadcast && self.link_kind.as_deref() == Some("ipvlan") {
-            Error::new(
-                code::INVALID_NETWORK_CONFIG,
-                format!(
-                    "no DHCP lease within {secs}s on ipvlan slave {}: likely cause: the BOOTP broadcast flag is off, so the server unicasts its reply to the offered address, which the ipvlan master drops because no slave owns that address yet; set \"broadcast\": true in ipam (or remove the key to let the daemon decide)",
-                    self.ifname
-                ),
-                details,
-            )
-        } else {
-            Error::new(
-                code::TRY_AGAIN_LATER,
-                format!(
-                    "no DHCP lease within {secs}s on {}: no server answered; is a DHCP server reachable on the master's LAN, and does it answer clients with option 61?",
-                    self.ifname
-                ),
-                details,
-            )
+        AcquireError::Timeout {
+            secs: self.timeout.as_secs_f64(),
+            ifname: self.ifname.clone(),
+            ipvlan_without_broadcast: !broadcast && self.link_kind.as_deref() == Some("ipvlan"),
+            details,
         }
     }
 }
 
 /// Answers the waiting ADD, if any, with `err`.
-pub(super) fn fail_add(ctx: &mut Ctx, err: Error) {
+pub(super) fn fail_add(ctx: &mut Ctx, err: AcquireError) {
+    let msg = err.to_string();
     ctx.slot
-        .push_history(Direction::Event, format!("ADD failed: {}", err.msg));
-    ctx.slot.status().last_error = Some(err.msg.clone());
+        .push_history(Direction::Event, format!("ADD failed: {msg}"));
+    ctx.slot.status().last_error = Some(msg);
     if let Some(tx) = ctx.bound_tx.take() {
         let _ = tx.send(Err(err));
     }

@@ -265,7 +265,7 @@ pub(super) async fn on_event(
         }
         Event::Timeout => {
             let err = ctx.timeout_error(client.config().broadcast);
-            warn!(error = %err.msg, "acquisition failed");
+            warn!(error = %err, "acquisition failed");
             fail_add(ctx, err);
             return Next::Stop;
         }

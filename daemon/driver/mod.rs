@@ -33,6 +33,7 @@
 //! `ctx.rs` (what a driver knows and the actions its parts share).
 
 mod ctx;
+mod error;
 mod event_loop;
 mod release;
 mod resume;
@@ -42,6 +43,7 @@ mod start;
 mod sweep;
 mod upkeep;
 
+pub use error::AcquireError;
 pub use release::release;
 pub use resume::{Resumed, resume};
 pub use start::start;

@@ -11,8 +11,8 @@ use tracing::warn;
 
 use super::Next;
 use super::ctx::{Ctx, fail_add};
+use super::error::AcquireError;
 use super::send::send;
-use crate::cni::{Error, code};
 use crate::daemon::clock;
 use crate::daemon::packet::PacketSocket;
 use crate::daemon::table::Status;
@@ -57,17 +57,18 @@ pub(super) fn sibling_of(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) -> Option
 
 /// The error of an ADD (and the `last_error` of a background acquisition) behind a server that
 /// keys leases by MAC: the same explanation every time.
-pub(super) fn mac_keyed_error(att: &str, server: Ipv4Addr, chaddr: [u8; 6], holder: &str) -> Error {
-    Error::new(
-        code::INVALID_NETWORK_CONFIG,
-        format!(
-            "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {att} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default)",
-            crate::lease_file::mac::to_string(&chaddr)
-        ),
-        format!(
-            "nothing was requested or declined: the server's only binding for that MAC is {holder}'s, which keeps it"
-        ),
-    )
+pub(super) fn mac_keyed_error(
+    att: &str,
+    server: Ipv4Addr,
+    chaddr: [u8; 6],
+    holder: &str,
+) -> AcquireError {
+    AcquireError::MacKeyed {
+        server,
+        chaddr,
+        holder: holder.to_string(),
+        attachment: att.to_string(),
+    }
 }
 
 /// A DHCPOFFER was just accepted and is about to be requested. Behind a server that has shown
@@ -116,15 +117,15 @@ pub(super) fn mark_mac_keyed(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) {
 
 /// Gives up the offer or lease at hand without telling the server: an ADD fails with `err`;
 /// a background acquisition records it and starts again later ([`Client::abandon`]).
-pub(super) fn refuse(ctx: &mut Ctx, client: &mut Client, now: Instant, err: Error) -> Next {
+pub(super) fn refuse(ctx: &mut Ctx, client: &mut Client, now: Instant, err: AcquireError) -> Next {
     client.abandon(now);
     if ctx.bound_tx.is_some() {
         fail_add(ctx, err);
         ctx.shared.table.remove(&ctx.slot);
         Next::Stop
     } else {
-        ctx.slot.push_history(Direction::Event, err.msg.clone());
-        ctx.slot.status().last_error = Some(err.msg);
+        ctx.slot.push_history(Direction::Event, err.to_string());
+        ctx.slot.status().last_error = Some(err.to_string());
         Next::Continue
     }
 }
@@ -177,20 +178,19 @@ pub(super) async fn refuse_duplicate(
     {
         send(s, &tx, ctx).await;
     }
-    let err = Error::new(
-        code::INVALID_NETWORK_CONFIG,
-        format!(
-            "DHCP server {server} offered {address} to {att}, but {holder} already holds it on the same master: the server keys leases by MAC address (chaddr), which all ipvlan slaves share, and ignores the client identifier (option 61); configure it to identify clients by option 61 (dnsmasq does by default)"
-        ),
-        "the address was declined (DHCPDECLINE); no duplicate was handed out",
-    );
+    let err = AcquireError::Declined {
+        server,
+        address,
+        attachment: att,
+        holder,
+    };
     if ctx.bound_tx.is_some() {
         fail_add(ctx, err);
         ctx.shared.table.remove(&ctx.slot);
         Duplicate::Refused(Next::Stop)
     } else {
-        ctx.slot.push_history(Direction::Event, err.msg.clone());
-        ctx.slot.status().last_error = Some(err.msg);
+        ctx.slot.push_history(Direction::Event, err.to_string());
+        ctx.slot.status().last_error = Some(err.to_string());
         Duplicate::Refused(Next::Continue)
     }
 }

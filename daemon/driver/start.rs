@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ctx::{Ctx, Trace};
+use super::error::AcquireError;
 use super::event_loop::drive;
 use super::{broadcast_policy, spawn_driver};
-use crate::cni::{Error, code};
 use crate::daemon::clock;
 use crate::daemon::identity::{self};
 use crate::daemon::packet::{self, PacketSocket};
@@ -43,17 +43,13 @@ pub(super) struct Asks {
 impl Asks {
     /// From an ADD. Errors: code 7 when a `dhcp-client-identifier` given in `provide` is empty
     /// or longer than the 255 bytes an option holds (RFC 2132 §9.14).
-    pub(super) fn from_add(attachment: &Attachment, options: &AddOptions) -> Result<Asks, Error> {
+    pub(super) fn from_add(
+        attachment: &Attachment,
+        options: &AddOptions,
+    ) -> Result<Asks, AcquireError> {
         let client_id = match &options.client_id {
             Some(id) if id.is_empty() || id.len() > 255 => {
-                return Err(Error::new(
-                    code::INVALID_NETWORK_CONFIG,
-                    format!(
-                        "dhcp-client-identifier is {} bytes; option 61 holds 1 to 255",
-                        id.len()
-                    ),
-                    "ipam provide: dhcp-client-identifier",
-                ));
+                return Err(AcquireError::ClientIdLength(id.len()));
             }
             Some(id) => id.clone(),
             None => client_id(
@@ -111,22 +107,17 @@ pub(super) fn client_config(
 /// decides the broadcast policy, opens the socket, spawns the driver task and waits for its
 /// first DHCPACK, which it answers only once the lease is on disk.
 ///
-/// Returns the task's [`Handle`] once bound. Errors are CNI errors: code 4 when `CNI_NETNS`
-/// is not of an accepted form or not a network namespace; code 7 when the interface does not
-/// exist, when the server offers an address another live lease holds (it keys by MAC), or when
-/// the timeout ran out on an ipvlan slave without the broadcast flag (a configuration problem);
-/// code 11 (try again later) when no server answered in time; code 5 when the lease cannot be
-/// written to the state directory (it is then released).
+/// Returns the task's [`Handle`] once bound. Errors: what went wrong, as an [`AcquireError`];
+/// the CNI code it answers with is chosen by the command (`daemon/command.rs`).
 pub async fn start(
     shared: &Arc<Shared>,
     slot: Arc<Slot>,
     options: &AddOptions,
-) -> Result<Handle, Error> {
+) -> Result<Handle, AcquireError> {
     let config = &shared.config;
     let attachment = slot.attachment.clone();
     let asks = Asks::from_add(&attachment, options)?;
-    let form = identity::parse_cni_netns(&options.netns)
-        .map_err(|why| Error::new(code::INVALID_ENV, why, ""))?;
+    let form = identity::parse_cni_netns(&options.netns).map_err(AcquireError::NetnsForm)?;
     let netns_path = config.netns_path(&options.netns);
     let opened = {
         let path = netns_path.clone();
@@ -136,20 +127,13 @@ pub async fn start(
             .map_err(std::io::Error::other)
             .and_then(|r| r)
     };
-    let (ns, pid_start) = opened.map_err(|e| {
-        Error::new(
-            code::INVALID_ENV,
-            format!("CNI_NETNS {} is not usable", netns_path.display()),
-            e.to_string(),
-        )
+    let (ns, pid_start) = opened.map_err(|e| AcquireError::NetnsUnusable {
+        path: netns_path.clone(),
+        error: e.to_string(),
     })?;
-    let (netns_dev, netns_ino) = ns.identity().map_err(|e| {
-        Error::new(
-            code::IO_FAILURE,
-            format!("cannot stat {}", netns_path.display()),
-            e.to_string(),
-        )
-    })?;
+    let (netns_dev, netns_ino) = ns
+        .identity()
+        .map_err(|e| AcquireError::io(format!("cannot stat {}", netns_path.display()), e))?;
     let ifname = attachment.ifname.clone();
     // One trip into the namespace (a bounded thread, see crate::netns) reads the link's kind,
     // the namespace's cookie and opens the packet socket.
@@ -161,42 +145,27 @@ pub async fn start(
             Ok((kind, opened, crate::netns::cookie_here()))
         })
         .await
-        .map_err(|e| {
-            Error::new(
-                code::IO_FAILURE,
-                format!("cannot enter {}", netns_path.display()),
-                e.to_string(),
-            )
-        })?;
-    let link_kind = kind.map_err(|e| {
-        Error::new(
-            code::INVALID_NETWORK_CONFIG,
-            format!("no interface {ifname} in {}", netns_path.display()),
-            e.to_string(),
-        )
+        .map_err(|e| AcquireError::io(format!("cannot enter {}", netns_path.display()), e))?;
+    let link_kind = kind.map_err(|e| AcquireError::NoInterface {
+        ifname: ifname.clone(),
+        netns: netns_path.clone(),
+        error: e.to_string(),
     })?;
     let netns_cookie = cookie.map_err(|e| {
-        Error::new(
-            code::IO_FAILURE,
+        AcquireError::io(
             format!("cannot read the cookie of {}", netns_path.display()),
-            e.to_string(),
+            e,
         )
     })?;
     let (broadcast, broadcast_reason) =
         broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
     let (fd, link) = opened
         .unwrap_or_else(|| Err(std::io::Error::other("link lookup failed")))
-        .map_err(|e| {
-            Error::new(
-                code::IO_FAILURE,
-                format!("cannot open a packet socket on {ifname}"),
-                e.to_string(),
-            )
-        })?;
-    let socket = PacketSocket::new(fd, link)
-        .map_err(|e| Error::new(code::IO_FAILURE, "cannot register socket", e.to_string()))?;
+        .map_err(|e| AcquireError::io(format!("cannot open a packet socket on {ifname}"), e))?;
+    let socket =
+        PacketSocket::new(fd, link).map_err(|e| AcquireError::io("cannot register socket", e))?;
     let boot_id = crate::lease_file::read_boot_id()
-        .map_err(|e| Error::new(code::IO_FAILURE, "cannot read the boot ID", e.to_string()))?;
+        .map_err(|e| AcquireError::io("cannot read the boot ID", e))?;
     let identity = Identity {
         boot_id,
         netns_dev,
@@ -247,10 +216,9 @@ pub async fn start(
     match bound_rx.await {
         Ok(Ok(_lease)) => Ok(Handle { commands, task }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::new(
-            code::IO_FAILURE,
+        Err(_) => Err(AcquireError::io(
             "lease driver ended unexpectedly",
-            attachment.to_string(),
+            &attachment,
         )),
     }
 }
@@ -289,7 +257,10 @@ mod tests {
                 ..AddOptions::default()
             };
             let err = Asks::from_add(&att, &options).unwrap_err();
-            assert_eq!(err.code, code::INVALID_NETWORK_CONFIG);
+            assert_eq!(
+                crate::cni::Error::from(err).code,
+                crate::cni::code::INVALID_NETWORK_CONFIG
+            );
         }
     }
 }

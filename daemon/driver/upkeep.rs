@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use super::Next;
 use super::ctx::{Ctx, fail_add};
+use super::error::AcquireError;
 use super::release::{container_gone, release_now};
-use crate::cni::{Error, code};
 use crate::daemon::identity::{self, Verdict};
 use crate::daemon::iface;
 use crate::daemon::packet::PacketSocket;
@@ -24,8 +24,8 @@ pub(super) async fn persist_failed_at_add(
     socket: &mut Option<PacketSocket>,
     e: std::io::Error,
 ) -> Next {
-    let dir = ctx.shared.store.dir().display().to_string();
-    warn!(error = %e, state_dir = %dir, "cannot persist the new lease; releasing it and failing the ADD");
+    let dir = ctx.shared.store.dir().to_path_buf();
+    warn!(error = %e, state_dir = %dir.display(), "cannot persist the new lease; releasing it and failing the ADD");
     release_now(ctx, client, socket).await;
     {
         let mut st = ctx.slot.status();
@@ -35,13 +35,10 @@ pub(super) async fn persist_failed_at_add(
     }
     fail_add(
         ctx,
-        Error::new(
-            code::IO_FAILURE,
-            format!(
-                "cannot keep the DHCP lease: the daemon's state directory {dir} refused the write"
-            ),
-            format!("{e}; the lease was released (DHCPRELEASE), nothing is configured"),
-        ),
+        AcquireError::NotPersisted {
+            dir,
+            error: e.to_string(),
+        },
     );
     ctx.shared.table.remove(&ctx.slot);
     ctx.unpersist().await;
