@@ -33,13 +33,12 @@
 //!   `m.observe_add(t.elapsed(), !matches!(response, Response::Error { .. }))` on its response
 //!   (the held-lease fast path included; an invalid attachment rejected before the match is not
 //!   an ADD that ran and is not observed).
-//! - `driver::send`, the `Ok(())` arm: `m.message_sent(tx.message_type)` (covers DISCOVER,
-//!   REQUEST, DECLINE and RELEASE, retransmissions too; the client says each one's type).
-//! - `driver::on_received`: take `let was = client.state();` before `client.handle(..)`; on
-//!   `Ok(accepted)`, `message_received(t)` with `t` = `accepted.message_type` (the client
-//!   parsed the reply once), then if `t` is ACK, `m.renewal()` when `was` is RENEWING and
-//!   `m.rebind()` when it is REBINDING (the client's `Event::Renewed` does not say which); on
-//!   `Err(_)`, `m.reply_ignored()`.
+//! - `driver::send`, the `Ok(())` arm: `m.message_sent(kind.label)` (covers DISCOVER,
+//!   REQUEST, DECLINE and RELEASE, retransmissions too; the protocol names each one's kind).
+//! - `driver::on_received`: on `Ok(heard)` from the client's `handle`,
+//!   `message_received(heard.kind.label)` (the client parsed the reply once), then
+//!   `m.renewal()` or `m.rebind()` when `heard.completes` says the reply completed a renewal
+//!   (RENEWING) or a rebind (REBINDING); on `Err(_)`, `m.reply_ignored()`.
 //! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
 //! - `driver::refuse_duplicate`, where the DHCPDECLINE is sent: `m.decline()`.
 //! - `driver::Ctx::lose`: `m.lease_lost()`.
@@ -71,7 +70,6 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use super::table::Table;
-use crate::dhcp::MessageType;
 use crate::dhcp::client::State;
 use crate::lease_state::LeaseState;
 
@@ -87,15 +85,12 @@ pub const ADD_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 ];
 
-/// Label value of a DHCP message type (also what follows "DHCP" in a lease's history lines).
-/// The RFC 2131 types (and RFC 3203 FORCERENEW) by name;
-/// anything else (leasequery types, unknown codes) is `OTHER`, so a hostile server cannot
-/// create series at will.
-pub fn message_type_name(t: MessageType) -> &'static str {
-    MESSAGE_TYPES[message_type_index(t)]
-}
-
-const MESSAGE_TYPES: [&str; 10] = [
+/// The values of the `type` label of `messages_sent_total` and `messages_received_total`,
+/// each series created up front. The protocol names its messages
+/// ([`crate::daemon::driver`]'s `MessageKind::label`; for DHCPv4 the RFC 2131 types and RFC 3203
+/// FORCERENEW); a label not in this list counts as `OTHER`, so a hostile server cannot create
+/// series at will.
+pub const MESSAGE_TYPES: [&str; 10] = [
     "DISCOVER",
     "OFFER",
     "REQUEST",
@@ -108,19 +103,12 @@ const MESSAGE_TYPES: [&str; 10] = [
     "OTHER",
 ];
 
-fn message_type_index(t: MessageType) -> usize {
-    match t {
-        MessageType::Discover => 0,
-        MessageType::Offer => 1,
-        MessageType::Request => 2,
-        MessageType::Decline => 3,
-        MessageType::Ack => 4,
-        MessageType::Nak => 5,
-        MessageType::Release => 6,
-        MessageType::Inform => 7,
-        MessageType::ForceRenew => 8,
-        _ => 9,
-    }
+/// The index in [`MESSAGE_TYPES`] of `label`, `OTHER`'s when it is not there.
+fn label_index(label: &str) -> usize {
+    MESSAGE_TYPES
+        .iter()
+        .position(|t| *t == label)
+        .unwrap_or(MESSAGE_TYPES.len() - 1)
 }
 
 /// The `command` label values of `requests_in_flight` created up front (one per request of
@@ -350,14 +338,16 @@ impl Metrics {
         h.observe(elapsed.as_secs_f64());
     }
 
-    /// A DHCP message of type `t` handed to the socket (retransmissions included).
-    pub fn message_sent(&self, t: MessageType) {
-        self.sent[message_type_index(t)].inc();
+    /// A message of type `label` ([`MESSAGE_TYPES`]) handed to the socket (retransmissions
+    /// included).
+    pub fn message_sent(&self, label: &str) {
+        self.sent[label_index(label)].inc();
     }
 
-    /// A DHCP reply of type `t` accepted for a lease (its xid and client identifier matched).
-    pub fn message_received(&self, t: MessageType) {
-        self.received[message_type_index(t)].inc();
+    /// A reply of type `label` ([`MESSAGE_TYPES`]) accepted for a lease (its xid and client
+    /// identifier matched).
+    pub fn message_received(&self, label: &str) {
+        self.received[label_index(label)].inc();
     }
 
     /// A DHCP packet received and not used (someone else's reply, malformed, or not expected in
@@ -584,13 +574,14 @@ mod tests {
     #[test]
     fn counters_render_with_prefix_suffix_and_labels() {
         let m = Metrics::default();
-        m.message_sent(MessageType::Discover);
-        m.message_sent(MessageType::Discover);
-        m.message_sent(MessageType::Request);
-        m.message_received(MessageType::Offer);
-        m.message_received(MessageType::Ack);
-        m.message_received(MessageType::Unknown(200));
-        m.message_received(MessageType::LeaseQuery);
+        m.message_sent("DISCOVER");
+        m.message_sent("DISCOVER");
+        m.message_sent("REQUEST");
+        m.message_received("OFFER");
+        m.message_received("ACK");
+        // Labels outside the list (an unknown option 53, a leasequery type) count as OTHER.
+        m.message_received("UNKNOWN(200)");
+        m.message_received("LEASEQUERY");
         m.reply_ignored();
         m.renewal();
         m.renewal();
@@ -641,13 +632,6 @@ mod tests {
             1,
             "the scrape-time gauge does not end the document early"
         );
-    }
-
-    #[test]
-    fn message_type_names() {
-        assert_eq!(message_type_name(MessageType::Discover), "DISCOVER");
-        assert_eq!(message_type_name(MessageType::Ack), "ACK");
-        assert_eq!(message_type_name(MessageType::Unknown(77)), "OTHER");
     }
 
     #[test]
@@ -785,7 +769,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_endpoint_serves_metrics() {
         let metrics = Arc::new(Metrics::default());
-        metrics.message_sent(MessageType::Discover);
+        metrics.message_sent("DISCOVER");
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let m = metrics.clone();

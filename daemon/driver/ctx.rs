@@ -10,18 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::error::AcquireError;
-use super::{timers, unpersist};
+use super::unpersist;
 use crate::daemon::identity::{self, NetnsForm, Verdict};
 use crate::daemon::packet::{self, LinkAddr, PacketSocket};
 use crate::daemon::shared::Shared;
 use crate::daemon::table::Slot;
-use crate::dhcp::Lease;
-use crate::dhcp::client::Client;
-use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
-use crate::lease_file::{Granted, Identity, Record};
+use crate::lease_file::{Identity, Record};
 use crate::lease_state::LeaseState;
 use crate::netns::NetNs;
 use crate::rpc::Direction;
@@ -76,16 +73,13 @@ pub(super) struct Ctx {
     /// The address of the last DHCPACK, to notice when the server hands out another one.
     pub(super) last_address: Option<Ipv4Addr>,
     /// The ADD waiting for the first DHCPACK, if any.
-    pub(super) bound_tx: Option<oneshot::Sender<Result<Lease, AcquireError>>>,
+    pub(super) bound_tx: Option<oneshot::Sender<Result<(), AcquireError>>>,
     /// The acquisition budget, for the timeout message.
     pub(super) timeout: Duration,
     pub(super) trace: Trace,
     /// The network's window permit held by the request in flight, and when (monotonic) it is
     /// given back if no reply comes ([`crate::daemon::pacer`]).
     pub(super) permit: Option<(OwnedSemaphorePermit, Instant)>,
-    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission was
-    /// due: an offer in that transaction was built after then.
-    pub(super) discover: Option<(u32, Instant)>,
 }
 
 impl Ctx {
@@ -152,38 +146,14 @@ impl Ctx {
         }
     }
 
-    /// Writes the lease to the state directory (atomically and durably; off the runtime's
+    /// Writes `record` (a lease's, from [`super::protocol::LeaseClient::to_record`]; None: nothing
+    /// to write) to the state directory (atomically and durably; off the runtime's
     /// workers).
     ///
     /// Errors: the write failed; the previous file, if any, is unchanged.
-    pub(super) async fn persist(&self, client: &Client) -> std::io::Result<()> {
-        let Some(lease) = client.lease().cloned() else {
+    pub(super) async fn persist(&self, record: Option<Record>) -> std::io::Result<()> {
+        let Some(record) = record else {
             return Ok(());
-        };
-        let config = client.config();
-        let status = self.slot.status().clone();
-        let record = Record {
-            attachment: self.slot.attachment.clone(),
-            netns: status.netns.clone(),
-            client_id: config.client_id.clone(),
-            chaddr: config.chaddr,
-            broadcast: config.broadcast,
-            broadcast_reason: status.broadcast_reason.clone(),
-            hostname: config.hostname.clone(),
-            provided: config.provided.clone(),
-            parameter_request_list: (config.parameter_request_list
-                != DEFAULT_PARAMETER_REQUEST_LIST)
-                .then(|| config.parameter_request_list.clone()),
-            lease,
-            granted: client
-                .granted_at()
-                .map(Granted::from_instant)
-                .unwrap_or_else(Granted::now),
-            state: client.state().into(),
-            renewals: status.renewals,
-            server_mac: self.server_mac,
-            identity: Some(self.identity.clone()),
-            priority: self.priority,
         };
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || shared.store.save(&record))
@@ -231,21 +201,6 @@ pub(super) fn fail_add(ctx: &mut Ctx, err: AcquireError) {
     ctx.slot.status().last_error = Some(msg);
     if let Some(tx) = ctx.bound_tx.take() {
         let _ = tx.send(Err(err));
-    }
-}
-
-pub(super) fn record(ctx: &mut Ctx, client: &Client, lease: &Lease, renewal: bool) {
-    let mut st = ctx.slot.status();
-    if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
-        info!(from = %old, to = %lease.address, "address changed");
-        st.previous_address = Some(old);
-    }
-    ctx.last_address = Some(lease.address);
-    st.last_error = None;
-    st.lease = Some(lease.clone());
-    st.timers = timers(client);
-    if renewal {
-        st.renewals += 1;
     }
 }
 

@@ -1,8 +1,9 @@
 //! The driver's event loop ([`drive`], the smoltcp pattern): send what the client transmits, act
 //! on its events, then sleep until its `poll_at`, a received datagram, a suspend, the sweeper's
 //! "gone" or a command (DEL), whichever comes first. Received replies and client events are
-//! handled here ([`on_received`], [`on_event`]); what is specific to servers that key leases by
-//! MAC is in [`super::siblings`], the interface's upkeep in [`super::upkeep`].
+//! handled here ([`on_received`], [`on_event`]) for any [`LeaseClient`]; what a protocol checks
+//! itself it does in its hooks (DHCPv4: [`super::v4`]), the interface's upkeep is in
+//! [`super::upkeep`].
 
 use std::time::Instant;
 
@@ -10,26 +11,26 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Next;
-use super::ctx::{Ctx, OpenError, fail_add, persist_failed, record};
+use super::ctx::{Ctx, OpenError, fail_add, persist_failed};
+use super::protocol::{Completes, LeaseClient};
 use super::release::{container_gone, release_now};
 use super::send::send;
-use super::siblings::{Duplicate, on_offer, refuse_duplicate};
 use super::upkeep::{lose_address, persist_failed_at_add, reconfigure};
 use crate::daemon::clock;
 use crate::daemon::identity::Verdict;
-use crate::daemon::metrics;
 use crate::daemon::packet::{self, PacketSocket};
 use crate::daemon::table::DriverCommand;
-use crate::dhcp::MessageType;
-use crate::dhcp::client::{Client, Event, State};
+use crate::dhcp::Lease;
+use crate::dhcp::client::{Event, State};
+use crate::lease_state::LeaseState;
 use crate::rpc::Direction;
 
 /// The driver loop. Its rare, large steps (events, sends, a container gone) are boxed while
 /// they run, so a resting lease's task (a thousand of them on a busy node) holds only the
 /// loop's own state (measured in docs/performance.md).
-pub(super) async fn drive(
+pub(super) async fn drive<C: LeaseClient>(
     mut ctx: Ctx,
-    mut client: Client,
+    mut client: C,
     mut socket: Option<PacketSocket>,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
@@ -58,18 +59,13 @@ pub(super) async fn drive(
                 }
             }
             // The client has moved on (SELECTING, REQUESTING...): history shows the new state.
-            ctx.slot.status().state = client.state().into();
-            // What SELECTING sends is a DHCPDISCOVER: note when its transaction began.
-            if client.state() == State::Selecting
-                && ctx.discover.map(|(xid, _)| xid) != Some(client.xid())
-            {
-                ctx.discover = Some((client.xid(), now));
-            }
+            ctx.slot.status().state = client.state();
+            client.on_transmit(now);
             if let Some(s) = &socket {
-                Box::pin(send(s, &tx, &mut ctx)).await;
+                Box::pin(send::<C>(s, &tx, &mut ctx)).await;
             }
         }
-        ctx.slot.status().state = client.state().into();
+        ctx.slot.status().state = client.state();
         while let Some(event) = client.poll_event() {
             if let Next::Stop = Box::pin(on_event(&mut ctx, &mut client, &mut socket, event)).await
             {
@@ -77,8 +73,8 @@ pub(super) async fn drive(
             }
         }
         // An event may have moved the client on (a declined or abandoned lease: INIT).
-        ctx.slot.status().state = client.state().into();
-        if client.state() == State::Bound {
+        ctx.slot.status().state = client.state();
+        if client.resting() {
             // Nothing to hear until T1: give the fd back.
             socket = None;
         }
@@ -135,7 +131,7 @@ pub(super) async fn drive(
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
                     Box::pin(release_now(&mut ctx, &mut client, &mut socket)).await;
-                    ctx.slot.status().state = client.state().into();
+                    ctx.slot.status().state = client.state();
                     Box::pin(ctx.unpersist()).await;
                     let _ = done.send(());
                 }
@@ -146,53 +142,49 @@ pub(super) async fn drive(
 }
 
 /// A datagram for port 68 on the lease's interface: hand it to the client, count and record
-/// what it accepted, and look at a DHCPOFFER before it is requested.
-pub(super) async fn on_received(ctx: &mut Ctx, client: &mut Client, r: packet::Received) -> Next {
+/// what it accepted, then the protocol's own checks (for DHCPv4, a DHCPOFFER is looked at
+/// before it is requested).
+pub(super) async fn on_received<C: LeaseClient>(
+    ctx: &mut Ctx,
+    client: &mut C,
+    r: packet::Received,
+) -> Next {
     let now = clock::now();
-    let was = client.state();
     let metrics = &ctx.shared.metrics;
     match client.handle(now, &r.payload) {
-        Ok(accepted) => {
+        Ok(heard) => {
             // The exchange is over: let the next one on this network go.
             ctx.permit = None;
-            let t = accepted.message_type;
-            metrics.message_received(t);
-            if t == MessageType::Ack {
-                match was {
-                    State::Renewing => metrics.renewal(),
-                    State::Rebinding => metrics.rebind(),
-                    _ => {}
-                }
+            metrics.message_received(heard.kind.label);
+            match heard.completes {
+                Some(Completes::Renewal) => metrics.renewal(),
+                Some(Completes::Rebind) => metrics.rebind(),
+                None => {}
             }
             ctx.server_mac = Some(r.src_mac);
             ctx.slot.push_history(
                 Direction::Received,
-                format!(
-                    "DHCP{} {} from {}",
-                    metrics::message_type_name(t),
-                    accepted.yiaddr,
-                    r.src_ip
-                ),
+                format!("{} {} from {}", heard.kind.name, heard.address, r.src_ip),
             );
             debug!(from = %r.src_ip, "reply accepted");
-            if was == State::Selecting && client.state() == State::Requesting {
-                return on_offer(ctx, client, now);
-            }
-            Next::Continue
+            client.after_heard(ctx, &heard, now)
         }
         Err(why) => {
             metrics.reply_ignored();
             ctx.trace.ignored += 1;
-            ctx.trace.last_ignored = Some(why.to_string());
+            ctx.trace.last_ignored = Some(why.clone());
             debug!(from = %r.src_ip, reason = %why, "reply ignored");
             Next::Continue
         }
     }
 }
 
-pub(super) async fn on_event(
+/// Acts on one event of the client: a bound lease is checked, recorded, persisted and answered
+/// (ADD) or put back on the interface (background); a renewal is recorded and persisted; a
+/// DHCPNAK or an expiry takes the address off; a timeout fails the ADD.
+pub(super) async fn on_event<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
     event: Event,
 ) -> Next {
@@ -200,7 +192,7 @@ pub(super) async fn on_event(
         Event::Bound(lease) => {
             // Every ACK that binds (ADD, or a lease re-acquired after a NAK, an expiry or a
             // restart) may carry a duplicate.
-            if let Duplicate::Refused(next) = refuse_duplicate(ctx, client, socket, &lease).await {
+            if let Some(next) = client.check_bound(ctx, socket, &lease).await {
                 return next;
             }
             info!(address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
@@ -211,16 +203,16 @@ pub(super) async fn on_event(
             if ctx.bound_tx.is_some() {
                 // Durable before answered: a configured address whose lease is not on disk is
                 // one a restarted daemon would neither renew nor release.
-                if let Err(e) = ctx.persist(client).await {
+                if let Err(e) = ctx.persist(client.to_record(ctx)).await {
                     return persist_failed_at_add(ctx, client, socket, e).await;
                 }
                 ctx.configured = true;
                 if let Some(tx) = ctx.bound_tx.take() {
                     // The main plugin configures the interface from the ADD result.
-                    let _ = tx.send(Ok(lease.clone()));
+                    let _ = tx.send(Ok(()));
                 }
             } else {
-                if let Err(e) = ctx.persist(client).await {
+                if let Err(e) = ctx.persist(client.to_record(ctx)).await {
                     persist_failed(ctx, &e);
                 }
                 return reconfigure(ctx, client, socket, previous.as_ref(), &lease).await;
@@ -229,7 +221,7 @@ pub(super) async fn on_event(
         Event::Renewed(lease) => {
             info!(address = %lease.address, lease_secs = lease.lease_time, "renewed");
             record(ctx, client, &lease, true);
-            if let Err(e) = ctx.persist(client).await {
+            if let Err(e) = ctx.persist(client.to_record(ctx)).await {
                 persist_failed(ctx, &e);
             }
         }
@@ -257,18 +249,35 @@ pub(super) async fn on_event(
             {
                 return Next::Stop;
             }
-            ctx.slot.status().state = State::Expired.into();
-            if client.state() == State::Expired {
+            let expired = LeaseState::Client(State::Expired);
+            ctx.slot.status().state = expired.clone();
+            if client.state() == expired {
                 // Terminal (not keeping on): nothing more to do.
                 return Next::Stop;
             }
         }
         Event::Timeout => {
-            let err = ctx.timeout_error(client.config().broadcast);
+            let err = client.timeout_error(ctx);
             warn!(error = %err, "acquisition failed");
             fail_add(ctx, err);
             return Next::Stop;
         }
     }
     Next::Continue
+}
+
+/// A DHCPACK's lease in the lease's status: address (and a change of it), times, renewals.
+pub(super) fn record<C: LeaseClient>(ctx: &mut Ctx, client: &C, lease: &Lease, renewal: bool) {
+    let mut st = ctx.slot.status();
+    if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
+        info!(from = %old, to = %lease.address, "address changed");
+        st.previous_address = Some(old);
+    }
+    ctx.last_address = Some(lease.address);
+    st.last_error = None;
+    st.lease = Some(lease.clone());
+    st.timers = client.timers();
+    if renewal {
+        st.renewals += 1;
+    }
 }

@@ -1,6 +1,6 @@
 //! One lease's driver: the task that runs the sans-IO client against a real packet socket.
 //!
-//! The driver owns a [`Client`] and, while the client has
+//! The driver owns a [`Client`](crate::dhcp::Client) and, while the client has
 //! something to say, a [`PacketSocket`](crate::daemon::packet::PacketSocket) opened inside the
 //! container's namespace. Its loop is the smoltcp pattern: send what
 //! `poll_transmit` gives, act on `poll_event`s, then sleep until `poll_at`, a received datagram,
@@ -26,6 +26,9 @@
 //! ([`resume`]). Only "gone" drops a lease; a transient failure (no descriptor left, a netlink
 //! error) keeps it and is retried (docs/reliability.md).
 //!
+//! The driver is written against [`protocol::LeaseClient`], the seam a second protocol plugs
+//! into (see `protocol.rs`); `v4.rs` is DHCPv4's side of it, today the only one.
+//!
 //! Files: `start.rs` (ADD), `resume.rs` (leases of an earlier daemon), `event_loop.rs` (the
 //! loop, replies and events), `send.rs` (sending and pacing), `siblings.rs` (servers that key
 //! by MAC), `upkeep.rs` (the interface after ADD), `release.rs` (DHCPRELEASE on DEL or when the container is gone), `sweep.rs` (containers gone
@@ -35,6 +38,7 @@
 mod ctx;
 mod error;
 mod event_loop;
+mod protocol;
 mod release;
 mod resume;
 mod send;
@@ -42,6 +46,7 @@ mod siblings;
 mod start;
 mod sweep;
 mod upkeep;
+mod v4;
 
 pub use error::AcquireError;
 pub use release::release;
@@ -55,8 +60,6 @@ use std::time::Duration;
 use tracing::{Instrument, warn};
 
 use crate::daemon::shared::Shared;
-use crate::daemon::table::Timers;
-use crate::dhcp::client::Client;
 use crate::rpc::Attachment;
 
 /// How often the sweeper checks that leases' namespaces still exist.
@@ -131,18 +134,6 @@ where
         }
         .instrument(lease_span(attachment)),
     )
-}
-
-pub(super) fn timers(client: &Client) -> Option<Timers> {
-    match (client.renew_at(), client.rebind_at(), client.expires_at()) {
-        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
-            renew_at,
-            rebind_at,
-            expires_at,
-        }),
-        // No lease, or an infinite one (u32::MAX seconds): no timers.
-        _ => None,
-    }
 }
 
 /// What the driver loop does after an event.

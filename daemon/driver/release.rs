@@ -6,10 +6,10 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::ctx::{Ctx, OpenError};
+use super::protocol::LeaseClient;
 use super::send::send;
 use crate::daemon::packet::PacketSocket;
 use crate::daemon::table::{DriverCommand, Handle};
-use crate::dhcp::client::Client;
 
 /// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
 /// lease, then ends. Waits for both.
@@ -28,9 +28,9 @@ pub async fn release(handle: Handle) {
 
 /// Sends DHCPRELEASE if the client holds a lease (RFC 2131 §4.4.6), from the namespace the
 /// lease holds, whatever its path names now.
-pub(super) async fn release_now(
+pub(super) async fn release_now<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
 ) {
     let Some(tx) = client.release() else {
@@ -46,16 +46,17 @@ pub(super) async fn release_now(
         }
     }
     if let Some(s) = socket.as_ref() {
-        send(s, &tx, ctx).await;
-        info!(address = %tx.src, "released");
+        send::<C>(s, &tx, ctx).await;
+        let (address, _, _) = C::summary(&tx);
+        info!(%address, "released");
     }
 }
 
 /// The container is gone (its namespace path names nothing or another namespace): give the
 /// lease back from the namespace still held, then forget it.
-pub(super) async fn container_gone(
+pub(super) async fn container_gone<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
     reason: String,
 ) {

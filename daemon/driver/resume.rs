@@ -11,8 +11,10 @@ use tracing::{info, warn};
 
 use super::ctx::{Ctx, Trace};
 use super::event_loop::drive;
+use super::protocol::LeaseClient;
 use super::start::{Asks, client_config};
-use super::{RESUME_RETRY_MAX, RESUME_RETRY_MIN, spawn_driver, timers, unpersist};
+use super::v4::Dhcpv4;
+use super::{RESUME_RETRY_MAX, RESUME_RETRY_MIN, spawn_driver, unpersist};
 use crate::daemon::clock;
 use crate::daemon::identity::{self, NetnsForm, Verdict};
 use crate::daemon::shared::Shared;
@@ -127,6 +129,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         )
     };
     client.keep_trying(true);
+    let client = Dhcpv4::new(client);
     let slot = shared.table.slot(&record.attachment);
     let mut op = slot.op.lock().await;
     *slot.status() = Status {
@@ -134,11 +137,11 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         identity: record.identity.clone(),
         client_id: record.client_id.clone(),
         chaddr: record.chaddr,
-        state: client.state().into(),
+        state: client.state(),
         broadcast: record.broadcast,
         broadcast_reason: record.broadcast_reason.clone(),
         lease: (!expired).then(|| record.lease.clone()),
-        timers: timers(&client),
+        timers: client.timers(),
         renewals: record.renewals,
         // The server granted it then: an offer of its address to a sibling's DHCPDISCOVER
         // sent after this proves keying by MAC (`on_offer`).
@@ -160,13 +163,13 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
                 format!(
                     "resumed from the state directory ({}, {})",
                     record.lease.address,
-                    client.state().name()
+                    client.state()
                 ),
             );
             info!(
                 attachment = %record.attachment,
                 address = %record.lease.address,
-                state = %client.state().name(),
+                state = %client.state(),
                 "resumed persisted lease"
             );
             let ctx = resumed_ctx(shared, &slot, &record, attached, expired);
@@ -236,7 +239,6 @@ pub(super) fn resumed_ctx(
         timeout: shared.config.timeout,
         trace: Trace::default(),
         permit: None,
-        discover: None,
     }
 }
 
@@ -248,7 +250,7 @@ pub(super) async fn retry_resume(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
     record: Record,
-    client: Client,
+    client: Dhcpv4,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
     let mut wait = RESUME_RETRY_MIN;

@@ -3,17 +3,14 @@
 //! the link comes up (`ENETDOWN`) or the kernel's queue is full (`ENOBUFS`), and the counters and
 //! history line of what went out (see [`crate::daemon::pacer`]).
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
 use super::ctx::Ctx;
-use crate::daemon::metrics;
+use super::protocol::{Exchange, LeaseClient};
 use crate::daemon::pacer::WINDOW_HOLD;
-use crate::daemon::packet::{BROADCAST_MAC, PacketSocket};
-use crate::dhcp::MessageType;
-use crate::dhcp::client::Transmit;
+use crate::daemon::packet::PacketSocket;
 use crate::rpc::Direction;
 
 /// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
@@ -21,21 +18,20 @@ use crate::rpc::Direction;
 /// turned a 10 ms ADD into seconds (docs/design.md, *The reference's bugs*).
 pub(super) const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
 
-pub(super) async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
-    let dst_mac = if tx.dst == Ipv4Addr::BROADCAST {
-        BROADCAST_MAC
-    } else {
-        ctx.server_mac.unwrap_or(BROADCAST_MAC)
-    };
+/// Sends `tx` on `socket` for the lease of `ctx`: paced by its kind (a window permit for a
+/// request that awaits a reply, a turn for one that gets none), retried while the link comes
+/// up or the kernel's queue is full, then counted and recorded in the lease's history. A send
+/// that fails is left to the client's retransmission schedule.
+pub(super) async fn send<C: LeaseClient>(socket: &PacketSocket, tx: &C::Transmit, ctx: &mut Ctx) {
+    let kind = C::kind(tx);
     // A request that expects a reply holds a window permit until the reply (or WINDOW_HOLD);
     // its previous transmission's permit, if any, is given back first.
-    let kind = tx.message_type;
-    if matches!(kind, MessageType::Discover | MessageType::Request) {
+    if kind.exchange == Exchange::AwaitsReply {
         ctx.permit = None;
         let permit = ctx.shared.pacer.permit(&ctx.slot.attachment.network).await;
         ctx.permit = Some((permit, Instant::now() + WINDOW_HOLD));
     }
-    if matches!(kind, MessageType::Release | MessageType::Decline) {
+    if kind.exchange == Exchange::NoReply {
         // No reply will clock these: space them so a burst does not drown the server.
         ctx.shared
             .pacer
@@ -43,7 +39,7 @@ pub(super) async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
             .await;
     }
     let give_up = Instant::now() + LINK_UP_WAIT;
-    let mut result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
+    let mut result = C::send_on(socket, tx, ctx.server_mac);
     loop {
         let errno = result.as_ref().err().and_then(|e| e.raw_os_error());
         if Instant::now() >= give_up {
@@ -61,22 +57,17 @@ pub(super) async fn send(socket: &PacketSocket, tx: &Transmit, ctx: &mut Ctx) {
             }
             _ => break,
         }
-        result = socket.send(tx.src, tx.dst, dst_mac, &tx.payload);
+        result = C::send_on(socket, tx, ctx.server_mac);
     }
+    let (src, dst, bytes) = C::summary(tx);
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
-            ctx.shared.metrics.message_sent(kind);
+            ctx.shared.metrics.message_sent(kind.label);
             let state = ctx.slot.status().state.clone();
-            ctx.slot.push_history(
-                Direction::Sent,
-                format!(
-                    "DHCP{} to {} ({state})",
-                    metrics::message_type_name(kind),
-                    tx.dst
-                ),
-            );
-            debug!(src = %tx.src, dst = %tx.dst, bytes = tx.payload.len(), "sent");
+            ctx.slot
+                .push_history(Direction::Sent, format!("{} to {dst} ({state})", kind.name));
+            debug!(%src, %dst, bytes, "sent");
         }
         Err(e) => {
             // The retransmission timer tries again. No reply can come: free the window permit.

@@ -12,12 +12,10 @@ use tracing::warn;
 use super::Next;
 use super::ctx::{Ctx, fail_add};
 use super::error::AcquireError;
-use super::send::send;
 use crate::daemon::clock;
-use crate::daemon::packet::PacketSocket;
 use crate::daemon::table::Status;
 use crate::dhcp::Lease;
-use crate::dhcp::client::Client;
+use crate::dhcp::client::{Client, Transmit};
 use crate::lease_state::LeaseState;
 use crate::rpc::Direction;
 
@@ -78,7 +76,14 @@ pub(super) fn mac_keyed_error(
 /// with our MAC holds from this server, in a transaction begun after the sibling was bound, is
 /// such a proof (a server keying by option 61 had bound it to the sibling before it saw our
 /// DHCPDISCOVER and would not offer it).
-pub(super) fn on_offer(ctx: &mut Ctx, client: &mut Client, now: Instant) -> Next {
+///
+/// `discover` is the xid of the latest DHCPDISCOVER and when its transaction began.
+pub(super) fn on_offer(
+    ctx: &mut Ctx,
+    client: &mut Client,
+    discover: Option<(u32, Instant)>,
+    now: Instant,
+) -> Next {
     let Some((address, server)) = client.offered() else {
         return Next::Continue;
     };
@@ -92,8 +97,7 @@ pub(super) fn on_offer(ctx: &mut Ctx, client: &mut Client, now: Instant) -> Next
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .contains(&(server, chaddr));
-    let began = ctx
-        .discover
+    let began = discover
         .filter(|(xid, _)| *xid == client.xid())
         .map(|(_, at)| at);
     let proof = sibling.address == address
@@ -136,6 +140,9 @@ pub(super) enum Duplicate {
     None,
     /// Refused: continue with the client as it is now (a background acquisition), or stop.
     Refused(Next),
+    /// Declined: send this DHCPDECLINE (if the client made one), then [`declined`] with the
+    /// error.
+    Decline(Option<Transmit>, AcquireError),
 }
 
 /// A DHCPACK gave `lease`, whose address another live lease holds (from the same server, or
@@ -148,12 +155,7 @@ pub(super) enum Duplicate {
 /// [`on_offer`]): an OFFER is no commitment, and a correct server answering many simultaneous
 /// DISCOVERs does offer an address that another client binds a moment later (seen with dnsmasq
 /// at 200 parallel ADDs); REQUESTing it then just gets a DHCPNAK and a new DISCOVER.
-pub(super) async fn refuse_duplicate(
-    ctx: &mut Ctx,
-    client: &mut Client,
-    socket: &Option<PacketSocket>,
-    lease: &Lease,
-) -> Duplicate {
+pub(super) fn refuse_duplicate(ctx: &mut Ctx, client: &mut Client, lease: &Lease) -> Duplicate {
     let chaddr = client.config().chaddr;
     let (address, server) = (lease.address, lease.server_id);
     let holder = other_lease(ctx, |st, held| {
@@ -173,24 +175,26 @@ pub(super) async fn refuse_duplicate(
     }
     warn!(%address, %server, holder = %holder, "duplicate address acknowledged: declining");
     ctx.shared.metrics.decline();
-    if let Some(tx) = client.decline(now)
-        && let Some(s) = socket
-    {
-        send(s, &tx, ctx).await;
-    }
     let err = AcquireError::Declined {
         server,
         address,
         attachment: att,
         holder,
     };
+    Duplicate::Decline(client.decline(now), err)
+}
+
+/// After the DHCPDECLINE of a duplicate went out: an ADD fails with `err` and its slot goes; a
+/// background acquisition records `err` and goes on (it starts again after
+/// [`crate::dhcp::client::DECLINE_WAIT`]).
+pub(super) fn declined(ctx: &mut Ctx, err: AcquireError) -> Next {
     if ctx.bound_tx.is_some() {
         fail_add(ctx, err);
         ctx.shared.table.remove(&ctx.slot);
-        Duplicate::Refused(Next::Stop)
+        Next::Stop
     } else {
         ctx.slot.push_history(Direction::Event, err.to_string());
         ctx.slot.status().last_error = Some(err.to_string());
-        Duplicate::Refused(Next::Continue)
+        Next::Continue
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ctx::{Ctx, Trace};
 use super::error::AcquireError;
 use super::event_loop::drive;
+use super::v4::Dhcpv4;
 use super::{broadcast_policy, spawn_driver};
 use crate::daemon::clock;
 use crate::daemon::identity::{self};
@@ -205,16 +206,15 @@ pub async fn start(
         timeout: config.timeout,
         trace: Trace::default(),
         permit: None,
-        discover: None,
     };
     let (commands, command_rx) = mpsc::channel(4);
     let task = spawn_driver(
         shared,
         &attachment,
-        drive(ctx, client, Some(socket), command_rx),
+        drive(ctx, Dhcpv4::new(client), Some(socket), command_rx),
     );
     match bound_rx.await {
-        Ok(Ok(_lease)) => Ok(Handle { commands, task }),
+        Ok(Ok(())) => Ok(Handle { commands, task }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(AcquireError::io(
             "lease driver ended unexpectedly",

@@ -8,19 +8,19 @@ use tracing::{info, warn};
 use super::Next;
 use super::ctx::{Ctx, fail_add};
 use super::error::AcquireError;
+use super::protocol::LeaseClient;
 use super::release::{container_gone, release_now};
 use crate::daemon::identity::{self, Verdict};
 use crate::daemon::iface;
 use crate::daemon::packet::PacketSocket;
 use crate::dhcp::Lease;
-use crate::dhcp::client::Client;
 use crate::rpc::Direction;
 
 /// The first DHCPACK of an ADD could not be written: give the lease back (DHCPRELEASE) and fail
 /// the ADD naming the state directory, so no address exists that nobody would renew.
-pub(super) async fn persist_failed_at_add(
+pub(super) async fn persist_failed_at_add<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
     e: std::io::Error,
 ) -> Next {
@@ -48,9 +48,9 @@ pub(super) async fn persist_failed_at_add(
 /// The lease is gone (NAK, expiry): take the address off the interface at once (RFC 2131
 /// §4.4.5), keep the slot and keep acquiring. Checks first that the namespace path still names
 /// the lease's namespace: if not, the container is gone and so is the lease.
-pub(super) async fn lose_address(
+pub(super) async fn lose_address<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
     why: &str,
 ) -> Next {
@@ -89,9 +89,9 @@ pub(super) async fn lose_address(
 /// A lease came back after a loss (or was re-acquired after a restart): put its address and
 /// routes on the interface, replacing a different old address. Checks first that the namespace
 /// path still names the lease's namespace.
-pub(super) async fn reconfigure(
+pub(super) async fn reconfigure<C: LeaseClient>(
     ctx: &mut Ctx,
-    client: &mut Client,
+    client: &mut C,
     socket: &mut Option<PacketSocket>,
     previous: Option<&Lease>,
     lease: &Lease,

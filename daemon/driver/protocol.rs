@@ -1,0 +1,140 @@
+//! The seam between the lease driver and a protocol's client.
+//!
+//! Everything the driver does for a lease that does not depend on the protocol is written
+//! against [`LeaseClient`]: the loop that sends what the client transmits and sleeps until its
+//! `poll_at` (`event_loop.rs`), the window permits and spacing of sends (`send.rs`), the lease's
+//! status, history and counters, persistence before an ADD is answered, the interface's upkeep
+//! on loss and return, release on DEL or when the container is gone, and the sweeper. What a
+//! protocol brings is its sans-IO client (for DHCPv4, [`crate::dhcp::Client`], RFC 2131), how
+//! its messages are named, paced and put on the wire, what of a lease goes to disk, and the
+//! checks of its own that the driver must run at two points (a reply heard, a lease bound).
+//! DHCPv4 ([`super::v4::Dhcpv4`]) is the only implementation today; a DHCPv6 client (RFC 8415)
+//! is meant to be a second one, not a second driver. What it will still have to widen: the
+//! lease type of the events and of the table's status (today the DHCPv4 [`Lease`]), and the
+//! socket (today the IPv4 packet socket of [`crate::daemon::packet`]).
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::Next;
+use super::ctx::Ctx;
+use crate::daemon::packet::PacketSocket;
+use crate::daemon::table::Timers;
+use crate::dhcp::{Event, Lease};
+use crate::lease_file::Record;
+use crate::lease_state::LeaseState;
+
+/// Whether a message opens an exchange that a reply closes, for pacing
+/// ([`crate::daemon::pacer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exchange {
+    /// A request that expects a reply (DHCPDISCOVER, DHCPREQUEST): it holds the network's
+    /// window permit until the reply or [`crate::daemon::pacer::WINDOW_HOLD`].
+    AwaitsReply,
+    /// A message no reply will clock (DHCPRELEASE, DHCPDECLINE): spaced per network so a burst
+    /// does not drown the server.
+    NoReply,
+    /// Neither (a message a client does not normally send).
+    Other,
+}
+
+/// What a message is, as the driver needs to know it to pace, count and record it; given by
+/// the protocol, so the driver never parses a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MessageKind {
+    /// The value of the `type` label of the message counters ("DISCOVER", "ACK", ...; see
+    /// [`crate::daemon::metrics`]).
+    pub label: &'static str,
+    /// The message as the lease's history shows it ("DHCPDISCOVER", "DHCPACK", ...).
+    pub name: &'static str,
+    /// How it is paced.
+    pub exchange: Exchange,
+}
+
+/// A received reply the client accepted, as the driver records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Heard {
+    /// What it was.
+    pub kind: MessageKind,
+    /// The address it offers or grants (DHCPv4 yiaddr; 0.0.0.0 in a DHCPNAK).
+    pub address: IpAddr,
+    /// Which renewal it completed, if it did (for the renewal and rebind counters).
+    pub completes: Option<Completes>,
+}
+
+/// The kind of lease extension a reply completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completes {
+    /// From the lease's server, past T1 (RFC 2131 §4.4.5 RENEWING).
+    Renewal,
+    /// From any server, past T2 (RENEWING timed out: REBINDING).
+    Rebind,
+}
+
+/// A protocol's client as the lease driver drives it. Time is the lease clock
+/// ([`crate::daemon::clock`]), passed in, as the sans-IO client expects.
+pub(crate) trait LeaseClient: Send + Sized + 'static {
+    /// A datagram the client wants sent.
+    type Transmit: Send + Sync;
+
+    /// The client's state, as the table and the lease files name it.
+    fn state(&self) -> LeaseState;
+    /// When the client next needs [`LeaseClient::poll_transmit`] or
+    /// [`LeaseClient::poll_event`] called, if ever.
+    fn poll_at(&self) -> Option<Instant>;
+    /// The next datagram due at `now`, if any.
+    fn poll_transmit(&mut self, now: Instant) -> Option<Self::Transmit>;
+    /// The next event to act on (bound, renewed, lost, timed out), if any.
+    fn poll_event(&mut self) -> Option<Event>;
+    /// A UDP payload received on the lease's interface: what it was if the client took it,
+    /// else why it was dropped (for logs and the timeout's details).
+    fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Heard, String>;
+    /// The message that gives the lease back, if one is held; the client is then done.
+    fn release(&mut self) -> Option<Self::Transmit>;
+    /// Whether a lost lease is acquired again in the background rather than given up.
+    fn keep_trying(&mut self, yes: bool);
+    /// Whether nothing can arrive until the next timer (a bound lease before T1): the driver
+    /// gives its socket back meanwhile.
+    fn resting(&self) -> bool;
+    /// The held lease's renewal, rebinding and expiry instants (None without a lease, or for
+    /// an infinite one).
+    fn timers(&self) -> Option<Timers>;
+    /// What to write to the state directory for the held lease (None without one), from the
+    /// client and the lease's context.
+    fn to_record(&self, ctx: &Ctx) -> Option<Record>;
+    /// The error an ADD gets when no lease came within the budget.
+    fn timeout_error(&self, ctx: &Ctx) -> super::AcquireError;
+
+    /// What `tx` is.
+    fn kind(tx: &Self::Transmit) -> MessageKind;
+    /// `tx`'s source and destination addresses and its payload's length in bytes (for logs
+    /// and history).
+    fn summary(tx: &Self::Transmit) -> (IpAddr, IpAddr, usize);
+    /// Puts `tx` on the wire through `socket`; `server_mac` is the link-layer source of the
+    /// server's last reply, the destination of unicasts to it (broadcast when unknown).
+    ///
+    /// Errors: the socket's send error (`ENETDOWN`, `ENOBUFS`... are retried by the caller).
+    fn send_on(
+        socket: &PacketSocket,
+        tx: &Self::Transmit,
+        server_mac: Option<[u8; 6]>,
+    ) -> io::Result<()>;
+
+    /// Called just before the transmission of `tx` at `now` (DHCPv4 notes when a
+    /// DHCPDISCOVER's transaction began).
+    fn on_transmit(&mut self, now: Instant);
+    /// A reply was just accepted: the protocol's own checks (DHCPv4: an offer that proves the
+    /// server keys leases by MAC is refused, [`super::siblings::on_offer`]).
+    fn after_heard(&mut self, ctx: &mut Ctx, heard: &Heard, now: Instant) -> Next;
+    /// A lease was just bound, before it is recorded or answered: `Some` stops there with what
+    /// the loop does next (DHCPv4: an address another live lease holds is declined or
+    /// dropped, [`super::siblings::refuse_duplicate`]).
+    fn check_bound(
+        &mut self,
+        ctx: &mut Ctx,
+        socket: &Option<PacketSocket>,
+        lease: &Lease,
+    ) -> impl Future<Output = Option<Next>> + Send;
+}

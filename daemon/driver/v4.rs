@@ -1,0 +1,271 @@
+//! DHCPv4 as the driver's protocol ([`Dhcpv4`]): the sans-IO RFC 2131 client of
+//! [`crate::dhcp::client`] plus what the driver keeps for DHCPv4 alone, behind
+//! [`LeaseClient`]. Its messages go out through the IPv4 packet socket; its leases are
+//! persisted with the options their ADD asked for; and behind a server that keys leases by MAC
+//! ([`super::siblings`]) its offers and acknowledgements are checked against the leases of the
+//! attachment's siblings.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use super::Next;
+use super::ctx::Ctx;
+use super::error::AcquireError;
+use super::protocol::{Completes, Exchange, Heard, LeaseClient, MessageKind};
+use super::send::send;
+use super::siblings::{Duplicate, declined, on_offer, refuse_duplicate};
+use crate::daemon::packet::{BROADCAST_MAC, PacketSocket};
+use crate::daemon::table::Timers;
+use crate::dhcp::client::{Client, Event, State, Transmit};
+use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
+use crate::dhcp::{Lease, MessageType};
+use crate::lease_file::{Granted, Record};
+use crate::lease_state::LeaseState;
+
+/// A DHCPv4 lease's client and what the driver notes about it.
+#[derive(Debug)]
+pub(super) struct Dhcpv4 {
+    /// The RFC 2131 client.
+    pub(super) client: Client,
+    /// The xid of the latest DHCPDISCOVER and when (lease clock) its first transmission was
+    /// due: an offer in that transaction was built after then, which is what proves a server
+    /// keys by MAC when it offers a sibling's address ([`on_offer`]).
+    pub(super) discover: Option<(u32, Instant)>,
+}
+
+impl Dhcpv4 {
+    /// Drives `client`.
+    pub(super) fn new(client: Client) -> Dhcpv4 {
+        Dhcpv4 {
+            client,
+            discover: None,
+        }
+    }
+}
+
+/// How the driver names, counts and paces a DHCPv4 message of type `t` (option 53). The
+/// counters' label set is closed: the RFC 2131 types and FORCERENEW (RFC 3203) by name,
+/// anything else `OTHER`, so a hostile server cannot create series at will.
+pub(crate) fn kind_of(t: MessageType) -> MessageKind {
+    let (label, name) = match t {
+        MessageType::Discover => ("DISCOVER", "DHCPDISCOVER"),
+        MessageType::Offer => ("OFFER", "DHCPOFFER"),
+        MessageType::Request => ("REQUEST", "DHCPREQUEST"),
+        MessageType::Decline => ("DECLINE", "DHCPDECLINE"),
+        MessageType::Ack => ("ACK", "DHCPACK"),
+        MessageType::Nak => ("NAK", "DHCPNAK"),
+        MessageType::Release => ("RELEASE", "DHCPRELEASE"),
+        MessageType::Inform => ("INFORM", "DHCPINFORM"),
+        MessageType::ForceRenew => ("FORCERENEW", "DHCPFORCERENEW"),
+        _ => ("OTHER", "DHCPOTHER"),
+    };
+    let exchange = match t {
+        MessageType::Discover | MessageType::Request => Exchange::AwaitsReply,
+        MessageType::Release | MessageType::Decline => Exchange::NoReply,
+        _ => Exchange::Other,
+    };
+    MessageKind {
+        label,
+        name,
+        exchange,
+    }
+}
+
+/// The lease's timers, if it has finite ones.
+fn timers(client: &Client) -> Option<Timers> {
+    match (client.renew_at(), client.rebind_at(), client.expires_at()) {
+        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
+            renew_at,
+            rebind_at,
+            expires_at,
+        }),
+        // No lease, or an infinite one (u32::MAX seconds): no timers.
+        _ => None,
+    }
+}
+
+impl LeaseClient for Dhcpv4 {
+    type Transmit = Transmit;
+
+    fn state(&self) -> LeaseState {
+        self.client.state().into()
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.client.poll_at()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.client.poll_transmit(now)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.client.poll_event()
+    }
+
+    fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Heard, String> {
+        let was = self.client.state();
+        let accepted = self
+            .client
+            .handle(now, payload)
+            .map_err(|e| e.to_string())?;
+        let completes = match (accepted.message_type, was) {
+            (MessageType::Ack, State::Renewing) => Some(Completes::Renewal),
+            (MessageType::Ack, State::Rebinding) => Some(Completes::Rebind),
+            _ => None,
+        };
+        Ok(Heard {
+            kind: kind_of(accepted.message_type),
+            address: IpAddr::V4(accepted.yiaddr),
+            completes,
+        })
+    }
+
+    fn release(&mut self) -> Option<Transmit> {
+        self.client.release()
+    }
+
+    fn keep_trying(&mut self, yes: bool) {
+        self.client.keep_trying(yes);
+    }
+
+    fn resting(&self) -> bool {
+        self.client.state() == State::Bound
+    }
+
+    fn timers(&self) -> Option<Timers> {
+        timers(&self.client)
+    }
+
+    fn to_record(&self, ctx: &Ctx) -> Option<Record> {
+        let lease = self.client.lease()?.clone();
+        let config = self.client.config();
+        let status = ctx.slot.status().clone();
+        Some(Record {
+            attachment: ctx.slot.attachment.clone(),
+            netns: status.netns.clone(),
+            client_id: config.client_id.clone(),
+            chaddr: config.chaddr,
+            broadcast: config.broadcast,
+            broadcast_reason: status.broadcast_reason.clone(),
+            hostname: config.hostname.clone(),
+            provided: config.provided.clone(),
+            parameter_request_list: (config.parameter_request_list
+                != DEFAULT_PARAMETER_REQUEST_LIST)
+                .then(|| config.parameter_request_list.clone()),
+            lease,
+            granted: self
+                .client
+                .granted_at()
+                .map(Granted::from_instant)
+                .unwrap_or_else(Granted::now),
+            state: self.client.state().into(),
+            renewals: status.renewals,
+            server_mac: ctx.server_mac,
+            identity: Some(ctx.identity.clone()),
+            priority: ctx.priority,
+        })
+    }
+
+    fn timeout_error(&self, ctx: &Ctx) -> AcquireError {
+        ctx.timeout_error(self.client.config().broadcast)
+    }
+
+    fn kind(tx: &Transmit) -> MessageKind {
+        kind_of(tx.message_type)
+    }
+
+    fn summary(tx: &Transmit) -> (IpAddr, IpAddr, usize) {
+        (IpAddr::V4(tx.src), IpAddr::V4(tx.dst), tx.payload.len())
+    }
+
+    fn send_on(
+        socket: &PacketSocket,
+        tx: &Transmit,
+        server_mac: Option<[u8; 6]>,
+    ) -> io::Result<()> {
+        let dst_mac = if tx.dst == Ipv4Addr::BROADCAST {
+            BROADCAST_MAC
+        } else {
+            server_mac.unwrap_or(BROADCAST_MAC)
+        };
+        socket.send(tx.src, tx.dst, dst_mac, &tx.payload)
+    }
+
+    fn on_transmit(&mut self, now: Instant) {
+        // What SELECTING sends is a DHCPDISCOVER: note when its transaction began.
+        let xid = self.client.xid();
+        if self.client.state() == State::Selecting && self.discover.map(|(x, _)| x) != Some(xid) {
+            self.discover = Some((xid, now));
+        }
+    }
+
+    fn after_heard(&mut self, ctx: &mut Ctx, heard: &Heard, now: Instant) -> Next {
+        // A DHCPOFFER is accepted only in SELECTING, and moves the client to REQUESTING.
+        if heard.kind.label == "OFFER" && self.client.state() == State::Requesting {
+            return on_offer(ctx, &mut self.client, self.discover, now);
+        }
+        Next::Continue
+    }
+
+    async fn check_bound(
+        &mut self,
+        ctx: &mut Ctx,
+        socket: &Option<PacketSocket>,
+        lease: &Lease,
+    ) -> Option<Next> {
+        match refuse_duplicate(ctx, &mut self.client, lease) {
+            Duplicate::None => None,
+            Duplicate::Refused(next) => Some(next),
+            Duplicate::Decline(tx, err) => {
+                if let (Some(tx), Some(s)) = (tx, socket) {
+                    send::<Dhcpv4>(s, &tx, ctx).await;
+                }
+                Some(declined(ctx, err))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counters' labels are the metrics' own, requests are paced as exchanges and
+    /// DHCPRELEASE/DHCPDECLINE as messages without a reply; an unknown type is `OTHER`.
+    #[test]
+    fn message_kinds_name_count_and_pace() {
+        let discover = kind_of(MessageType::Discover);
+        assert_eq!(
+            (discover.label, discover.name),
+            ("DISCOVER", "DHCPDISCOVER")
+        );
+        assert_eq!(discover.exchange, Exchange::AwaitsReply);
+        assert_eq!(
+            kind_of(MessageType::Request).exchange,
+            Exchange::AwaitsReply
+        );
+        assert_eq!(kind_of(MessageType::Release).exchange, Exchange::NoReply);
+        assert_eq!(kind_of(MessageType::Decline).exchange, Exchange::NoReply);
+        assert_eq!(kind_of(MessageType::Ack).exchange, Exchange::Other);
+        let other = kind_of(MessageType::Unknown(77));
+        assert_eq!((other.label, other.name), ("OTHER", "DHCPOTHER"));
+        for t in [
+            MessageType::Discover,
+            MessageType::Offer,
+            MessageType::Request,
+            MessageType::Decline,
+            MessageType::Ack,
+            MessageType::Nak,
+            MessageType::Release,
+            MessageType::Inform,
+            MessageType::ForceRenew,
+            MessageType::Unknown(77),
+        ] {
+            let kind = kind_of(t);
+            assert!(crate::daemon::metrics::MESSAGE_TYPES.contains(&kind.label));
+            assert_eq!(kind.name.strip_prefix("DHCP"), Some(kind.label));
+        }
+    }
+}
