@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 /// How often [`watch_suspend`] compares the two clocks. A resumed machine runs its lease timers
 /// at most this late.
-pub const SUSPEND_CHECK: Duration = Duration::from_secs(5);
+pub(crate) const SUSPEND_CHECK: Duration = Duration::from_secs(5);
 
 /// Growth of the suspended time between two checks that counts as a suspend (smaller
 /// differences are the clocks' reading jitter).
@@ -32,14 +32,14 @@ const SUSPEND_MIN: Duration = Duration::from_millis(500);
 
 /// The gap between `CLOCK_BOOTTIME` and `CLOCK_MONOTONIC` when the daemon started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offset {
+pub(crate) struct Offset {
     /// `boottime - monotonic` at start (time suspended before the daemon started).
     base: Duration,
 }
 
 impl Offset {
     /// The offset from readings of the two clocks taken together.
-    pub fn new(monotonic: Duration, boottime: Duration) -> Offset {
+    pub(crate) fn new(monotonic: Duration, boottime: Duration) -> Offset {
         Offset {
             base: boottime.saturating_sub(monotonic),
         }
@@ -47,7 +47,7 @@ impl Offset {
 
     /// Time spent suspended since the offset was taken, given a later reading of both clocks:
     /// how much further `CLOCK_BOOTTIME` has run ahead of `CLOCK_MONOTONIC`. Never negative.
-    pub fn suspended(&self, monotonic: Duration, boottime: Duration) -> Duration {
+    pub(crate) fn suspended(&self, monotonic: Duration, boottime: Duration) -> Duration {
         boottime.saturating_sub(monotonic).saturating_sub(self.base)
     }
 }
@@ -73,13 +73,13 @@ fn offset() -> &'static Offset {
 }
 
 /// Time spent suspended since the daemon first read its clock.
-pub fn suspended() -> Duration {
+pub(crate) fn suspended() -> Duration {
     offset().suspended(read(libc::CLOCK_MONOTONIC), read(libc::CLOCK_BOOTTIME))
 }
 
 /// Now on the lease clock: `Instant::now()` plus [`suspended`]. Feed this, never
 /// `Instant::now()`, to the client state machine and compare lease timers with it.
-pub fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     let mono = Instant::now();
     mono.checked_add(suspended()).unwrap_or(mono)
 }
@@ -87,20 +87,20 @@ pub fn now() -> Instant {
 /// The monotonic instant (what tokio's timers sleep until) at which the lease clock reads
 /// `at`, as far as is known now: `at - suspended()`, never earlier than the monotonic clock's
 /// start.
-pub fn to_monotonic(at: Instant) -> Instant {
+pub(crate) fn to_monotonic(at: Instant) -> Instant {
     at.checked_sub(suspended())
         .unwrap_or(at.min(Instant::now()))
 }
 
 /// A watch that changes whenever a suspend is noticed; drivers hold a receiver.
-pub fn suspend_channel() -> (watch::Sender<u64>, watch::Receiver<u64>) {
+pub(crate) fn suspend_channel() -> (watch::Sender<u64>, watch::Receiver<u64>) {
     watch::channel(0)
 }
 
 /// Compares the clocks every [`SUSPEND_CHECK`] and bumps `tx` whenever the suspended time grew,
 /// so every driver wakes and runs the timers that came due meanwhile. Runs until the daemon
 /// stops.
-pub async fn watch_suspend(tx: watch::Sender<u64>) {
+pub(crate) async fn watch_suspend(tx: watch::Sender<u64>) {
     let mut seen = suspended();
     loop {
         tokio::time::sleep(SUSPEND_CHECK).await;

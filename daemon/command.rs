@@ -59,7 +59,7 @@ impl From<AcquireError> for cni::Error {
 }
 
 /// Applies `request` and returns the response to send.
-pub async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
+pub(crate) async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
     let _in_flight = shared
         .metrics
         .request_started(metrics::command_name(&request));
@@ -175,7 +175,7 @@ async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) 
 
 /// Releases the slot's lease (DHCPRELEASE, file removed) once no other request on the same
 /// attachment runs, and forgets the slot. Used by DEL, GC and `-release-on-exit`.
-pub async fn release_slot(shared: &Arc<Shared>, slot: &Arc<Slot>) {
+pub(crate) async fn release_slot(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     let mut op = slot.op.lock().await;
     if let Some(handle) = op.take() {
         driver::release(handle).await;

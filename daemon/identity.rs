@@ -37,11 +37,11 @@ use crate::netns::NetNs;
 
 /// The directories a `CNI_NETNS` bind mount may live in (iproute2 and every CRI runtime use
 /// one of them); `/var/run` is a symbolic link to `/run` on current systems.
-pub const NETNS_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
+pub(crate) const NETNS_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
 
 /// The shape of an accepted `CNI_NETNS` (before `-hostprefix`), see [`parse_cni_netns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetnsForm {
+pub(crate) enum NetnsForm {
     /// `/run/netns/NAME` or `/var/run/netns/NAME`: a bind mount of an nsfs file (`ip netns
     /// add`, containerd's CRI, CRI-O, podman).
     Named,
@@ -61,7 +61,7 @@ pub enum NetnsForm {
 /// root daemon open an arbitrary file.
 ///
 /// Errors: a one-line reason naming the accepted forms.
-pub fn parse_cni_netns(cni_netns: &str) -> Result<NetnsForm, String> {
+pub(crate) fn parse_cni_netns(cni_netns: &str) -> Result<NetnsForm, String> {
     let refuse = || {
         Err(format!(
             "CNI_NETNS {cni_netns:?} is not of a form the daemon accepts: /run/netns/NAME, /var/run/netns/NAME or /proc/PID/ns/net"
@@ -97,7 +97,7 @@ pub fn parse_cni_netns(cni_netns: &str) -> Result<NetnsForm, String> {
 /// The outcome of a check that did not fail: the namespace (and interface) is the lease's, or
 /// it is gone, with why in words for the log and the lease record.
 #[derive(Debug)]
-pub enum Verdict<T> {
+pub(crate) enum Verdict<T> {
     /// Still the lease's.
     Same(T),
     /// Gone for good: drop the lease, touch nothing in whatever the path names now.
@@ -106,7 +106,7 @@ pub enum Verdict<T> {
 
 /// Whether an error means the thing looked for no longer exists (`ENOENT`, `ESRCH`, `ENODEV`),
 /// rather than a transient failure.
-pub fn is_gone(e: &io::Error) -> bool {
+pub(crate) fn is_gone(e: &io::Error) -> bool {
     crate::link::is_not_found(e)
 }
 
@@ -114,7 +114,7 @@ pub fn is_gone(e: &io::Error) -> bool {
 /// proc(5)), read under `host_prefix` (the daemon's `-hostprefix`, empty on the host).
 ///
 /// Errors: `NotFound` when no such process exists; `InvalidData` when the file does not parse.
-pub fn proc_start_time(host_prefix: &Path, pid: u32) -> io::Result<u64> {
+pub(crate) fn proc_start_time(host_prefix: &Path, pid: u32) -> io::Result<u64> {
     let path = crate::daemon::under_prefix(host_prefix, &format!("/proc/{pid}/stat"));
     let text = std::fs::read_to_string(path)?;
     parse_start_time(&text).ok_or_else(|| {
@@ -138,7 +138,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// `stat(2)` and, for the `/proc` form, one small read; no namespace is entered.
 ///
 /// Errors: transient failures of those calls (not `ENOENT`, which is [`Verdict::Gone`]).
-pub fn still_named(
+pub(crate) fn still_named(
     path: &Path,
     form: NetnsForm,
     identity: &Identity,
@@ -180,7 +180,7 @@ pub fn still_named(
 ///
 /// Errors: the `open(2)` error (`NotFound` when gone); `InvalidInput` when it is not a network
 /// namespace; `ELOOP` for a symbolic link where none is allowed.
-pub fn open(path: &Path, form: NetnsForm) -> io::Result<NetNs> {
+pub(crate) fn open(path: &Path, form: NetnsForm) -> io::Result<NetNs> {
     NetNs::open_with(path, form == NetnsForm::Named)
 }
 
@@ -190,7 +190,7 @@ pub fn open(path: &Path, form: NetnsForm) -> io::Result<NetNs> {
 /// `spawn_blocking`.
 ///
 /// Errors: as [`open`] and [`proc_start_time`].
-pub fn open_with_start(
+pub(crate) fn open_with_start(
     path: &Path,
     form: NetnsForm,
     host_prefix: &Path,
@@ -206,17 +206,17 @@ pub fn open_with_start(
 /// What a namespace path leads to now ([`enter`]): the namespace, opened, and what the checks
 /// of a lease compare.
 #[derive(Debug)]
-pub struct Entered {
+pub(crate) struct Entered {
     /// The namespace, to hold for the lease's life.
-    pub ns: NetNs,
+    pub(crate) ns: NetNs,
     /// nsfs (device, inode) of the open descriptor.
-    pub netns_id: (u64, u64),
+    pub(crate) netns_id: (u64, u64),
     /// For a `/proc/PID` path, the process's start time ([`proc_start_time`]).
-    pub pid_start: Option<u64>,
+    pub(crate) pid_start: Option<u64>,
     /// The namespace's cookie ([`crate::netns::cookie_here`]); `None` before Linux 5.14.
-    pub cookie: Option<u64>,
+    pub(crate) cookie: Option<u64>,
     /// The interface as netlink reports it now.
-    pub link: crate::link::LinkInfo,
+    pub(crate) link: crate::link::LinkInfo,
 }
 
 /// Opens `path` ([`open_with_start`], on the blocking pool) and, on one of
@@ -225,7 +225,7 @@ pub struct Entered {
 ///
 /// Errors: transient failures only; a path that is gone or no network namespace, or an
 /// interface that is gone, is [`Verdict::Gone`] with the reason.
-pub async fn enter(
+pub(crate) async fn enter(
     path: PathBuf,
     form: NetnsForm,
     ifname: String,
@@ -289,7 +289,7 @@ pub async fn enter(
 ///
 /// Errors: transient failures only (`EMFILE`, netlink errors...); every "gone" or mismatch is
 /// [`Verdict::Gone`] with the reason.
-pub async fn reopen(
+pub(crate) async fn reopen(
     path: PathBuf,
     form: NetnsForm,
     ifname: String,

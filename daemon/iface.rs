@@ -44,7 +44,7 @@ where
 /// it). Returns whether the address was there.
 ///
 /// Errors: the link is gone (`NotFound`), netlink failures.
-pub async fn withdraw(ns: Arc<NetNs>, ifindex: u32, lease: &Lease) -> io::Result<bool> {
+pub(crate) async fn withdraw(ns: Arc<NetNs>, ifindex: u32, lease: &Lease) -> io::Result<bool> {
     let addr = IpNet::V4(lease.address_net());
     in_netns(ns, ifindex, move |h, index| async move {
         link::delete_address(&h, index, addr).await
@@ -55,7 +55,7 @@ pub async fn withdraw(ns: Arc<NetNs>, ifindex: u32, lease: &Lease) -> io::Result
 /// The routes [`apply`] installs for `lease`: [`Lease::routes`] (option 121, else 33 plus a
 /// default route via the router), each with `metric`, exactly as the ADD result lists them
 /// (`crate::ipam::result_from_lease`).
-pub fn routes_of(lease: &Lease, metric: Option<u32>) -> Vec<RouteSpec> {
+pub(crate) fn routes_of(lease: &Lease, metric: Option<u32>) -> Vec<RouteSpec> {
     lease
         .routes()
         .into_iter()
@@ -76,7 +76,7 @@ pub fn routes_of(lease: &Lease, metric: Option<u32>) -> Vec<RouteSpec> {
 /// are in place); the address is on the interface either way.
 ///
 /// Errors: the link is gone (`NotFound`); the address cannot be added (then no route was tried).
-pub async fn apply(
+pub(crate) async fn apply(
     ns: Arc<NetNs>,
     ifindex: u32,
     lease: &Lease,

@@ -74,14 +74,14 @@ use crate::dhcp::client::State;
 use crate::lease_state::LeaseState;
 
 /// Prefix of every series.
-pub const PREFIX: &str = "cni_dhcp";
+pub(crate) const PREFIX: &str = "cni_dhcp";
 
 /// The `Content-Type` of a scrape: the OpenMetrics text format, as `prometheus-client` encodes.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the ADD duration histogram: 1 ms (a lease already held) to 30 s
 /// (beyond the default 10 s `-timeout`, for daemons run with a longer one).
-pub const ADD_BUCKETS: [f64; 15] = [
+pub(crate) const ADD_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 ];
 
@@ -90,7 +90,7 @@ pub const ADD_BUCKETS: [f64; 15] = [
 /// ([`crate::daemon::driver`]'s `MessageKind::label`; for DHCPv4 the RFC 2131 types and RFC 3203
 /// FORCERENEW); a label not in this list counts as `OTHER`, so a hostile server cannot create
 /// series at will.
-pub const MESSAGE_TYPES: [&str; 10] = [
+pub(crate) const MESSAGE_TYPES: [&str; 10] = [
     "DISCOVER",
     "OFFER",
     "REQUEST",
@@ -113,10 +113,10 @@ fn label_index(label: &str) -> usize {
 
 /// The `command` label values of `requests_in_flight` created up front (one per request of
 /// [`crate::rpc::Request`]); see [`command_name`].
-pub const COMMANDS: [&str; 7] = ["add", "del", "check", "status", "gc", "list", "show"];
+pub(crate) const COMMANDS: [&str; 7] = ["add", "del", "check", "status", "gc", "list", "show"];
 
 /// The `command` label of a request, for [`Metrics::request_started`].
-pub fn command_name(request: &crate::rpc::Request) -> &'static str {
+pub(crate) fn command_name(request: &crate::rpc::Request) -> &'static str {
     use crate::rpc::Request;
     match request {
         Request::Add { .. } => "add",
@@ -132,7 +132,7 @@ pub fn command_name(request: &crate::rpc::Request) -> &'static str {
 /// The state of every lease in `table`, for [`Metrics::render`]: read from the table itself at
 /// scrape time, so there is no second bookkeeping to drift. A slot whose driver has not set a
 /// state yet (an ADD that just began, [`LeaseState::Unset`]) counts as `INIT`.
-pub fn lease_states(table: &Table) -> Vec<LeaseState> {
+pub(crate) fn lease_states(table: &Table) -> Vec<LeaseState> {
     table
         .all()
         .iter()
@@ -169,7 +169,7 @@ fn add_histogram() -> Histogram {
 
 /// The daemon's counters, gauges and histogram. Cheap to call from any task (atomics), `Send +
 /// Sync`, and `Default`: a daemon without `-metrics-listen`, and every test, just has one.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     in_flight: Family<CommandLabel, Gauge>,
     in_flight_known: [Gauge; COMMANDS.len()],
@@ -203,7 +203,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Every series, registered and created at 0.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
 
         let add = Family::<OutcomeLabel, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -325,7 +325,7 @@ impl Metrics {
 
     /// A lease task (a driver, or a resumed lease still trying to enter its namespace) starts;
     /// it counts in `lease_drivers` until the returned guard is dropped.
-    pub fn driver_started(&self) -> InFlight {
+    pub(crate) fn driver_started(&self) -> InFlight {
         self.drivers.inc();
         InFlight {
             gauge: self.drivers.clone(),
@@ -333,69 +333,69 @@ impl Metrics {
     }
 
     /// An ADD answered after `elapsed`: `ok` when it returned a lease, false for an error.
-    pub fn observe_add(&self, elapsed: Duration, ok: bool) {
+    pub(crate) fn observe_add(&self, elapsed: Duration, ok: bool) {
         let h = if ok { &self.add_ok } else { &self.add_error };
         h.observe(elapsed.as_secs_f64());
     }
 
     /// A message of type `label` ([`MESSAGE_TYPES`]) handed to the socket (retransmissions
     /// included).
-    pub fn message_sent(&self, label: &str) {
+    pub(crate) fn message_sent(&self, label: &str) {
         self.sent[label_index(label)].inc();
     }
 
     /// A reply of type `label` ([`MESSAGE_TYPES`]) accepted for a lease (its xid and client
     /// identifier matched).
-    pub fn message_received(&self, label: &str) {
+    pub(crate) fn message_received(&self, label: &str) {
         self.received[label_index(label)].inc();
     }
 
     /// A DHCP packet received and not used (someone else's reply, malformed, or not expected in
     /// the current state).
-    pub fn reply_ignored(&self) {
+    pub(crate) fn reply_ignored(&self) {
         self.replies_ignored.inc();
     }
 
     /// A send refused with `ENOBUFS` and tried again after a pacing turn
     /// ([`crate::daemon::pacer`]).
-    pub fn send_retried(&self) {
+    pub(crate) fn send_retried(&self) {
         self.sends_retried.inc();
     }
 
     /// A lease extended by a DHCPACK in RENEWING.
-    pub fn renewal(&self) {
+    pub(crate) fn renewal(&self) {
         self.renewals.inc();
     }
 
     /// A lease extended by a DHCPACK in REBINDING.
-    pub fn rebind(&self) {
+    pub(crate) fn rebind(&self) {
         self.rebinds.inc();
     }
 
     /// A DHCPNAK took a held lease away (RENEWING or REBINDING: the client's `Event::Nak`). A
     /// DHCPNAK during acquisition only restarts it and is not counted here.
-    pub fn nak(&self) {
+    pub(crate) fn nak(&self) {
         self.naks.inc();
     }
 
     /// A lease expired.
-    pub fn expiry(&self) {
+    pub(crate) fn expiry(&self) {
         self.expiries.inc();
     }
 
     /// An acknowledged address declined (DHCPDECLINE): another live lease holds it.
-    pub fn decline(&self) {
+    pub(crate) fn decline(&self) {
         self.declines.inc();
     }
 
     /// A lease given up because its namespace or link is gone.
-    pub fn lease_lost(&self) {
+    pub(crate) fn lease_lost(&self) {
         self.leases_lost.inc();
     }
 
     /// A plugin request of `command` (see [`command_name`]) starts; it counts in
     /// `requests_in_flight` until the returned guard is dropped.
-    pub fn request_started(&self, command: &'static str) -> InFlight {
+    pub(crate) fn request_started(&self, command: &'static str) -> InFlight {
         let gauge = match COMMANDS.iter().position(|c| *c == command) {
             Some(i) => self.in_flight_known[i].clone(),
             None => self
@@ -409,7 +409,7 @@ impl Metrics {
 
     /// Every series in the OpenMetrics text format, with the `leases` gauge computed from
     /// `lease_states` (one state name per lease: [`lease_states`] of the daemon's table).
-    pub fn render<I, S>(&self, lease_states: I) -> String
+    pub(crate) fn render<I, S>(&self, lease_states: I) -> String
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -440,7 +440,7 @@ impl Metrics {
 /// A request counted in `requests_in_flight`; the count goes down when this is dropped.
 #[derive(Debug)]
 #[must_use = "the request stops counting as in flight when the guard is dropped"]
-pub struct InFlight {
+pub(crate) struct InFlight {
     gauge: Gauge,
 }
 
@@ -451,17 +451,17 @@ impl Drop for InFlight {
 }
 
 /// Time a scraper has to send its request headers.
-pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Scrape connections served at once; one more is closed at once. A scraper needs one.
-pub const MAX_SCRAPE_CONNECTIONS: usize = 16;
+pub(crate) const MAX_SCRAPE_CONNECTIONS: usize = 16;
 
 /// Longest life of one scrape connection, keep-alive included: a scraper reconnects.
-pub const SCRAPE_CONNECTION_LIFE: Duration = Duration::from_secs(60);
+pub(crate) const SCRAPE_CONNECTION_LIFE: Duration = Duration::from_secs(60);
 
 /// Binds the metrics endpoint (`-metrics-listen`). Separate from [`serve`] so the daemon fails
 /// at start, before resuming leases, when the address is taken.
-pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))
@@ -472,7 +472,7 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// a client that does not send its headers within [`HEADER_DEADLINE`] is dropped, at most
 /// [`MAX_SCRAPE_CONNECTIONS`] are open at once, and none lives past
 /// [`SCRAPE_CONNECTION_LIFE`].
-pub async fn serve<F>(listener: TcpListener, scrape: F)
+pub(crate) async fn serve<F>(listener: TcpListener, scrape: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {

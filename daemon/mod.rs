@@ -30,18 +30,20 @@
 //! The data path of one ADD, why each thread pool exists and the outside facts the code relies
 //! on: docs/design.md.
 
-pub mod clock;
-pub mod command;
-pub mod driver;
-pub mod identity;
-pub mod iface;
-pub mod metrics;
-pub mod pacer;
-pub mod packet;
-pub mod server;
-pub mod shared;
-pub mod store;
-pub mod table;
+pub(crate) mod clock;
+pub(crate) mod command;
+pub(crate) mod driver;
+pub(crate) mod identity;
+pub(crate) mod iface;
+pub(crate) mod metrics;
+pub(crate) mod pacer;
+pub(crate) mod packet;
+pub(crate) mod server;
+pub(crate) mod shared;
+pub(crate) mod store;
+pub(crate) mod table;
+
+pub use packet::parse_datagram;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,14 +115,14 @@ impl Default for Config {
 impl Config {
     /// The path of a container's namespace file as seen by the daemon: `-hostprefix` joined with
     /// `CNI_NETNS` (which is absolute).
-    pub fn netns_path(&self, cni_netns: &str) -> PathBuf {
+    pub(crate) fn netns_path(&self, cni_netns: &str) -> PathBuf {
         under_prefix(&self.host_prefix, cni_netns)
     }
 }
 
 /// The host's absolute `path` as a daemon with `-hostprefix` `prefix` sees it (`/host` and
 /// `/proc/1/stat` give `/host/proc/1/stat`); `path` itself when `prefix` is empty.
-pub fn under_prefix(prefix: &Path, path: &str) -> PathBuf {
+pub(crate) fn under_prefix(prefix: &Path, path: &str) -> PathBuf {
     if prefix.as_os_str().is_empty() {
         PathBuf::from(path)
     } else {

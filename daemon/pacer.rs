@@ -38,15 +38,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Exchanges in flight per CNI network: enough to keep one server busy (dnsmasq answers a
 /// DISCOVER or REQUEST in about 0.4 ms of CPU), few enough that its socket buffer never fills.
-pub const WINDOW: usize = 32;
+pub(crate) const WINDOW: usize = 32;
 /// How long a permit waits for its reply before it is given back: hundreds of times the
 /// server's answer time under load, so it only fires for replies that were lost.
-pub const WINDOW_HOLD: Duration = Duration::from_secs(1);
+pub(crate) const WINDOW_HOLD: Duration = Duration::from_secs(1);
 /// Spacing of messages that get no reply (DHCPRELEASE, DHCPDECLINE): 4 ms, 250 per second.
-pub const NO_REPLY_SPACING: Duration = Duration::from_millis(4);
+pub(crate) const NO_REPLY_SPACING: Duration = Duration::from_millis(4);
 /// Spacing of sends retried after `ENOBUFS`: 1 ms, about what a CPU takes to drain a backlog
 /// of a thousand broadcast copies.
-pub const RETRY_SPACING: Duration = Duration::from_millis(1);
+pub(crate) const RETRY_SPACING: Duration = Duration::from_millis(1);
 
 /// The in-flight limit of one CNI network.
 type Window = Arc<Semaphore>;
@@ -92,7 +92,7 @@ struct Network {
 
 /// The daemon's send discipline. One per daemon, shared by every lease's driver.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     /// Per CNI network name, made on first use.
     networks: Mutex<HashMap<String, Network>>,
     window: usize,
@@ -110,7 +110,7 @@ impl Default for Pacer {
 impl Pacer {
     /// A pacer with `window` exchanges in flight per network (at least 1), no-reply messages
     /// spaced by `no_reply_spacing` and retries by `retry_spacing`.
-    pub fn new(window: usize, no_reply_spacing: Duration, retry_spacing: Duration) -> Pacer {
+    pub(crate) fn new(window: usize, no_reply_spacing: Duration, retry_spacing: Duration) -> Pacer {
         Pacer {
             networks: Mutex::new(HashMap::new()),
             window: window.max(1),
@@ -133,7 +133,7 @@ impl Pacer {
 
     /// Waits for a permit of `network`'s window: an exchange may then be in flight until the
     /// permit is dropped (on the reply, after [`WINDOW_HOLD`], or when the send failed).
-    pub async fn permit(&self, network: &str) -> OwnedSemaphorePermit {
+    pub(crate) async fn permit(&self, network: &str) -> OwnedSemaphorePermit {
         let window = self.network(network, |n| n.window.clone());
         // The semaphore is never closed, so acquiring cannot fail.
         window
@@ -143,13 +143,13 @@ impl Pacer {
     }
 
     /// Waits for `network`'s turn for a message that gets no reply.
-    pub async fn no_reply_turn(&self, network: &str) {
+    pub(crate) async fn no_reply_turn(&self, network: &str) {
         let turns = self.network(network, |n| n.no_reply.clone());
         turns.wait().await
     }
 
     /// Waits for the turn of a send retried after `ENOBUFS`.
-    pub async fn retry_turn(&self) {
+    pub(crate) async fn retry_turn(&self) {
         self.retry.wait().await
     }
 }

@@ -39,11 +39,11 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// UDP port of DHCP clients (RFC 2131 §4.1).
-pub const CLIENT_PORT: u16 = 68;
+pub(crate) const CLIENT_PORT: u16 = 68;
 /// UDP port of DHCP servers (RFC 2131 §4.1).
-pub const SERVER_PORT: u16 = 67;
+pub(crate) const SERVER_PORT: u16 = 67;
 /// Ethernet broadcast address.
-pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+pub(crate) const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 
 /// `ETH_P_IP` in network byte order, as `socket(2)`/`sockaddr_ll` want it.
 const ETH_P_IP_BE: u16 = (libc::ETH_P_IP as u16).to_be();
@@ -77,11 +77,11 @@ fn dhcp_client_filter() -> [SockFilter; 9] {
 
 /// The interface a socket was opened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkAddr {
+pub(crate) struct LinkAddr {
     /// ifindex inside the container's namespace.
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
     /// The interface's MAC: chaddr. On an ipvlan slave, the master's MAC.
-    pub mac: [u8; 6],
+    pub(crate) mac: [u8; 6],
 }
 
 /// Opens the filtered packet socket on `ifname`, brings the interface up if it is down (as the
@@ -92,7 +92,7 @@ pub struct LinkAddr {
 ///
 /// Errors: `NotFound` when no such interface exists; the errors of `socket(2)`,
 /// `setsockopt(2)`, `bind(2)` and the `SIOCSIFFLAGS` ioctl.
-pub fn open(ifname: &str) -> io::Result<(OwnedFd, LinkAddr)> {
+pub(crate) fn open(ifname: &str) -> io::Result<(OwnedFd, LinkAddr)> {
     open_inner(ifname, None)
 }
 
@@ -105,7 +105,7 @@ pub fn open(ifname: &str) -> io::Result<(OwnedFd, LinkAddr)> {
 ///
 /// Errors: `NotFound` when no such interface exists or it is another one under the same name
 /// (deleted and made again); otherwise as [`open`].
-pub fn open_existing(ifname: &str, expect: LinkAddr) -> io::Result<(OwnedFd, LinkAddr)> {
+pub(crate) fn open_existing(ifname: &str, expect: LinkAddr) -> io::Result<(OwnedFd, LinkAddr)> {
     open_inner(ifname, Some(expect))
 }
 
@@ -211,13 +211,13 @@ fn set_up(ifname: &str) -> io::Result<()> {
 
 /// A datagram received on port 68.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
+pub(crate) struct Received {
     /// The UDP payload: a BOOTP/DHCP message, not yet validated.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// IPv4 source address.
-    pub src_ip: Ipv4Addr,
+    pub(crate) src_ip: Ipv4Addr,
     /// Link-layer source: the server's (or relay's) MAC, the destination of our later unicasts.
-    pub src_mac: [u8; 6],
+    pub(crate) src_mac: [u8; 6],
 }
 
 /// Parses an IPv4 packet (as a SOCK_DGRAM packet socket delivers it) and returns the UDP payload
@@ -241,7 +241,7 @@ pub fn parse_datagram(packet: &[u8]) -> Option<(Ipv4Addr, &[u8])> {
 }
 
 /// Builds the IPv4 + UDP packet carrying `payload` from `src`:68 to `dst`:67 (TTL 64).
-pub fn build_datagram(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn build_datagram(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     let builder = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(CLIENT_PORT, SERVER_PORT);
     let mut out = Vec::with_capacity(builder.size(payload.len()));
     // Writing into a Vec only fails for payloads over 64 KiB, which we never build.
@@ -251,7 +251,7 @@ pub fn build_datagram(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
 
 /// Threads that close packet sockets (see the module doc). Closes in flight at once; each
 /// waits about one grace period, which the concurrent ones share.
-pub const CLOSER_THREADS: usize = 4;
+pub(crate) const CLOSER_THREADS: usize = 4;
 
 /// Closes `fd` on a closer thread, never on the caller's; falls back to closing here if the
 /// closer threads cannot be started.
@@ -292,7 +292,7 @@ fn close_later(fd: OwnedFd) {
 /// The packet socket, registered with the runtime's reactor. Dropping it deregisters it and
 /// closes the descriptor on a closer thread.
 #[derive(Debug)]
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     /// Always `Some` until `drop`.
     fd: Option<AsyncFd<OwnedFd>>,
     link: LinkAddr,
@@ -308,7 +308,7 @@ impl Drop for PacketSocket {
 
 impl PacketSocket {
     /// Wraps a socket returned by [`open`]. Must be called within the tokio runtime.
-    pub fn new(fd: OwnedFd, link: LinkAddr) -> io::Result<PacketSocket> {
+    pub(crate) fn new(fd: OwnedFd, link: LinkAddr) -> io::Result<PacketSocket> {
         // SAFETY: an OwnedFd is a valid open descriptor, owned by the AsyncFd for its whole life.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
             .map_err(io::Error::from)?;
@@ -319,16 +319,11 @@ impl PacketSocket {
         self.fd.as_ref().expect("PacketSocket used after drop")
     }
 
-    /// The interface's index and MAC.
-    pub fn link(&self) -> LinkAddr {
-        self.link
-    }
-
     /// Sends `payload` as a UDP datagram `src`:68 → `dst`:67 in a frame to `dst_mac`.
     ///
     /// Packet sockets do not block on send in practice (the qdisc drops instead); a transient
     /// `ENETDOWN`/`ENOBUFS` is returned to the caller, whose retransmission timer retries.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         src: Ipv4Addr,
         dst: Ipv4Addr,
@@ -356,7 +351,7 @@ impl PacketSocket {
 
     /// Waits for the next UDP datagram to port 68 on this interface. Outgoing copies
     /// (`PACKET_OUTGOING`) and non-DHCP packets that slip past the filter are skipped.
-    pub async fn recv(&self) -> io::Result<Received> {
+    pub(crate) async fn recv(&self) -> io::Result<Received> {
         let mut buf = vec![0u8; 2048];
         loop {
             let mut guard = self.async_fd().readable().await?;

@@ -29,23 +29,27 @@ use crate::cni::code;
 use crate::rpc::{self, FrameError, MAX_REQUEST_BYTES, Response};
 
 /// How often [`trim_after_bursts`] looks whether a burst has ended.
-pub const TRIM_CHECK: Duration = Duration::from_secs(5);
+pub(crate) const TRIM_CHECK: Duration = Duration::from_secs(5);
 
 /// Read buffer per connection, bytes: a request is one line of JSON, usually under 1 KiB. (The
 /// default 8 KiB made a thousand simultaneous ADDs hold 8 MB of buffers, measured with heaptrack.)
 const READ_BUFFER: usize = 1024;
 
 /// Time a client has to send its whole request.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Time a client has to read the daemon's answer (a client that never reads would otherwise
 /// hold its connection, and a connection slot, for ever).
-pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Writes one response frame to `write` within `deadline`, then shuts the write side down.
 ///
 /// Errors: the write failed, or `TimedOut` when the peer did not take it in time.
-pub async fn write_response<W>(write: &mut W, frame: &[u8], deadline: Duration) -> io::Result<()>
+pub(crate) async fn write_response<W>(
+    write: &mut W,
+    frame: &[u8],
+    deadline: Duration,
+) -> io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -88,7 +92,7 @@ async fn trim_after_bursts(shared: Arc<Shared>) {
 
 /// Binds the socket (or takes the activated one), writes the PID file, and serves until
 /// SIGTERM/SIGINT. Leases are not released on exit: containers outlive a daemon restart.
-pub async fn serve(config: Config) -> io::Result<()> {
+pub(crate) async fn serve(config: Config) -> io::Result<()> {
     crate::netns::start_pool()?;
     let listener = listen(&config)?;
     // Bound before anything else happens, so a taken address stops the daemon at once.
@@ -209,7 +213,7 @@ async fn resume_all(shared: &Arc<Shared>, records: Vec<crate::lease_file::Record
         info!(
             resumed = count(|r| matches!(r, Resumed::Running)),
             dropped = count(|r| matches!(r, Resumed::Dropped(_))),
-            retrying = count(|r| matches!(r, Resumed::Retrying(_))),
+            retrying = count(|r| matches!(r, Resumed::Retrying)),
             "persisted leases reloaded"
         );
     }

@@ -17,34 +17,34 @@ use super::table::Table;
 
 /// The daemon's state, shared by every connection, every lease's driver and the background tasks.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The daemon's settings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The leases.
-    pub table: Table,
+    pub(crate) table: Table,
     /// The leases on disk.
-    pub store: Store,
+    pub(crate) store: Store,
     /// Counters for Prometheus; served only with `-metrics-listen`, kept all the same.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Send discipline for every lease's driver (window per network, spaced no-reply sends).
-    pub pacer: Pacer,
+    pub(crate) pacer: Pacer,
     /// Connections being served now.
-    pub connections: AtomicUsize,
+    pub(crate) connections: AtomicUsize,
     /// Connections accepted since start.
-    pub accepted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
     /// (server identifier, chaddr) pairs of servers that have shown they key leases by MAC and
     /// ignore option 61 for that chaddr (`driver::on_offer`): later ADDs on that chaddr fail
     /// while a sibling holds that server's lease.
-    pub mac_keyed: Mutex<HashSet<(Ipv4Addr, [u8; 6])>>,
+    pub(crate) mac_keyed: Mutex<HashSet<(Ipv4Addr, [u8; 6])>>,
     /// Bumped when the machine was suspended ([`super::clock::watch_suspend`]); every driver
     /// holds a receiver and runs its timers then.
-    pub suspend: tokio::sync::watch::Sender<u64>,
+    pub(crate) suspend: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
     /// The state of a daemon that starts with `config` over the opened state directory `store`:
     /// an empty lease table (the listener resumes the persisted leases into it), zeroed counters.
-    pub fn new(config: Config, store: Store) -> Shared {
+    pub(crate) fn new(config: Config, store: Store) -> Shared {
         Shared {
             config,
             table: Table::default(),

@@ -32,7 +32,7 @@ impl Granted {
     /// The point that was `at` on the lease clock ([`super::clock::now`], e.g.
     /// [`crate::dhcp::client::Client::granted_at`]): now on both clocks, minus how long ago
     /// `at` was (0 if `at` is in the future).
-    pub fn from_instant(at: Instant) -> Granted {
+    pub(crate) fn from_instant(at: Instant) -> Granted {
         Granted::before_now(super::clock::now().saturating_duration_since(at))
     }
 }
@@ -41,7 +41,7 @@ impl Record {
     /// The lease-clock `Instant` ([`super::clock::now`]) the lease was granted at, for
     /// [`Client::resume`](crate::dhcp::client::Client::resume): now minus
     /// [`Record::elapsed_since_granted`], saturating at the earliest `Instant` representable.
-    pub fn granted_instant(&self) -> Instant {
+    pub(crate) fn granted_instant(&self) -> Instant {
         instant_before(super::clock::now(), self.elapsed_since_granted())
     }
 }
@@ -64,7 +64,7 @@ fn instant_before(now: Instant, d: Duration) -> Instant {
 
 /// The state directory, open and locked.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
     /// The directory itself: fsync'd after every rename and unlink, and flock'ed.
     dir_file: File,
@@ -82,7 +82,7 @@ impl Store {
     ///
     /// Errors: the directory cannot be created or opened; `WouldBlock` when another process
     /// (or another open `Store`) holds it.
-    pub fn open(dir: impl AsRef<Path>) -> io::Result<Store> {
+    pub(crate) fn open(dir: impl AsRef<Path>) -> io::Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)?;
@@ -123,12 +123,12 @@ impl Store {
     }
 
     /// The state directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The path of `attachment`'s record.
-    pub fn path_of(&self, attachment: &Attachment) -> PathBuf {
+    pub(crate) fn path_of(&self, attachment: &Attachment) -> PathBuf {
         self.dir.join(file_name(attachment))
     }
 
@@ -137,7 +137,7 @@ impl Store {
     /// directory fsync'd when the file is new (a replaced file's rename needs no directory sync:
     /// losing it leaves the previous record of the same lease). A crash at any point leaves the
     /// old record or the new one.
-    pub fn save(&self, record: &Record) -> io::Result<()> {
+    pub(crate) fn save(&self, record: &Record) -> io::Result<()> {
         let json = record.to_file_bytes().map_err(io::Error::other)?;
         let name = file_name(&record.attachment);
         let target = self.dir.join(&name);
@@ -190,7 +190,7 @@ impl Store {
     /// filesystem, where the next save would fail.
     ///
     /// Errors: the first failing call (`ENOSPC`, `EROFS`, `EDQUOT`, `EIO`...).
-    pub fn probe_write(&self) -> io::Result<()> {
+    pub(crate) fn probe_write(&self) -> io::Result<()> {
         let tmp = self.dir.join(format!(
             ".status-probe.{}.{}.tmp",
             std::process::id(),
@@ -215,7 +215,7 @@ impl Store {
     }
 
     /// Deletes `attachment`'s record, durably. A missing record is not an error.
-    pub fn remove(&self, attachment: &Attachment) -> io::Result<()> {
+    pub(crate) fn remove(&self, attachment: &Attachment) -> io::Result<()> {
         match fs::remove_file(self.path_of(attachment)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             other => other?,
@@ -251,7 +251,7 @@ impl Store {
     /// (permissions, I/O error), are left in place. Temp files left by a crash during
     /// [`Store::save`] are deleted, except this process's own (call this before saving
     /// anything). Records are sorted by attachment.
-    pub fn load_all(&self) -> (Vec<Record>, Vec<LoadError>) {
+    pub(crate) fn load_all(&self) -> (Vec<Record>, Vec<LoadError>) {
         let mut records = Vec::new();
         let mut errors = Vec::new();
         let entries = match fs::read_dir(&self.dir) {

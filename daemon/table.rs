@@ -21,88 +21,88 @@ use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseCore, LeaseRecord, Tra
 
 /// A request to a running driver task.
 #[derive(Debug)]
-pub enum DriverCommand {
+pub(crate) enum DriverCommand {
     /// Send DHCPRELEASE (if a lease is held), stop, and answer on the channel.
     Release(oneshot::Sender<()>),
 }
 
 /// The running driver task of a lease.
 #[derive(Debug)]
-pub struct Handle {
+pub(crate) struct Handle {
     /// Commands to the task.
-    pub commands: mpsc::Sender<DriverCommand>,
+    pub(crate) commands: mpsc::Sender<DriverCommand>,
     /// The task itself; finished once the lease is released, expired or lost.
-    pub task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 impl Handle {
     /// Whether the driver still runs (the lease is still being kept).
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         !self.task.is_finished()
     }
 }
 
 /// What the daemon knows of a lease right now (the source of a [`LeaseRecord`]).
 #[derive(Debug, Clone, Default)]
-pub struct Status {
+pub(crate) struct Status {
     /// `CNI_NETNS` as given at ADD.
-    pub netns: String,
+    pub(crate) netns: String,
     /// What the lease was granted on ([`Identity`]: namespace, interface, boot), once known.
     /// The sweeper ([`crate::daemon::driver::sweep_lost_namespaces`]) compares it with what
     /// the namespace path names now.
-    pub identity: Option<Identity>,
+    pub(crate) identity: Option<Identity>,
     /// When (lease clock, [`crate::daemon::clock::now`]) the driver took the DHCPACK that bound
     /// the current lease: a reply to a DHCPDISCOVER sent after this cannot have been built
     /// before the server granted it (used to tell a server keying by MAC from one answering
     /// many clients at once).
-    pub bound_at: Option<Instant>,
+    pub(crate) bound_at: Option<Instant>,
     /// Option 61 bytes.
-    pub client_id: Vec<u8>,
+    pub(crate) client_id: Vec<u8>,
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
     /// chaddr and address mean a server keying by MAC.
-    pub chaddr: [u8; 6],
+    pub(crate) chaddr: [u8; 6],
     /// The client's RFC 2131 state, or the daemon's own (`LOST`); [`LeaseState::Unset`] until
     /// the driver sets one.
-    pub state: LeaseState,
+    pub(crate) state: LeaseState,
     /// BOOTP broadcast flag in use.
-    pub broadcast: bool,
+    pub(crate) broadcast: bool,
     /// Why ([`LeaseCore::broadcast_reason`]).
-    pub broadcast_reason: String,
+    pub(crate) broadcast_reason: String,
     /// Last acknowledged lease.
-    pub lease: Option<Lease>,
+    pub(crate) lease: Option<Lease>,
     /// T1, T2 and expiry of that lease as the client schedules them (fuzz included).
-    pub timers: Option<Timers>,
+    pub(crate) timers: Option<Timers>,
     /// DHCPACKs received in RENEWING or REBINDING.
-    pub renewals: u32,
+    pub(crate) renewals: u32,
     /// The address this attachment held before the server gave it another one (after a NAK or
     /// an expiry), if that ever happened.
-    pub previous_address: Option<std::net::Ipv4Addr>,
+    pub(crate) previous_address: Option<std::net::Ipv4Addr>,
     /// Last error, for operators.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 /// When a bound lease next needs attention (monotonic clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timers {
+pub(crate) struct Timers {
     /// T1: RENEWING starts (RFC 2131 §4.4.5).
-    pub renew_at: Instant,
+    pub(crate) renew_at: Instant,
     /// T2: REBINDING starts.
-    pub rebind_at: Instant,
+    pub(crate) rebind_at: Instant,
     /// The lease expires.
-    pub expires_at: Instant,
+    pub(crate) expires_at: Instant,
 }
 
 /// One attachment's slot.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// Whose slot.
-    pub attachment: Attachment,
+    pub(crate) attachment: Attachment,
     /// Held for the whole of a request on this attachment; holds the driver, if one runs.
-    pub op: tokio::sync::Mutex<Option<Handle>>,
+    pub(crate) op: tokio::sync::Mutex<Option<Handle>>,
     status: Mutex<Status>,
     /// Woken by the sweeper when the container's namespace is gone: the driver then drops the
     /// lease.
-    pub gone: tokio::sync::Notify,
+    pub(crate) gone: tokio::sync::Notify,
     /// The last [`HISTORY_LEN`] transactions, oldest first. Kept beside [`Status`], not in it,
     /// so that the driver's `*slot.status() = Status { .. }` (a new ADD, a resume) does not
     /// erase what led to it.
@@ -112,7 +112,7 @@ pub struct Slot {
 /// Wall-clock milliseconds since the Unix epoch of `at` on the lease clock, by the clocks'
 /// offset right now (`SystemTime::now() - (clock::now() - at)`, [`crate::daemon::clock`]); 0
 /// before the epoch.
-pub fn unix_ms_of(at: Instant) -> u64 {
+pub(crate) fn unix_ms_of(at: Instant) -> u64 {
     let (mono, wall) = (super::clock::now(), SystemTime::now());
     let wall = if at <= mono {
         wall.checked_sub(mono - at)
@@ -125,7 +125,7 @@ pub fn unix_ms_of(at: Instant) -> u64 {
 
 impl Slot {
     /// The status snapshot, locked. Never hold it across an `.await`.
-    pub fn status(&self) -> MutexGuard<'_, Status> {
+    pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
         // A poisoned lock only means a thread panicked while holding it; the data is plain.
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -133,7 +133,7 @@ impl Slot {
     /// Appends to the attachment's history (stamped with the wall clock now), dropping the
     /// oldest entry beyond [`HISTORY_LEN`]. Cheap (a short mutex), callable with the
     /// [`Slot::status`] lock held.
-    pub fn push_history(&self, direction: Direction, message: impl Into<String>) {
+    pub(crate) fn push_history(&self, direction: Direction, message: impl Into<String>) {
         let at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -149,13 +149,13 @@ impl Slot {
     }
 
     /// The history, oldest first.
-    pub fn history(&self) -> Vec<Transaction> {
+    pub(crate) fn history(&self) -> Vec<Transaction> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.iter().cloned().collect()
     }
 
     /// [`Slot::record`] with [`LeaseRecord::history`] filled in (the answer to SHOW).
-    pub fn record_with_history(&self, now: Instant) -> LeaseRecord {
+    pub(crate) fn record_with_history(&self, now: Instant) -> LeaseRecord {
         LeaseRecord {
             history: Some(self.history()),
             ..self.record(now)
@@ -164,7 +164,7 @@ impl Slot {
 
     /// The snapshot as a protocol record, with times relative to `now` (and absolute ones by
     /// the wall clock, [`unix_ms_of`]); no history.
-    pub fn record(&self, now: Instant) -> LeaseRecord {
+    pub(crate) fn record(&self, now: Instant) -> LeaseRecord {
         let s = self.status().clone();
         // The client counts expiry from the grant without fuzz, so the grant is expiry minus
         // the lease time.
@@ -217,7 +217,7 @@ impl Slot {
 
 /// All slots.
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     slots: Mutex<HashMap<Attachment, Arc<Slot>>>,
 }
 
@@ -227,7 +227,7 @@ impl Table {
     }
 
     /// The attachment's slot, created empty if there is none.
-    pub fn slot(&self, attachment: &Attachment) -> Arc<Slot> {
+    pub(crate) fn slot(&self, attachment: &Attachment) -> Arc<Slot> {
         self.slots()
             .entry(attachment.clone())
             .or_insert_with(|| {
@@ -244,14 +244,14 @@ impl Table {
 
     /// Whether `slot` is still the table's slot for its attachment (not removed by a DEL,
     /// GC or lost container while a request waited for its lock, nor replaced by a newer one).
-    pub fn is_current(&self, slot: &Arc<Slot>) -> bool {
+    pub(crate) fn is_current(&self, slot: &Arc<Slot>) -> bool {
         self.slots()
             .get(&slot.attachment)
             .is_some_and(|s| Arc::ptr_eq(s, slot))
     }
 
     /// The attachment's slot, if it has one.
-    pub fn get(&self, attachment: &Attachment) -> Option<Arc<Slot>> {
+    pub(crate) fn get(&self, attachment: &Attachment) -> Option<Arc<Slot>> {
         self.slots().get(attachment).cloned()
     }
 
@@ -259,7 +259,7 @@ impl Table {
     /// the slot before its removal and waits for its `op` lock must check
     /// [`Table::is_current`] once it has the lock and start over with a fresh slot (as
     /// `command::add` does), or its work would live in a slot nobody can see.
-    pub fn remove(&self, slot: &Arc<Slot>) {
+    pub(crate) fn remove(&self, slot: &Arc<Slot>) {
         let mut slots = self.slots();
         if slots
             .get(&slot.attachment)
@@ -270,7 +270,7 @@ impl Table {
     }
 
     /// Every slot, sorted by attachment.
-    pub fn all(&self) -> Vec<Arc<Slot>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
         let mut all: Vec<_> = self.slots().values().cloned().collect();
         all.sort_by(|a, b| {
             (
@@ -289,18 +289,13 @@ impl Table {
 
     /// Every slot, in no particular order: for scans that need no order (a conflict check at
     /// every DHCPACK), without [`Table::all`]'s sort.
-    pub fn snapshot(&self) -> Vec<Arc<Slot>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Slot>> {
         self.slots().values().cloned().collect()
     }
 
     /// Number of slots.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots().len()
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -22,7 +22,7 @@ use crate::rpc::{
 
 /// How long the plugin waits for the daemon's answer. Longer than any acquisition budget
 /// (`-timeout`, 10 s by default) so the daemon's own, explanatory error arrives first.
-pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DAEMON_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The GC input key listing attachments still in use (CNI spec 1.1.0 §"GC").
 pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";

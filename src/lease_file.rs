@@ -106,13 +106,13 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/dhcp";
 
 /// Largest state file accepted, in bytes; a record is about 1 KiB. Larger files are corrupt.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 256 * 1024;
 
 /// Where the kernel publishes the id of the current boot.
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 /// Suffix of a record file the daemon could not use and moved aside (`<name>.json.corrupt`).
-pub const CORRUPT_SUFFIX: &str = ".corrupt";
+pub(crate) const CORRUPT_SUFFIX: &str = ".corrupt";
 
 /// One lease as stored. See the module documentation for the JSON form of each field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,7 +222,7 @@ impl Granted {
 
     /// `ago` before now, on both clocks (saturating at 0). The daemon places a lease-clock
     /// `Instant` with it (`Granted::from_instant`, daemon/store.rs).
-    pub fn before_now(ago: Duration) -> Granted {
+    pub(crate) fn before_now(ago: Duration) -> Granted {
         let ago = duration_ms(ago);
         let now = Granted::now();
         Granted {
@@ -235,7 +235,7 @@ impl Granted {
     /// How long before `now` this point was: by `CLOCK_BOOTTIME` when both are from the same
     /// (known) boot, which no wall-clock jump affects and which counts time suspended; else by
     /// the wall clock. Zero if `now` is earlier (a clock that went backwards).
-    pub fn elapsed_until(&self, now: &Granted) -> Duration {
+    pub(crate) fn elapsed_until(&self, now: &Granted) -> Duration {
         let ms = if !self.boot_id.is_empty() && self.boot_id == now.boot_id {
             now.boottime_ms.saturating_sub(self.boottime_ms)
         } else {
@@ -291,7 +291,7 @@ impl Record {
     /// as pretty-printed JSON with a final newline.
     ///
     /// Errors: serde_json's (none for a record: every key is a string).
-    pub fn to_file_bytes(&self) -> serde_json::Result<Vec<u8>> {
+    pub(crate) fn to_file_bytes(&self) -> serde_json::Result<Vec<u8>> {
         #[derive(Serialize)]
         struct OnDisk<'a> {
             version: u32,
@@ -312,7 +312,7 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// The current boot's id, or an empty string when it cannot be read.
-pub fn boot_id() -> String {
+pub(crate) fn boot_id() -> String {
     read_boot_id().unwrap_or_default()
 }
 
@@ -321,7 +321,7 @@ pub fn boot_id() -> String {
 /// nothing about the boot (`EMFILE`), which must never look like a reboot.
 ///
 /// Errors: the file cannot be read or is empty (the next call tries again).
-pub fn read_boot_id() -> io::Result<String> {
+pub(crate) fn read_boot_id() -> io::Result<String> {
     static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(id) = BOOT_ID.get() {
         return Ok(id.clone());
@@ -337,7 +337,7 @@ pub fn read_boot_id() -> io::Result<String> {
 }
 
 /// `CLOCK_BOOTTIME`: time since boot, suspend included.
-pub fn boottime() -> Duration {
+pub(crate) fn boottime() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

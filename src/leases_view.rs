@@ -64,7 +64,7 @@ use crate::rpc::{Direction, LeaseCore, LeaseRecord, Transaction};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Longest `last_error` shown in the table, in characters.
-pub const ERROR_WIDTH: usize = 40;
+pub(crate) const ERROR_WIDTH: usize = 40;
 
 /// Where a [`LeaseView`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +122,7 @@ pub struct LeaseView {
 }
 
 /// RFC 3339 UTC with milliseconds of a Unix time in milliseconds.
-pub fn rfc3339(unix_ms: u64) -> String {
+pub(crate) fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
@@ -154,7 +154,7 @@ impl LeaseView {
     /// wall clock does not skew it), T1/T2/expiry from the lease's own times (no fuzz). A lease
     /// that has run out shows as `EXPIRED` with no time left; an infinite one has no T1, T2,
     /// expiry.
-    pub fn from_stored(r: &lease_file::Record, now: &Granted) -> LeaseView {
+    pub(crate) fn from_stored(r: &lease_file::Record, now: &Granted) -> LeaseView {
         let elapsed = r.granted.elapsed_until(now);
         let granted_ms = now
             .unix_ms
@@ -362,7 +362,7 @@ fn left(secs: Option<u64>) -> String {
 }
 
 /// `s` cut to `max` characters, the last three replaced by `...` when cut.
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -372,7 +372,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Column titles of [`table`].
-pub const COLUMNS: [&str; 12] = [
+pub(crate) const COLUMNS: [&str; 12] = [
     "CONTAINER",
     "NETWORK",
     "IFNAME",

@@ -19,6 +19,8 @@
 //!
 //! The binaries (`src/bin/`) are thin front-ends over these modules.
 
+#![warn(missing_docs)]
+
 pub mod cni;
 pub mod dhcp;
 pub mod ipam;

@@ -31,14 +31,17 @@ use std::str::FromStr;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+#[cfg(test)]
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, IpVlanFlags, LinkAttribute,
     LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
+#[cfg(test)]
+use netlink_packet_route::route::RouteAddress;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType,
+    RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType,
 };
 use rtnetlink::{Handle, LinkIpVlan, LinkUnspec, RouteMessageBuilder};
 
@@ -397,7 +400,7 @@ where
 /// entered a container's namespace, such as [`NetNs::run_async`]'s.
 ///
 /// Errors: `NotFound` when the link does not exist; netlink errors otherwise.
-pub fn link_info_here(ifname: &str) -> io::Result<LinkInfo> {
+pub(crate) fn link_info_here(ifname: &str) -> io::Result<LinkInfo> {
     let name = ifname.to_owned();
     run_with_handle(move |h| async move { link_by_name(&h, &name).await })
 }
@@ -406,7 +409,8 @@ pub fn link_info_here(ifname: &str) -> io::Result<LinkInfo> {
 /// to notice ipvlan slaves and pick its broadcast policy).
 ///
 /// Errors: `NotFound` when the link does not exist; namespace or netlink errors otherwise.
-pub fn link_info_in(ns: &NetNs, ifname: &str) -> io::Result<LinkInfo> {
+#[cfg(test)]
+pub(crate) fn link_info_in(ns: &NetNs, ifname: &str) -> io::Result<LinkInfo> {
     ns.run(|| link_info_here(ifname))
 }
 
@@ -566,7 +570,8 @@ pub async fn set_link_up(h: &Handle, index: u32) -> io::Result<()> {
 
 /// Sets the MTU of link `index` in bytes (`ip link set dev X mtu N`). For an ipvlan slave it
 /// may not exceed the master's.
-pub async fn set_mtu(h: &Handle, index: u32, mtu: u32) -> io::Result<()> {
+#[cfg(test)]
+pub(crate) async fn set_mtu(h: &Handle, index: u32, mtu: u32) -> io::Result<()> {
     let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
     set_link(h, msg, format_args!("setting mtu {mtu} on link {index}")).await
 }
@@ -650,7 +655,7 @@ pub async fn list_addresses(h: &Handle, index: u32) -> io::Result<Vec<IpNet>> {
 ///
 /// Returns `Ok(false)` when the link does not carry that address (nothing to do).
 /// Errors: netlink failures, `NotFound` when the link is gone.
-pub async fn delete_address(h: &Handle, index: u32, addr: IpNet) -> io::Result<bool> {
+pub(crate) async fn delete_address(h: &Handle, index: u32, addr: IpNet) -> io::Result<bool> {
     let msgs: Vec<AddressMessage> = h
         .address()
         .get()
@@ -720,7 +725,8 @@ pub async fn add_route(h: &Handle, index: u32, route: &RouteSpec) -> io::Result<
 
 /// Lists the main-table unicast routes whose output interface is link `index`, both families
 /// (including the kernel's prefix routes and, for IPv6, `fe80::/64`).
-pub async fn list_routes(h: &Handle, index: u32) -> io::Result<Vec<RouteSpec>> {
+#[cfg(test)]
+pub(crate) async fn list_routes(h: &Handle, index: u32) -> io::Result<Vec<RouteSpec>> {
     let mut out = Vec::new();
     for v6 in [false, true] {
         let query = if v6 {
@@ -772,6 +778,7 @@ pub async fn list_routes(h: &Handle, index: u32) -> io::Result<Vec<RouteSpec>> {
     Ok(out)
 }
 
+#[cfg(test)]
 fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -782,7 +789,7 @@ fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
 
 /// Parses the `major.minor` prefix of a kernel release string such as `6.1.0-27-cloud-amd64`
 /// or `6.18.44-fc-v669`. `None` when it does not start with two dot-separated numbers.
-pub fn parse_kernel_release(release: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_kernel_release(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor: String = parts

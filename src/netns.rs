@@ -28,12 +28,12 @@ use nix::sched::{CloneFlags, setns};
 
 /// `statfs(2)` `f_type` of nsfs, the filesystem behind every namespace file (`/proc/PID/ns/*`
 /// and their bind mounts such as `/var/run/netns/NAME`) since Linux 3.19.
-pub const NSFS_MAGIC: i64 = 0x6e73_6673;
+pub(crate) const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// `statfs(2)` `f_type` of procfs. Before Linux 3.19 namespace files were procfs inodes; a
 /// procfs file is accepted by the filesystem check and then judged by its namespace type, so
 /// `/proc/self/status` still fails.
-pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+pub(crate) const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// `ioctl(2)` request `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)` (linux/nsfs.h, Linux 4.11): returns the
 /// namespace's `CLONE_NEW*` flag.
@@ -44,7 +44,7 @@ const NS_GET_NSTYPE: u32 = 0xb7 << 8 | 0x3;
 /// [`NetNs::identity`] to tell whether a namespace path still names the same namespace.
 ///
 /// Errors: the `stat(2)` error (`NotFound` once `ip netns del` or the runtime removed it).
-pub fn identity_of(path: &Path) -> io::Result<(u64, u64)> {
+pub(crate) fn identity_of(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
@@ -61,7 +61,7 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 ///
 /// Returns `Ok(None)` on kernels older than 5.14 (`ENOPROTOOPT`). Errors: `socket(2)` or
 /// `getsockopt(2)` failing otherwise.
-pub fn cookie_here() -> io::Result<Option<u64>> {
+pub(crate) fn cookie_here() -> io::Result<Option<u64>> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
@@ -91,14 +91,15 @@ pub fn cookie_here() -> io::Result<Option<u64>> {
 /// Errors: `NotFound` (and the other `open(2)` errors) as they are; `InvalidInput` with a message
 /// naming what the file is instead, e.g. "`/tmp/x` is not a network namespace (it is a regular
 /// file)" or "(it is a mount namespace)".
-pub fn check_net_namespace(path: &Path) -> io::Result<()> {
+#[cfg(test)]
+pub(crate) fn check_net_namespace(path: &Path) -> io::Result<()> {
     let file = File::open(path)?;
     check_net_namespace_fd(file.as_fd(), path)
 }
 
 /// [`check_net_namespace`] on an already open descriptor (no race between check and use);
 /// `path` only names the file in the error message.
-pub fn check_net_namespace_fd(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+pub(crate) fn check_net_namespace_fd(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let not_net = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -211,7 +212,7 @@ pub const MAX_NAMESPACE_THREADS: usize = 4;
 /// there from the start rather than appearing at the first ADD.
 ///
 /// Errors: the home namespace cannot be opened or no thread can be started.
-pub fn start_pool() -> io::Result<()> {
+pub(crate) fn start_pool() -> io::Result<()> {
     Pool::get().map(|_| ())
 }
 
@@ -305,7 +306,7 @@ impl NetNs {
     /// The file is opened `O_NONBLOCK`: opening a FIFO for reading would otherwise wait for a
     /// writer forever (nsfs ignores the flag). Errors: as [`NetNs::open`]; `ELOOP` for a
     /// symbolic link with `no_follow`.
-    pub fn open_with(path: impl AsRef<Path>, no_follow: bool) -> io::Result<NetNs> {
+    pub(crate) fn open_with(path: impl AsRef<Path>, no_follow: bool) -> io::Result<NetNs> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref().to_path_buf();
         let mut flags = libc::O_NONBLOCK;
@@ -372,7 +373,7 @@ impl NetNs {
     /// beyond the pool's size wait their turn in order.
     ///
     /// Errors: as [`NetNs::run`]; also `Other` when the pool cannot be started.
-    pub async fn run_async<T, F>(&self, f: F) -> io::Result<T>
+    pub(crate) async fn run_async<T, F>(&self, f: F) -> io::Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static,

@@ -31,7 +31,7 @@ pub const DEFAULT_SOCKET_PATH: &str = "/run/cni/dhcp.sock";
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Largest response frame in bytes, newline included (a lease list of thousands of leases).
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One container interface, the unit a lease belongs to (CNI spec §"Attachment": container ID,
 /// network name and interface name identify it).
@@ -235,7 +235,7 @@ pub struct LeaseRecord {
 }
 
 /// How many [`Transaction`]s the daemon keeps per attachment.
-pub const HISTORY_LEN: usize = 32;
+pub(crate) const HISTORY_LEN: usize = 32;
 
 /// One entry of a lease's history: a message sent or received, or something that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

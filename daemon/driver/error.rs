@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Why an ADD got no lease (or a background acquisition gave one up). `Display` is the
 /// one-line message (CNI `msg`); [`AcquireError::details`] is the CNI `details`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum AcquireError {
+pub(crate) enum AcquireError {
     /// The ipam `provide` of `dhcp-client-identifier` is empty or longer than the 255 bytes
     /// an option holds (RFC 2132 §9.14). The length in bytes.
     #[error("dhcp-client-identifier is {0} bytes; option 61 holds 1 to 255")]
@@ -120,7 +120,7 @@ fn timeout_message(secs: f64, ifname: &str, ipvlan_without_broadcast: bool) -> S
 impl AcquireError {
     /// The CNI `details`: the underlying error or what was tried; empty when the message says
     /// it all.
-    pub fn details(&self) -> String {
+    pub(crate) fn details(&self) -> String {
         match self {
             AcquireError::ClientIdLength(_) => "ipam provide: dhcp-client-identifier".into(),
             AcquireError::NetnsForm(_) | AcquireError::ContainerGone(_) => String::new(),
@@ -141,7 +141,7 @@ impl AcquireError {
     }
 
     /// An [`AcquireError::Io`].
-    pub fn io(what: impl Into<String>, error: impl std::fmt::Display) -> AcquireError {
+    pub(crate) fn io(what: impl Into<String>, error: impl std::fmt::Display) -> AcquireError {
         AcquireError::Io {
             what: what.into(),
             error: error.to_string(),

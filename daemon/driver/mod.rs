@@ -48,11 +48,11 @@ mod sweep;
 mod upkeep;
 mod v4;
 
-pub use error::AcquireError;
-pub use release::release;
-pub use resume::{Resumed, resume};
-pub use start::start;
-pub use sweep::sweep_lost_namespaces;
+pub(crate) use error::AcquireError;
+pub(crate) use release::release;
+pub(crate) use resume::{Resumed, resume};
+pub(crate) use start::start;
+pub(crate) use sweep::sweep_lost_namespaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,19 +63,19 @@ use crate::daemon::shared::Shared;
 use crate::rpc::Attachment;
 
 /// How often the sweeper checks that leases' namespaces still exist.
-pub const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// First wait before a resumed lease whose namespace could not be entered (a transient error)
 /// tries again; it doubles up to [`RESUME_RETRY_MAX`].
-pub const RESUME_RETRY_MIN: Duration = Duration::from_secs(1);
+pub(crate) const RESUME_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// Longest wait between two attempts to resume a lease.
-pub const RESUME_RETRY_MAX: Duration = Duration::from_secs(60);
+pub(crate) const RESUME_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How the BOOTP broadcast flag was decided for a lease: the ipam key wins, then the daemon's
 /// `-broadcast` flag, then the automatic policy (on for ipvlan slaves, whose shared MAC makes
 /// servers' unicast replies undeliverable: docs/design.md, *ipvlan and DHCP*).
-pub fn broadcast_policy(
+pub(crate) fn broadcast_policy(
     ipam: Option<bool>,
     daemon: Option<bool>,
     link_kind: Option<&str>,
@@ -97,7 +97,7 @@ pub fn broadcast_policy(
 /// The span every log line about one lease is emitted in: its container ID, network and ifname
 /// become fields of each line (flattened into JSON lines with `--log-format json`). A root span:
 /// the driver task is spawned inside the ADD's span and would otherwise print the fields twice.
-pub fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
+pub(crate) fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
     tracing::info_span!(
         parent: None,
         "lease",

@@ -46,22 +46,22 @@ pub(crate) enum Exchange {
 pub(crate) struct MessageKind {
     /// The value of the `type` label of the message counters ("DISCOVER", "ACK", ...; see
     /// [`crate::daemon::metrics`]).
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// The message as the lease's history shows it ("DHCPDISCOVER", "DHCPACK", ...).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// How it is paced.
-    pub exchange: Exchange,
+    pub(crate) exchange: Exchange,
 }
 
 /// A received reply the client accepted, as the driver records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Heard {
     /// What it was.
-    pub kind: MessageKind,
+    pub(crate) kind: MessageKind,
     /// The address it offers or grants (DHCPv4 yiaddr; 0.0.0.0 in a DHCPNAK).
-    pub address: IpAddr,
+    pub(crate) address: IpAddr,
     /// Which renewal it completed, if it did (for the renewal and rebind counters).
-    pub completes: Option<Completes>,
+    pub(crate) completes: Option<Completes>,
 }
 
 /// The kind of lease extension a reply completed.

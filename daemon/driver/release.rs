@@ -13,7 +13,7 @@ use crate::daemon::table::{DriverCommand, Handle};
 
 /// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
 /// lease, then ends. Waits for both.
-pub async fn release(handle: Handle) {
+pub(crate) async fn release(handle: Handle) {
     let (tx, rx) = oneshot::channel();
     if handle
         .commands

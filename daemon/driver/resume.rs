@@ -26,14 +26,15 @@ use crate::rpc::Direction;
 
 /// How [`resume`] left a persisted lease.
 #[derive(Debug)]
-pub enum Resumed {
+pub(crate) enum Resumed {
     /// Its driver runs.
     Running,
     /// Its container is gone (or it is from another boot): the file was removed. The reason.
     Dropped(String),
-    /// Its namespace could not be entered for now (a transient error, given): the lease and its
-    /// file are kept, and its task tries again with back-off.
-    Retrying(String),
+    /// Its namespace could not be entered for now (a transient error, logged and put in the
+    /// lease's `last_error`): the lease and its file are kept, and its task tries again with
+    /// back-off.
+    Retrying,
 }
 
 /// What the daemon found of a persisted lease's namespace and interface.
@@ -112,7 +113,7 @@ pub(super) async fn attach(
 /// are kept and its task tries again, [`RESUME_RETRY_MIN`] doubling to [`RESUME_RETRY_MAX`]
 /// apart (each wait between half and one and a half times that, at random), with the error in
 /// the lease record.
-pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
+pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
     let config = &shared.config;
     let expired = record.is_expired();
     let asks = Asks::from_record(&record);
@@ -187,7 +188,7 @@ pub async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
             note_resume_error(&slot, &why, RESUME_RETRY_MIN);
             let attachment = record.attachment.clone();
             (
-                Resumed::Retrying(why),
+                Resumed::Retrying,
                 spawn_driver(
                     shared,
                     &attachment,

@@ -110,7 +110,7 @@ pub(super) fn client_config(
 ///
 /// Returns the task's [`Handle`] once bound. Errors: what went wrong, as an [`AcquireError`];
 /// the CNI code it answers with is chosen by the command (`daemon/command.rs`).
-pub async fn start(
+pub(crate) async fn start(
     shared: &Arc<Shared>,
     slot: Arc<Slot>,
     options: &AddOptions,

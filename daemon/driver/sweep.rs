@@ -24,7 +24,7 @@ pub(super) type Watched = (Arc<Slot>, PathBuf, NetnsForm, Identity);
 /// ([`identity::still_named`]); the driver of a lease whose path is gone or names another
 /// namespace is woken ([`Slot::gone`]) and releases and drops it. Only "gone" counts: a
 /// `stat(2)` that fails otherwise (`EACCES`, `EIO`) wakes nobody. Runs until the daemon stops.
-pub async fn sweep_lost_namespaces(shared: Arc<Shared>) {
+pub(crate) async fn sweep_lost_namespaces(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(NETNS_CHECK_INTERVAL).await;
         let watched: Vec<Watched> = shared

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use cni_dhcp::cni::SUPPORTED_VERSIONS;
-use cni_dhcp::daemon::packet::parse_datagram;
+use cni_dhcp::daemon::parse_datagram;
 use cni_dhcp::dhcp::{Client, ClientConfig, Event, Lease, parse_reply};
 use cni_dhcp::ipam::result_from_lease;
 use libfuzzer_sys::fuzz_target;

@@ -26,7 +26,7 @@ pub const MANAGED_OPTIONS: &[u8] = &[0, 12, 50, 51, 53, 54, 55, 57, 61, 255];
 pub const MAX_MESSAGE_SIZE: u16 = 1500;
 
 /// Minimum BOOTP message length (RFC 1542 §2.1, RFC 951's 64-byte vend field): we pad to it.
-pub const MIN_MESSAGE_LEN: usize = 300;
+pub(crate) const MIN_MESSAGE_LEN: usize = 300;
 
 /// Client identifier (option 61 data) for one container interface, byte-identical to the
 /// reference Go plugin (docs/design.md, *The reference plugin*): 0x00 (type "not a hardware
