@@ -29,7 +29,7 @@ use crate::lease_state::LeaseState;
 /// Whether a message opens an exchange that a reply closes, for pacing
 /// ([`crate::daemon::pacer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exchange {
+pub(super) enum Exchange {
     /// A request that expects a reply (DHCPDISCOVER, DHCPREQUEST): it holds the network's
     /// window permit until the reply or [`crate::daemon::pacer::WINDOW_HOLD`].
     AwaitsReply,
@@ -43,7 +43,7 @@ pub(crate) enum Exchange {
 /// What a message is, as the driver needs to know it to pace, count and record it; given by
 /// the protocol, so the driver never parses a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MessageKind {
+pub(super) struct MessageKind {
     /// The value of the `type` label of the message counters ("DISCOVER", "ACK", ...; see
     /// [`crate::daemon::metrics`]).
     pub(crate) label: &'static str,
@@ -55,7 +55,7 @@ pub(crate) struct MessageKind {
 
 /// A received reply the client accepted, as the driver records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Heard {
+pub(super) struct Heard {
     /// What it was.
     pub(crate) kind: MessageKind,
     /// The address it offers or grants (DHCPv4 yiaddr; 0.0.0.0 in a DHCPNAK).
@@ -66,7 +66,7 @@ pub(crate) struct Heard {
 
 /// The kind of lease extension a reply completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Completes {
+pub(super) enum Completes {
     /// From the lease's server, past T1 (RFC 2131 §4.4.5 RENEWING).
     Renewal,
     /// From any server, past T2 (RENEWING timed out: REBINDING).
@@ -75,7 +75,7 @@ pub(crate) enum Completes {
 
 /// A protocol's client as the lease driver drives it. Time is the lease clock
 /// ([`crate::daemon::clock`]), passed in, as the sans-IO client expects.
-pub(crate) trait LeaseClient: Send + Sized + 'static {
+pub(super) trait LeaseClient: Send + Sized + 'static {
     /// A datagram the client wants sent.
     type Transmit: Send + Sync;
 

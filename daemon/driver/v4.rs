@@ -47,7 +47,7 @@ impl Dhcpv4 {
 /// How the driver names, counts and paces a DHCPv4 message of type `t` (option 53). The
 /// counters' label set is closed: the RFC 2131 types and FORCERENEW (RFC 3203) by name,
 /// anything else `OTHER`, so a hostile server cannot create series at will.
-pub(crate) fn kind_of(t: MessageType) -> MessageKind {
+pub(super) fn kind_of(t: MessageType) -> MessageKind {
     let (label, name) = match t {
         MessageType::Discover => ("DISCOVER", "DHCPDISCOVER"),
         MessageType::Offer => ("OFFER", "DHCPOFFER"),
