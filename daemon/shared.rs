@@ -4,9 +4,9 @@
 //! background tasks (sweeper, metrics, trim). It holds data and the handles to it, no behaviour:
 //! what a request does lives in `command.rs`, what a lease does in `driver.rs`.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::Config;

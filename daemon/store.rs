@@ -73,7 +73,7 @@ pub(crate) struct Store {
     /// Renames and unlinks done in the directory so far (see [`Store::sync_dir`]).
     changes: AtomicU64,
     /// The value of `changes` that the last completed directory fsync covers.
-    synced: std::sync::Mutex<u64>,
+    synced: parking_lot::Mutex<u64>,
 }
 
 impl Store {
@@ -118,7 +118,7 @@ impl Store {
             dir_file,
             seq: AtomicU64::new(0),
             changes: AtomicU64::new(0),
-            synced: std::sync::Mutex::new(0),
+            synced: parking_lot::Mutex::new(0),
         })
     }
 
@@ -233,7 +233,7 @@ impl Store {
     fn sync_dir(&self) -> io::Result<()> {
         // Our change is complete before it is counted.
         let mine = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let mut synced = self.synced.lock();
         if *synced >= mine {
             return Ok(());
         }
@@ -747,7 +747,7 @@ mod tests {
         // Every new file was followed by a directory sync that covers it.
         let changes = store.changes.load(Ordering::SeqCst);
         assert_eq!(changes, 200);
-        assert_eq!(*store.synced.lock().unwrap(), changes);
+        assert_eq!(*store.synced.lock(), changes);
         let (records, errors) = store.load_all();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(records.len(), 200);

@@ -9,7 +9,9 @@
 //! so `dhcp-leases` can list a lease while an ADD is still acquiring it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
@@ -127,7 +129,7 @@ impl Slot {
     /// The status snapshot, locked. Never hold it across an `.await`.
     pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
         // A poisoned lock only means a thread panicked while holding it; the data is plain.
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
+        self.status.lock()
     }
 
     /// Appends to the attachment's history (stamped with the wall clock now), dropping the
@@ -137,7 +139,7 @@ impl Slot {
         let at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut history = self.history.lock();
         if history.len() >= HISTORY_LEN {
             history.pop_front();
         }
@@ -150,7 +152,7 @@ impl Slot {
 
     /// The history, oldest first.
     pub(crate) fn history(&self) -> Vec<Transaction> {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let history = self.history.lock();
         history.iter().cloned().collect()
     }
 
@@ -193,7 +195,7 @@ impl Slot {
             core: LeaseCore {
                 attachment: self.attachment.clone(),
                 netns: s.netns,
-                client_id: s.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+                client_id: hex::encode(&s.client_id),
                 state: s.state,
                 broadcast: s.broadcast,
                 broadcast_reason: s.broadcast_reason,
@@ -223,7 +225,7 @@ pub(crate) struct Table {
 
 impl Table {
     fn slots(&self) -> MutexGuard<'_, HashMap<Attachment, Arc<Slot>>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+        self.slots.lock()
     }
 
     /// The attachment's slot, created empty if there is none.
@@ -272,18 +274,7 @@ impl Table {
     /// Every slot, sorted by attachment.
     pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
         let mut all: Vec<_> = self.slots().values().cloned().collect();
-        all.sort_by(|a, b| {
-            (
-                &a.attachment.container_id,
-                &a.attachment.network,
-                &a.attachment.ifname,
-            )
-                .cmp(&(
-                    &b.attachment.container_id,
-                    &b.attachment.network,
-                    &b.attachment.ifname,
-                ))
-        });
+        all.sort_by(|a, b| a.attachment.cmp(&b.attachment));
         all
     }
 

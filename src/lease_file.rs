@@ -558,13 +558,7 @@ pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, Vec<LoadError>)> {
 /// Sorts records by attachment (container ID, network name, ifname) and errors by path: the
 /// order [`read_all`] and the daemon's load return.
 pub(crate) fn sort(records: &mut [Record], errors: &mut [LoadError]) {
-    records.sort_by(|a, b| {
-        let key = |r: &Record| {
-            let a = &r.attachment;
-            (a.container_id.clone(), a.network.clone(), a.ifname.clone())
-        };
-        key(a).cmp(&key(b))
-    });
+    records.sort_by(|a, b| a.attachment.cmp(&b.attachment));
     errors.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
@@ -573,34 +567,23 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        s.serialize_str(&hex::encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        if s.len() % 2 != 0 || !s.is_ascii() {
-            return Err(D::Error::custom("hex string of odd length or not ASCII"));
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(&s[i..i + 2], 16)
-                    .map_err(|_| D::Error::custom(format!("not hex: {:?}", &s[i..i + 2])))
-            })
-            .collect()
+        hex::decode(&s).map_err(|e| D::Error::custom(format!("not hex ({e}): {s:?}")))
     }
 }
 
 /// Serde for a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub(crate) mod mac {
+pub mod mac {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     /// `aa:bb:cc:dd:ee:ff`.
     pub fn to_string(mac: &[u8; 6]) -> String {
-        mac.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        let [a, b, c, d, e, f] = mac;
+        format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
     }
 
     /// The inverse of [`to_string`]; `None` unless six two-digit hex bytes.

@@ -176,7 +176,7 @@ impl LeaseView {
             core: LeaseCore {
                 attachment: r.attachment.clone(),
                 netns: r.netns.clone(),
-                client_id: r.client_id.iter().map(|b| format!("{b:02x}")).collect(),
+                client_id: hex::encode(&r.client_id),
                 state: if expired {
                     LeaseState::Client(State::Expired)
                 } else {

@@ -35,7 +35,9 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One container interface, the unit a lease belongs to (CNI spec §"Attachment": container ID,
 /// network name and interface name identify it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Ordered by container ID, then network name, then ifname: the order of every lease list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Attachment {
     /// `CNI_CONTAINERID`.
     pub container_id: String,

@@ -91,12 +91,7 @@ pub(super) fn on_offer(
     let Some(sibling) = sibling_of(ctx, server, chaddr) else {
         return Next::Continue;
     };
-    let known = ctx
-        .shared
-        .mac_keyed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&(server, chaddr));
+    let known = ctx.shared.mac_keyed.lock().contains(&(server, chaddr));
     let began = discover
         .filter(|(xid, _)| *xid == client.xid())
         .map(|(_, at)| at);
@@ -112,11 +107,7 @@ pub(super) fn on_offer(
 }
 
 pub(super) fn mark_mac_keyed(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) {
-    ctx.shared
-        .mac_keyed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert((server, chaddr));
+    ctx.shared.mac_keyed.lock().insert((server, chaddr));
 }
 
 /// Gives up the offer or lease at hand without telling the server: an ADD fails with `err`;

@@ -30,6 +30,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cni_dhcp::cni::{self, CniResult, Command, Env, Error, Interface, IpConfig, NetConf, code};
+use cni_dhcp::lease_file::mac;
 use cni_dhcp::link::{
     self, AddrGenMode, IpvlanFlag, IpvlanMode, IpvlanSpec, LinkInfo, RouteSpec, is_not_found,
 };
@@ -170,13 +171,6 @@ fn needs_random_link_local() -> bool {
         .unwrap_or(false)
 }
 
-fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Deletes the slave with this index in `ns`, if it is still there and still an ipvlan.
 fn delete_slave(ns: &NetNs, index: u32) -> io::Result<()> {
     link::with_handle_in(ns, |h| async move {
@@ -274,7 +268,7 @@ fn setup(
         cni_version: conf.net.cni_version.clone(),
         interfaces: vec![Interface {
             name: ifname.to_owned(),
-            mac: slave.mac.map(mac_string),
+            mac: slave.mac.as_ref().map(mac::to_string),
             sandbox: Some(netns_path.display().to_string()),
             ..Interface::default()
         }],
@@ -608,6 +602,9 @@ mod tests {
 
     #[test]
     fn mac_formatting() {
-        assert_eq!(mac_string([0x02, 0, 0xab, 1, 2, 0xff]), "02:00:ab:01:02:ff");
+        assert_eq!(
+            mac::to_string(&[0x02, 0, 0xab, 1, 2, 0xff]),
+            "02:00:ab:01:02:ff"
+        );
     }
 }
