@@ -25,7 +25,7 @@
 //! | `requests_in_flight` | gauge | `command` | [`Metrics::request_started`] (a guard) |
 //! | `lease_drivers` | gauge | | [`Metrics::driver_started`] (a guard held by each lease task) |
 //!
-//! Where each call belongs (`m` is `ctx.shared.metrics` in `driver.rs`, `shared.metrics` in
+//! Where each call belongs (`m` is `ctx.shared.metrics` in `driver/`, `shared.metrics` in
 //! `command.rs`):
 //!
 //! - `command::apply`, first line: `let _in_flight = m.request_started(command_name(&request));`

@@ -10,7 +10,8 @@
 //! - `command.rs`: what each request does to the shared state;
 //! - `shared.rs`: the state every connection, driver and background task shares;
 //! - `table.rs`: the lease table in it, one slot per attachment;
-//! - `driver.rs`: one task per lease that feeds the client state machine packets and time;
+//! - `driver/`: one task per lease that feeds the client state machine packets and time, written
+//!   against a protocol seam ([`driver`] lists its files);
 //! - `identity.rs`: what a lease was granted on (namespace, interface, boot) and the checks
 //!   before every action in a namespace;
 //! - `clock.rs`: the lease clock (monotonic plus time suspended);
@@ -25,7 +26,9 @@
 //! number of workers; sockets are opened inside a namespace by a fixed pool of threads
 //! ([`crate::netns`]), driven from the runtime, and closed by a few closer threads
 //! ([`packet`]), because a packet socket's close waits for an RCU grace period. The bound is
-//! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers.
+//! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers,
+//! plus up to 4 short-lived ones while the interface's upkeep runs (`iface.rs`, on the blocking
+//! pool, starts one in the namespace per job; docs/design.md, *Threads: why each pool exists*).
 //! What profiling at a thousand leases found, and why each piece is there: docs/performance.md.
 //! The data path of one ADD, why each thread pool exists and the outside facts the code relies
 //! on: docs/design.md.

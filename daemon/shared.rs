@@ -2,7 +2,7 @@
 //! listener ([`super::server`]) creates one [`Shared`] at start and hands an `Arc` of it to each
 //! connection's command ([`super::command`]), each lease's driver ([`super::driver`]) and the
 //! background tasks (sweeper, metrics, trim). It holds data and the handles to it, no behaviour:
-//! what a request does lives in `command.rs`, what a lease does in `driver.rs`.
+//! what a request does lives in `command.rs`, what a lease does in `driver/`.
 
 use parking_lot::Mutex;
 use std::collections::HashSet;

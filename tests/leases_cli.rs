@@ -285,13 +285,13 @@ fn dhcp_leases_live_offline_show_and_exit_codes() {
     assert!(stdout_ok(&["completions", "fish"]).contains("complete -c dhcp-leases"));
 
     // Last, since it needs the driver to call Slot::push_history (wired by the lead in
-    // daemon/driver.rs): `show` against the live daemon carried the lease's transactions.
+    // daemon/driver/): `show` against the live daemon carried the lease's transactions.
     let history = shown[0]["history"]
         .as_array()
         .unwrap_or_else(|| panic!("show --json has no history array: {}", shown[0]));
     assert!(
         !history.is_empty(),
-        "history empty: daemon/driver.rs does not call Slot::push_history yet"
+        "history empty: daemon/driver/ does not call Slot::push_history yet"
     );
     for h in history {
         time(&h["at"]);
