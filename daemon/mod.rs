@@ -11,7 +11,7 @@
 //! - `shared.rs`: the state every connection, driver and background task shares;
 //! - `table.rs`: the lease table in it, one slot per attachment;
 //! - `driver/`: one task per lease that feeds the client state machine packets and time, written
-//!   against a protocol seam ([`driver`] lists its files);
+//!   against a protocol seam (`driver` lists its files);
 //! - `identity.rs`: what a lease was granted on (namespace, interface, boot) and the checks
 //!   before every action in a namespace;
 //! - `clock.rs`: the lease clock (monotonic plus time suspended);
@@ -25,7 +25,7 @@
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
 //! number of workers; sockets are opened inside a namespace by a fixed pool of threads
 //! ([`crate::netns`]), driven from the runtime, and closed by a few closer threads
-//! ([`packet`]), because a packet socket's close waits for an RCU grace period. The bound is
+//! (`packet`), because a packet socket's close waits for an RCU grace period. The bound is
 //! main + workers + 4 blocking + 4 closers + 4 namespace threads: 15 with the default 2 workers,
 //! plus up to 4 short-lived ones while the interface's upkeep runs (`iface.rs`, on the blocking
 //! pool, starts one in the namespace per job; docs/design.md, *Threads: why each pool exists*).
@@ -75,7 +75,7 @@ pub struct Config {
     /// owned by that group instead of 0600, and peers of that group pass the SO_PEERCRED check.
     pub socket_group: Option<u32>,
     /// Where leases are persisted (`-state-dir`, default `/var/lib/cni/dhcp`): one file per
-    /// lease ([`crate::lease_file`]), reloaded at start ([`store`]).
+    /// lease ([`crate::lease_file`]), reloaded at start (`store`).
     pub state_dir: PathBuf,
     /// On SIGTERM/SIGINT, send DHCPRELEASE for every lease before exiting (`-release-on-exit`).
     /// Off by default: containers outlive a daemon restart or upgrade, and their leases must too.
@@ -83,7 +83,7 @@ pub struct Config {
     /// Number of runtime worker threads (the daemon's thread count does not depend on leases).
     pub worker_threads: usize,
     /// TCP address of the Prometheus endpoint (`-metrics-listen`, e.g. `127.0.0.1:9153`):
-    /// `GET /metrics` there returns [`metrics`] in the OpenMetrics text format. `None` (the
+    /// `GET /metrics` there returns `metrics` in the OpenMetrics text format. `None` (the
     /// default): nothing is served, the counters are kept all the same.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Connections on the socket served at once (`-max-connections`, default

@@ -21,7 +21,7 @@
 //!   refused on load (otherwise DEL could not find it to remove).
 //! - `.<name>.<pid>.<n>.tmp`: a write in progress (the store writes a temp file and renames it
 //!   over the record); one left by a crash is deleted when the daemon next loads the directory.
-//! - `<name>.json.corrupt` ([`CORRUPT_SUFFIX`]): a file the daemon could not use, moved aside
+//! - `<name>.json.corrupt` (`CORRUPT_SUFFIX`): a file the daemon could not use, moved aside
 //!   for inspection and never read again.
 //!
 //! Every write is atomic: a reader (or a daemon restarted after a crash or power cut) sees the
@@ -176,7 +176,7 @@ pub struct Identity {
     /// `st_ino` of the namespace's nsfs file: unique among living namespaces, but reused once
     /// a namespace is freed (so never enough on its own after a restart).
     pub netns_ino: u64,
-    /// The namespace's cookie ([`crate::netns::cookie_here`]): never reused within a boot.
+    /// The namespace's cookie (`crate::netns::cookie_here`): never reused within a boot.
     /// `None` on kernels before 5.14.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_cookie: Option<u64>,
@@ -196,7 +196,7 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Granted {
     /// `/proc/sys/kernel/random/boot_id` at that time (a UUID, different at every boot);
-    /// empty when it could not be read, which makes [`Granted::elapsed_until`] use `unix_ms`.
+    /// empty when it could not be read, which makes `Granted::elapsed_until` use `unix_ms`.
     pub boot_id: String,
     /// `CLOCK_BOOTTIME` in milliseconds: time since this boot, suspend included; meaningful
     /// only while `boot_id` is the current boot's.
@@ -246,7 +246,7 @@ impl Granted {
 }
 
 impl Record {
-    /// Time since the lease was granted, by [`Granted::elapsed_until`] against
+    /// Time since the lease was granted, by `Granted::elapsed_until` against
     /// [`Granted::now`].
     pub fn elapsed_since_granted(&self) -> Duration {
         self.granted.elapsed_until(&Granted::now())

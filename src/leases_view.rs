@@ -1,6 +1,6 @@
 //! What `dhcp-leases` shows: one record type ([`LeaseView`]) built from either source, the
 //! live daemon ([`LeaseView::from_live`], a [`LeaseRecord`] of `LIST`/`SHOW`) or the state
-//! directory of a stopped daemon ([`LeaseView::from_stored`], a [`lease_file::Record`]), and the
+//! directory of a stopped daemon (`LeaseView::from_stored`, a [`lease_file::Record`]), and the
 //! renderings of it: the table, the detail of `show`, and JSON.
 //!
 //! # JSON schema, version 1 ([`SCHEMA_VERSION`])
@@ -390,7 +390,7 @@ pub(crate) const COLUMNS: [&str; 12] = [
 /// The aligned table: a header line and one line per lease, columns separated by two spaces,
 /// each as wide as its widest cell (in characters), trailing spaces trimmed. Every cell goes
 /// through [`escape_text`]; in the last error a newline is shown as a space, then the error is
-/// cut to [`ERROR_WIDTH`] characters.
+/// cut to `ERROR_WIDTH` characters.
 pub fn table(views: &[LeaseView]) -> String {
     let dash = || "-".to_string();
     let rows: Vec<[String; 12]> = views

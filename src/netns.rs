@@ -8,7 +8,7 @@
 //! shared runtime. This keeps the number of threads independent of the number of leases
 //! (docs/design.md, *Sockets, namespaces and threads*).
 //!
-//! The daemon's form, [`NetNs::run_async`], uses a fixed pool of [`MAX_NAMESPACE_THREADS`]
+//! The daemon's form, `NetNs::run_async`, uses a fixed pool of [`MAX_NAMESPACE_THREADS`]
 //! threads instead of a thread per call: each job enters the container's namespace, runs, and
 //! returns the thread to the namespace it started in before the next job. A thread that cannot
 //! return ends rather than run another job in the wrong namespace, and a fresh thread (which
@@ -202,7 +202,7 @@ pub struct NetNs {
     path: PathBuf,
 }
 
-/// Threads of [`NetNs::run_async`]'s pool: opening a socket in a namespace takes tens of
+/// Threads of `NetNs::run_async`'s pool: opening a socket in a namespace takes tens of
 /// microseconds of work, so a few threads keep up with a thousand ADDs.
 pub const MAX_NAMESPACE_THREADS: usize = 4;
 
@@ -289,7 +289,7 @@ impl Pool {
 
 impl NetNs {
     /// Opens the namespace file at `path` read-only and checks, on the open descriptor, that it
-    /// is a network namespace ([`check_net_namespace_fd`]), so a wrong `CNI_NETNS` fails here
+    /// is a network namespace (`check_net_namespace_fd`), so a wrong `CNI_NETNS` fails here
     /// with a clear message instead of later as an `EINVAL` from `setns(2)`.
     ///
     /// Errors: the `open(2)` error (`NotFound` when the container's namespace is already gone);

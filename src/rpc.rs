@@ -5,7 +5,7 @@
 //! [`DEFAULT_SOCKET_PATH`]) with one request and one response per connection, each a single
 //! JSON object followed by a newline (`\n`). Every frame carries [`PROTOCOL_VERSION`]; a peer that
 //! receives another version answers with an error rather than guessing. Frames are bounded:
-//! requests by [`MAX_REQUEST_BYTES`], responses by [`MAX_RESPONSE_BYTES`] (a lease list of a busy
+//! requests by [`MAX_REQUEST_BYTES`], responses by `MAX_RESPONSE_BYTES` (a lease list of a busy
 //! node is larger than any request), so neither side can be made to buffer without limit.
 //!
 //! The protocol is ours, not the reference plugin's Go net/rpc: the plugin and daemon ship together.
@@ -230,7 +230,7 @@ pub struct LeaseRecord {
     /// Expiry, milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_unix_ms: Option<u64>,
-    /// The last [`HISTORY_LEN`] transactions of this attachment, oldest first: only in the
+    /// The last `HISTORY_LEN` transactions of this attachment, oldest first: only in the
     /// answer to [`Request::Show`] (`None` in ADD, CHECK and LIST answers, to keep them small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Transaction>>,
