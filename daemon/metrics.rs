@@ -40,7 +40,7 @@
 //!   `m.renewal()` or `m.rebind()` when `heard.completes` says the reply completed a renewal
 //!   (RENEWING) or a rebind (REBINDING); on `Err(_)`, `m.reply_ignored()`.
 //! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
-//! - `driver::refuse_duplicate`, where the DHCPDECLINE is sent: `m.decline()`.
+//! - `driver::siblings::refuse_duplicate`, where the DHCPDECLINE is decided: `m.decline()`.
 //! - `driver::Ctx::lose`: `m.lease_lost()`.
 //!
 //! Every hot-path call is one atomic operation on a series created up front: the label sets

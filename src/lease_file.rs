@@ -572,7 +572,7 @@ mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        hex::decode(&s).map_err(|e| D::Error::custom(format!("not hex ({e}): {s:?}")))
+        hex::decode(&s).map_err(|e| D::Error::custom(format!("not hex: {e}")))
     }
 }
 
@@ -592,10 +592,7 @@ pub mod mac {
         let mut parts = s.split(':');
         for byte in &mut mac {
             let p = parts.next()?;
-            if p.len() != 2 {
-                return None;
-            }
-            *byte = u8::from_str_radix(p, 16).ok()?;
+            hex::decode_to_slice(p, std::slice::from_mut(byte)).ok()?;
         }
         parts.next().is_none().then_some(mac)
     }
@@ -642,6 +639,26 @@ mod tests {
             container_id: c.into(),
             network: n.into(),
             ifname: i.into(),
+        }
+    }
+
+    /// MACs are six two-digit hex bytes, written lower-case; anything else is refused, a sign
+    /// (`+a`, which `u8::from_str_radix` would take) included.
+    #[test]
+    fn macs_round_trip_and_bad_ones_are_refused() {
+        let mac = [0x02, 0x00, 0xab, 0x01, 0x02, 0xff];
+        assert_eq!(mac::to_string(&mac), "02:00:ab:01:02:ff");
+        assert_eq!(mac::parse("02:00:AB:01:02:ff"), Some(mac));
+        for bad in [
+            "",
+            "02:00:ab:01:02",
+            "02:00:ab:01:02:ff:00",
+            "2:00:ab:01:02:ff",
+            "+2:00:ab:01:02:ff",
+            "02:00:ab:01:02:fg",
+            "02-00-ab-01-02-ff",
+        ] {
+            assert_eq!(mac::parse(bad), None, "{bad:?}");
         }
     }
 

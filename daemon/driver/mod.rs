@@ -30,10 +30,11 @@
 //! into (see `protocol.rs`); `v4.rs` is DHCPv4's side of it, today the only one.
 //!
 //! Files: `start.rs` (ADD), `resume.rs` (leases of an earlier daemon), `event_loop.rs` (the
-//! loop, replies and events), `send.rs` (sending and pacing), `siblings.rs` (servers that key
-//! by MAC), `upkeep.rs` (the interface after ADD), `release.rs` (DHCPRELEASE on DEL or when the container is gone), `sweep.rs` (containers gone
-//! without DEL),
-//! `ctx.rs` (what a driver knows and the actions its parts share).
+//! loop, replies and events), `send.rs` (sending and pacing), `release.rs` (DHCPRELEASE on DEL
+//! or when the container is gone), `upkeep.rs` (the interface after ADD), `sweep.rs`
+//! (containers gone without DEL), `ctx.rs` (what a driver knows and the actions its parts
+//! share), `error.rs` (why an acquisition failed), `protocol.rs` (the seam), `v4.rs` and
+//! `siblings.rs` (DHCPv4, and servers that key leases by MAC).
 
 mod ctx;
 mod error;

@@ -203,7 +203,7 @@ impl LeaseClient for Dhcpv4 {
 
     fn after_heard(&mut self, ctx: &mut Ctx, heard: &Heard, now: Instant) -> Next {
         // A DHCPOFFER is accepted only in SELECTING, and moves the client to REQUESTING.
-        if heard.kind.label == "OFFER" && self.client.state() == State::Requesting {
+        if heard.kind == kind_of(MessageType::Offer) && self.client.state() == State::Requesting {
             return on_offer(ctx, &mut self.client, self.discover, now);
         }
         Next::Continue
