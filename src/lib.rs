@@ -5,6 +5,8 @@
 //!   errors with the spec's codes, the `CNI_*` environment) and the plugin skeleton;
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
+//! - [`ra`]: IPv6 Router Advertisements (RFC 4861) parsed, and what a DHCPv6 lease takes from
+//!   them: the on-link prefix length of its address and the default router (RFC 5942);
 //! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
 //! - [`lease_file`]: the format of the persisted lease files and the state directory's layout,
 //!   and the read-only loader `dhcp-leases --state-dir` uses;
@@ -29,6 +31,7 @@ pub mod lease_state;
 pub mod leases_view;
 pub mod link;
 pub mod netns;
+pub mod ra;
 pub mod rpc;
 
 #[path = "../daemon/mod.rs"]

@@ -727,7 +727,7 @@ fn decode_mtu(d: &[u8]) -> Result<u16, &'static str> {
 
 /// Letters, digits, `-` and `_` only: the name goes into resolv.conf and the CNI result, so no
 /// whitespace, quotes or shell metacharacters (docs/design.md, *Bad input*).
-fn valid_label(l: &[u8]) -> bool {
+pub(crate) fn valid_label(l: &[u8]) -> bool {
     !l.is_empty()
         && l.len() <= 63
         && l.iter()
