@@ -15,9 +15,9 @@
 //! that can be checked on the payload: type 134, code 0, at least [`HEADER_LEN`] bytes, every
 //! option with a non-zero length and inside the message, and a link-local (fe80::/10) source.
 //! It cannot check the other two: **the caller must pass only messages received with an IPv6 hop
-//! limit of 255** (`IPV6_RECVHOPLIMIT`, or `IPV6_MINHOPCOUNT` 255 on the socket) so that no
-//! off-link node can forge one, and the ICMPv6 checksum, which the kernel verifies on raw ICMPv6
-//! sockets before delivering anything.
+//! limit of 255** (read from the `IPV6_HOPLIMIT` control message that `IPV6_RECVHOPLIMIT`
+//! turns on, RFC 3542 §6.3) so that no off-link node can forge one; and the ICMPv6 checksum,
+//! which the kernel verifies on raw ICMPv6 sockets before delivering anything (RFC 3542 §3.1).
 //!
 //! A Prefix Information option (§4.6.2) that cannot be read (Length not 4, prefix length over
 //! 128) makes the whole message an error: prefixes are what this module decides from, and a
