@@ -5,6 +5,8 @@
 //!   errors with the spec's codes, the `CNI_*` environment) and the plugin skeleton;
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
+//! - [`dhcp6`]: DHCPv6 (RFC 8415) IA_NA: the per-container DUID-UUID and IAID, message building
+//!   and parsing, and a sans-IO client in the same shape (not yet driven by the daemon);
 //! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
 //! - [`lease_file`]: the format of the persisted lease files and the state directory's layout,
 //!   and the read-only loader `dhcp-leases --state-dir` uses;
@@ -23,6 +25,7 @@
 
 pub mod cni;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod ipam;
 pub mod lease_file;
 pub mod lease_state;
