@@ -8,18 +8,20 @@
 //!   encoded by hand (RFC 8415 §8, §21);
 //! - [`reply`]: what we receive: a defensive parser of ADVERTISE and REPLY into a [`Reply`] and
 //!   the [`Lease6`] it grants;
-
+//! - [`client`]: the sans-IO client state machine (RFC 8415 §18.2) with the §15 retransmission.
 //!
 //! Only IA_NA (non-temporary addresses) is implemented: no IA_TA, no prefix delegation, no
 //! relay messages, no RECONFIGURE, no INFORMATION-REQUEST.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
+pub mod client;
 pub mod config;
 pub mod identity;
 pub mod message;
 pub mod reply;
 
+pub use client::{Accepted, Client, Event, Ignored, State, Transmit};
 pub use config::{ClientConfig, DEFAULT_OPTION_REQUEST, MIN_LIFETIME_SECS};
 pub use message::MessageType;
 pub use reply::{Lease6, ParseError, Reply, StatusCode, parse_reply};
