@@ -1886,6 +1886,86 @@ mod tests {
     }
 
     #[test]
+    fn reinstating_request_gives_up_after_mrc_or_on_no_addrs() {
+        let t0 = Instant::now();
+        let nb = Srv {
+            ia_status: Some(3),
+            no_address: true,
+            ..Srv::default()
+        };
+        let mut c = bound(t0, &Srv::default());
+        // T2 far enough from T1 for ten REQUESTs (1 + 2 + 4 + ... capped at 30 s: ~200 s).
+        let mut c2 = bound(
+            t0,
+            &Srv {
+                t1: 100,
+                t2: 1000,
+                preferred: 2000,
+                valid: 3000,
+                ..Srv::default()
+            },
+        );
+        let t1 = c2.renew_at().unwrap();
+        let renew = c2.poll_transmit(t1).unwrap();
+        c2.handle(t1, &msg(7, xid_of(&renew), &nb)).unwrap();
+        let mut now = t1;
+        let mut xid = None;
+        for _ in 0..REQ_MAX_RC {
+            let r = c2.poll_transmit(now).unwrap();
+            assert_eq!(r.message_type, MessageType::Request);
+            assert_eq!(*xid.get_or_insert(xid_of(&r)), xid_of(&r));
+            now = c2.poll_at().unwrap();
+        }
+        let back = c2.poll_transmit(now).unwrap();
+        assert_eq!(back.message_type, MessageType::Renew);
+        assert_ne!(Some(xid_of(&back)), xid);
+        assert_eq!(c2.state(), State::Renewing);
+
+        // NoAddrsAvail to the reinstating REQUEST: the address is lost.
+        let t1 = c.renew_at().unwrap();
+        let renew = c.poll_transmit(t1).unwrap();
+        c.handle(t1, &msg(7, xid_of(&renew), &nb)).unwrap();
+        let req = c.poll_transmit(t1).unwrap();
+        let none = Srv {
+            ia_status: Some(2),
+            no_address: true,
+            ..Srv::default()
+        };
+        c.handle(t1, &msg(7, xid_of(&req), &none)).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Lost));
+        assert_eq!(c.state(), State::Init);
+    }
+
+    #[test]
+    fn solicit_carries_the_derived_identity_and_a_lower_preference_does_not_win() {
+        let t0 = Instant::now();
+        let cfg = ClientConfig::for_container("cid-c1", "labnet", "eth0", None).unwrap();
+        let mut c = Client::new(cfg, t0, 1);
+        let s = c.poll_transmit(t0).unwrap();
+        assert_eq!(
+            top_opt(&s.payload, code::CLIENTID)
+                .map(hex::encode)
+                .as_deref(),
+            Some("000432efe19cc57157ec906d9d070e8623ab")
+        );
+        let ia = top_opt(&s.payload, code::IA_NA).unwrap();
+        assert_eq!(ia[..4], 0x67b1_9724u32.to_be_bytes());
+        let xid = xid_of(&s);
+        let adv = |server, address, p| Srv {
+            server,
+            address,
+            preference: Some(p),
+            ..Srv::default()
+        };
+        c.handle(t0, &msg(2, xid, &adv(SERVER_A, ADDR, 9))).unwrap();
+        c.handle(t0, &msg(2, xid, &adv(SERVER_B, ADDR_B, 8)))
+            .unwrap();
+        let end = c.poll_at().unwrap();
+        c.poll_transmit(end).unwrap();
+        assert_eq!(c.advertised(), Some((ADDR, SERVER_A)));
+    }
+
+    #[test]
     fn not_on_link_or_withdrawn_address_while_renewing_is_lost() {
         let t0 = Instant::now();
         for srv in [
