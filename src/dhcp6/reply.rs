@@ -9,8 +9,9 @@
 //! that walk keeping everything valid before it. Each known option is decoded on its own; one
 //! that is malformed (a Preference not 1 byte, a DNS option not a multiple of 16) is reported
 //! in [`Reply::malformed`] and ignored. A repeated option that must appear once (Client or
-//! Server Identifier, Preference, the top-level Status Code) keeps its first copy. Nothing here
-//! panics on any input: every index is checked and all arithmetic is bounded.
+//! Server Identifier, Preference, the top-level Status Code, the Domain Search List) keeps
+//! its first copy. Nothing here panics on any input: every index is checked and all arithmetic
+//! is bounded.
 //!
 //! # Cost and size bounds
 //!
@@ -216,9 +217,9 @@ pub enum LeaseError {
         /// T2 as sent.
         t2: u32,
     },
-    /// No usable address in our IA_NA (none, all with valid lifetime 0, preferred > valid
-    /// (§21.6: "MUST discard"), or not a global unicast-looking address), or not the address
-    /// asked for.
+    /// No usable address in our IA_NA: none, or each with a valid lifetime of 0, a preferred
+    /// lifetime over the valid one (§21.6: "MUST discard"), a Status Code other than Success,
+    /// or an unspecified, loopback or multicast address; or none of them the address asked for.
     #[error("no usable address")]
     NoAddress,
 }
