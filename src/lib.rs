@@ -5,6 +5,8 @@
 //!   errors with the spec's codes, the `CNI_*` environment) and the plugin skeleton;
 //! - [`dhcp`]: DHCPv4 message building and parsing (RFC 2131, RFC 2132 options) and the sans-IO
 //!   client state machine that the daemon drives;
+//! - [`dhcp6`]: DHCPv6 (RFC 8415) IA_NA: the per-container DUID-UUID and IAID, message building
+//!   and parsing, and a sans-IO client in the same shape (not yet driven by the daemon);
 //! - [`ra`]: IPv6 Router Advertisements (RFC 4861) parsed, and what a DHCPv6 lease takes from
 //!   them: the on-link prefix length of its address and the default router (RFC 5942);
 //! - [`ipam`]: the `dhcp` IPAM plugin (config keys, lease to CNI result);
@@ -25,6 +27,7 @@
 
 pub mod cni;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod ipam;
 pub mod lease_file;
 pub mod lease_state;
