@@ -133,6 +133,10 @@ pub struct LabBuilder {
     /// s0's prefix length and dnsmasq's range (first, last address).
     subnet: (u8, String, String),
     log_dhcp: bool,
+    /// A static IPv6 address (with prefix length) for s0, see [`LabBuilder::server_ipv6`].
+    server_ipv6: Option<String>,
+    /// `--dhcp-authoritative`, see [`LabBuilder::authoritative`].
+    authoritative: bool,
 }
 
 impl LabBuilder {
@@ -173,6 +177,21 @@ impl LabBuilder {
         self.log_dhcp = yes;
         self
     }
+    /// Also give s0 the static IPv6 address `addr` (`fd00:cd::1/64`), with duplicate address
+    /// detection off on s0 (its link-local too), so dnsmasq can serve DHCPv6 and send Router
+    /// Advertisements on it from the start. Pass the DHCPv6 range and `--enable-ra` with
+    /// [`LabBuilder::dnsmasq_arg`]; readiness then also waits for dnsmasq's DHCPv6 range line.
+    pub fn server_ipv6(mut self, addr: &str) -> Self {
+        self.server_ipv6 = Some(addr.to_string());
+        self
+    }
+    /// `--dhcp-authoritative` (default on). With it dnsmasq's DHCPv6 ADVERTISEs carry
+    /// Preference 255, which a client takes at once; without it a client waits out its first
+    /// retransmission time collecting ADVERTISEs (RFC 8415 §18.2.1).
+    pub fn authoritative(mut self, yes: bool) -> Self {
+        self.authoritative = yes;
+        self
+    }
     pub fn build(self) -> Lab {
         Lab::start(self)
     }
@@ -206,6 +225,8 @@ impl Lab {
             dnsmasq: true,
             subnet: (PREFIX_LEN, RANGE_START.into(), RANGE_END.into()),
             log_dhcp: true,
+            server_ipv6: None,
+            authoritative: true,
         }
     }
 
@@ -251,6 +272,14 @@ impl Lab {
             "dev",
             "s0",
         ]);
+        if let Some(addr6) = &b.server_ipv6 {
+            // Before s0 goes up, so its link-local is never tentative either.
+            lab.exec_ok(
+                &lab.srv,
+                &["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/s0/accept_dad"],
+            );
+            ip(&["-n", &lab.srv, "addr", "add", addr6, "dev", "s0", "nodad"]);
+        }
         ip(&["-n", &lab.srv, "link", "set", "s0", "up"]);
         ip(&["-n", &lab.host, "link", "set", MASTER, "up"]);
         fs::write(lab.lease_path(), "").unwrap();
@@ -282,7 +311,6 @@ impl Lab {
             format!("--dhcp-option=option:dns-server,{SERVER_IP}"),
             format!("--domain={DOMAIN}"),
             format!("--dhcp-option=option:domain-name,{DOMAIN}"),
-            "--dhcp-authoritative".into(),
             format!("--dhcp-leasefile={}", lab.lease_path().display()),
             format!("--log-facility={}", lab.log_path().display()),
             format!(
@@ -290,6 +318,9 @@ impl Lab {
                 lab.dir.path().join("dnsmasq.pid").display()
             ),
         ];
+        if b.authoritative {
+            args.push("--dhcp-authoritative".into());
+        }
         if b.no_ping {
             args.push("--no-ping".into());
         }
@@ -317,7 +348,10 @@ impl Lab {
         // Ready when dnsmasq has logged its DHCP range (its sockets are bound by then).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if lab.dnsmasq_log().contains("DHCP, IP range") {
+            let log = lab.dnsmasq_log();
+            if log.contains("DHCP, IP range")
+                && (b.server_ipv6.is_none() || log.contains("DHCPv6, IP range"))
+            {
                 break;
             }
             if let Some(st) = lab
