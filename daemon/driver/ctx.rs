@@ -83,6 +83,11 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// Why a lease is dropped when its interface is gone (`e`: the ENODEV or ENOENT seen).
+    pub(super) fn link_gone(&self, e: &std::io::Error) -> String {
+        format!("interface {} of the lease is gone: {e}", self.ifname)
+    }
+
     pub(super) fn att(&self) -> String {
         self.slot.attachment.to_string()
     }
@@ -138,10 +143,7 @@ impl Ctx {
             .await;
         match opened {
             Ok((fd, link)) => PacketSocket::new(fd, link).map_err(OpenError::Transient),
-            Err(e) if identity::is_gone(&e) => Err(OpenError::LinkGone(format!(
-                "interface {} of the lease is gone: {e}",
-                self.ifname
-            ))),
+            Err(e) if identity::is_gone(&e) => Err(OpenError::LinkGone(self.link_gone(&e))),
             Err(e) => Err(OpenError::Transient(e)),
         }
     }

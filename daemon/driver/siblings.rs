@@ -114,15 +114,7 @@ pub(super) fn mark_mac_keyed(ctx: &Ctx, server: Ipv4Addr, chaddr: [u8; 6]) {
 /// a background acquisition records it and starts again later ([`Client::abandon`]).
 pub(super) fn refuse(ctx: &mut Ctx, client: &mut Client, now: Instant, err: AcquireError) -> Next {
     client.abandon(now);
-    if ctx.bound_tx.is_some() {
-        fail_add(ctx, err);
-        ctx.shared.table.remove(&ctx.slot);
-        Next::Stop
-    } else {
-        ctx.slot.push_history(Direction::Event, err.to_string());
-        ctx.slot.status().last_error = Some(err.to_string());
-        Next::Continue
-    }
+    give_up(ctx, err)
 }
 
 /// What a DHCPACK that duplicates a live lease's address means.
@@ -131,7 +123,7 @@ pub(super) enum Duplicate {
     None,
     /// Refused: continue with the client as it is now (a background acquisition), or stop.
     Refused(Next),
-    /// Declined: send this DHCPDECLINE (if the client made one), then [`declined`] with the
+    /// Declined: send this DHCPDECLINE (if the client made one), then [`give_up`] with the
     /// error.
     Decline(Option<Transmit>, AcquireError),
 }
@@ -175,10 +167,10 @@ pub(super) fn refuse_duplicate(ctx: &mut Ctx, client: &mut Client, lease: &Lease
     Duplicate::Decline(client.decline(now), err)
 }
 
-/// After the DHCPDECLINE of a duplicate went out: an ADD fails with `err` and its slot goes; a
-/// background acquisition records `err` and goes on (it starts again after
-/// [`crate::dhcp::client::DECLINE_WAIT`]).
-pub(super) fn declined(ctx: &mut Ctx, err: AcquireError) -> Next {
+/// An offer or lease given up (refused, or declined once its DHCPDECLINE went out): an ADD
+/// fails with `err` and its slot goes; a background acquisition records `err` and goes on (the
+/// client starts again later: [`Client::abandon`], [`crate::dhcp::client::DECLINE_WAIT`]).
+pub(super) fn give_up(ctx: &mut Ctx, err: AcquireError) -> Next {
     if ctx.bound_tx.is_some() {
         fail_add(ctx, err);
         ctx.shared.table.remove(&ctx.slot);

@@ -72,11 +72,7 @@ pub(super) async fn lose_address<C: LeaseClient>(
                 info!(address = %old.address, "address withdrawn from the interface")
             }
             Err(e) if identity::is_gone(&e) => {
-                ctx.lose(format!(
-                    "interface {} of the lease is gone: {e}",
-                    ctx.ifname
-                ))
-                .await;
+                ctx.lose(ctx.link_gone(&e)).await;
                 return Next::Stop;
             }
             Err(e) => warn!(error = %e, "cannot withdraw the address"),
@@ -129,11 +125,7 @@ pub(super) async fn reconfigure<C: LeaseClient>(
             info!(address = %lease.address, "address and routes put back on the interface");
         }
         Err(e) if identity::is_gone(&e) => {
-            ctx.lose(format!(
-                "interface {} of the lease is gone: {e}",
-                ctx.ifname
-            ))
-            .await;
+            ctx.lose(ctx.link_gone(&e)).await;
             return Next::Stop;
         }
         Err(e) => {

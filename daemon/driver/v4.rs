@@ -14,7 +14,7 @@ use super::ctx::Ctx;
 use super::error::AcquireError;
 use super::protocol::{Completes, Exchange, Heard, LeaseClient, MessageKind};
 use super::send::send;
-use super::siblings::{Duplicate, declined, on_offer, refuse_duplicate};
+use super::siblings::{Duplicate, give_up, on_offer, refuse_duplicate};
 use crate::daemon::packet::{BROADCAST_MAC, PacketSocket};
 use crate::daemon::table::Timers;
 use crate::dhcp::client::{Client, Event, State, Transmit};
@@ -222,7 +222,7 @@ impl LeaseClient for Dhcpv4 {
                 if let (Some(tx), Some(s)) = (tx, socket) {
                     send::<Dhcpv4>(s, &tx, ctx).await;
                 }
-                Some(declined(ctx, err))
+                Some(give_up(ctx, err))
             }
         }
     }

@@ -50,6 +50,7 @@ use rand::{Rng, SeedableRng};
 use super::config::ClientConfig;
 use super::message::{self, Kind};
 use super::reply::{Lease, ParseError, lease_times, parse_reply};
+use super::timing::{Budget, min_opt};
 
 /// First retransmission delay in SELECTING and REQUESTING (RFC 2131 §4.1: "4 seconds").
 const INITIAL_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -310,30 +311,6 @@ enum ClientState {
     Declined,
 }
 
-/// The time budget of one acquisition (INIT or INIT-REBOOT to BOUND). It survives the returns
-/// to INIT within an acquisition (a DHCPNAK, an unanswered REQUESTING or REBOOTING), so those
-/// share one [`ClientConfig::timeout`]; a lost lease starts a new one.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    /// When the acquisition began: `secs` counts from it (RFC 2131 §2), and REBOOTING gives up
-    /// half a [`ClientConfig::timeout`] after it.
-    started: Instant,
-    /// `started` plus [`ClientConfig::timeout`], when the acquisition fails; None beyond
-    /// `Instant`'s range. Kept even where keep-trying mode waives it, so that switching the mode
-    /// off restores it ([`Client::budget_end`]).
-    deadline: Option<Instant>,
-}
-
-impl Budget {
-    /// A budget of `timeout` from `now`.
-    fn new(now: Instant, timeout: Duration) -> Budget {
-        Budget {
-            started: now,
-            deadline: now.checked_add(timeout),
-        }
-    }
-}
-
 /// Retransmission bookkeeping of a state that sends (all but BOUND and the terminal ones).
 #[derive(Debug, Clone, Copy)]
 struct Retransmit {
@@ -494,15 +471,6 @@ impl ClientState {
             | ClientState::Failed
             | ClientState::Declined => None,
         }
-    }
-}
-
-/// The earlier of two optional instants, None meaning "never".
-fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 

@@ -10,7 +10,8 @@
 //!   above and by the state machine below;
 //! - [`names`]: option names for the `provide` and `request` ipam keys;
 //! - [`client`]: the sans-IO client state machine (RFC 2131 §4.4) the lease daemon drives with
-//!   received payloads and the current time.
+//!   received payloads and the current time;
+//! - `timing`: the acquisition budget and deadline arithmetic it shares with [`crate::dhcp6`].
 //!
 //! On ipvlan all slaves share the master's MAC, so every message carries option 61 and, when
 //! configured, the BOOTP broadcast flag, and replies are filtered by xid and echoed option 61
@@ -21,6 +22,7 @@ pub mod config;
 pub mod message;
 pub mod names;
 pub mod reply;
+pub(crate) mod timing;
 
 pub use client::{Accepted, Client, Event, Ignored, State, Transmit};
 pub use config::{ClientConfig, DEFAULT_PARAMETER_REQUEST_LIST, MIN_LEASE_SECS};

@@ -65,6 +65,7 @@ use super::message::{self, Kind, MessageType};
 use super::reply::{
     INFINITY, Lease6, LeaseError, ParseError, Reply, StatusCode, lease_times, parse_reply,
 };
+use crate::dhcp::timing::{Budget, min_opt};
 
 /// SOL_TIMEOUT (§7.6): first SOLICIT retransmission time.
 pub const SOL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -226,6 +227,16 @@ pub enum Ignored {
     Unusable(LeaseError),
 }
 
+impl From<LeaseError> for Ignored {
+    /// A reply's IA_NA that grants nothing usable: its status when it has one, else why.
+    fn from(e: LeaseError) -> Ignored {
+        match e {
+            LeaseError::Status(c) => Ignored::Status(c),
+            e => Ignored::Unusable(e),
+        }
+    }
+}
+
 /// One DHCPv6 client for one interface's IA_NA. See the module documentation.
 #[derive(Debug)]
 pub struct Client {
@@ -272,26 +283,6 @@ enum ClientState {
     Failed,
     /// DECLINED.
     Declined,
-}
-
-/// The time budget of one acquisition; it survives the restarts within it (a NotOnLink, an
-/// unanswered REQUEST), so they share one [`ClientConfig::timeout`].
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    /// When the acquisition began: REBOOTING gives up half a timeout after it.
-    started: Instant,
-    /// `started` + timeout; None beyond `Instant`'s range. Kept even when keep-trying waives it.
-    deadline: Option<Instant>,
-}
-
-impl Budget {
-    /// A budget of `timeout` from `now`.
-    fn new(now: Instant, timeout: Duration) -> Budget {
-        Budget {
-            started: now,
-            deadline: now.checked_add(timeout),
-        }
-    }
 }
 
 /// The §15 retransmission parameters of one kind of exchange.
@@ -495,15 +486,6 @@ impl ClientState {
             | ClientState::Failed
             | ClientState::Declined => None,
         }
-    }
-}
-
-/// The earlier of two optional instants, None meaning "never".
-fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
@@ -1007,10 +989,7 @@ impl Client {
                     Ok(l) => l,
                     Err(e) => {
                         self.state = ClientState::Soliciting(s);
-                        return Err(match e {
-                            LeaseError::Status(c) => Ignored::Status(c),
-                            e => Ignored::Unusable(e),
-                        });
+                        return Err(e.into());
                     }
                 };
                 let offer = Offer {
@@ -1041,10 +1020,7 @@ impl Client {
                     }
                     Err(e) => {
                         self.state = ClientState::Soliciting(s);
-                        Err(match e {
-                            LeaseError::Status(c) => Ignored::Status(c),
-                            e => Ignored::Unusable(e),
-                        })
+                        Err(e.into())
                     }
                 }
             }
@@ -1061,10 +1037,7 @@ impl Client {
                 }
                 Err(e) => {
                     self.state = ClientState::Requesting(r);
-                    Err(match e {
-                        LeaseError::Status(c) => Ignored::Status(c),
-                        e => Ignored::Unusable(e),
-                    })
+                    Err(e.into())
                 }
             },
             ClientState::Rebooting(r) if !advertise => match reply.to_lease(iaid, None) {
@@ -1092,10 +1065,7 @@ impl Client {
                 }
                 Err(e) => {
                     self.state = ClientState::Rebooting(r);
-                    Err(match e {
-                        LeaseError::Status(c) => Ignored::Status(c),
-                        e => Ignored::Unusable(e),
-                    })
+                    Err(e.into())
                 }
             },
             ClientState::Renewing(r) if !advertise => self
@@ -1166,10 +1136,7 @@ impl Client {
             }
             Err(e) => {
                 self.state = put_back(r);
-                Err(match e {
-                    LeaseError::Status(c) => Ignored::Status(c),
-                    e => Ignored::Unusable(e),
-                })
+                Err(e.into())
             }
         }
     }
