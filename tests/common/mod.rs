@@ -105,6 +105,11 @@ pub fn fake_lab(name: &str) -> Option<Lab> {
     Some(Lab::builder(name).without_dnsmasq().build())
 }
 
+/// Whether this kernel has IPv6 at all (not booted with `ipv6.disable=1`).
+pub fn ipv6_available() -> bool {
+    Path::new("/proc/net/if_inet6").exists()
+}
+
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
@@ -494,6 +499,42 @@ impl Lab {
             .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
             .map(str::to_string)
             .collect()
+    }
+
+    /// The link-local address of `ifname` in `netns` (a name or path) once it has passed
+    /// duplicate address detection (no longer `tentative`), polling `ip -6 addr`; an address
+    /// that is not tentative returns at once. Panics when DAD failed, or when there is still no
+    /// usable link-local after `timeout` (the link is down, or IPv6 is off on it).
+    pub fn wait_link_local(
+        &self,
+        netns: impl AsRef<Path>,
+        ifname: &str,
+        timeout: Duration,
+    ) -> std::net::Ipv6Addr {
+        let ns = ns_name(netns.as_ref());
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let out = ip_out(&[
+                "-n", &ns, "-6", "-o", "addr", "show", "dev", ifname, "scope", "link",
+            ]);
+            if let Some(l) = out.lines().find(|l| l.contains("inet6 fe80:")) {
+                assert!(!l.contains("dadfailed"), "{ns}/{ifname}: DAD failed: {l}");
+                if !l.contains("tentative") {
+                    return l
+                        .split_whitespace()
+                        .skip_while(|w| *w != "inet6")
+                        .nth(1)
+                        .and_then(|a| a.split('/').next())
+                        .and_then(|a| a.parse().ok())
+                        .unwrap_or_else(|| panic!("{ns}/{ifname}: link-local in {l:?}"));
+                }
+            }
+            assert!(
+                deadline.is_some_and(|d| Instant::now() < d),
+                "{ns}/{ifname}: no usable link-local after {timeout:?}: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `ip netns exec <netns> cmd...` (netns: a name or path), waiting for it; never panics.
