@@ -26,10 +26,12 @@
 //! ```
 //!
 //! For fault tests (4-second leases, NAK on demand, silence, garbage, ...) build the lab with
-//! `.without_dnsmasq()` and run [`fake_server::FakeServer::start`] on it instead.
+//! `.without_dnsmasq()` and run [`fake_server::FakeServer::start`] on it instead; for DHCPv6
+//! ones, [`fake_lab6`] and [`fake_server6::FakeServer6::start`].
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod fake_server6;
 pub mod plugin;
 
 use std::ffi::OsStr;
@@ -108,6 +110,29 @@ pub fn fake_lab(name: &str) -> Option<Lab> {
 /// Whether this kernel has IPv6 at all (not booted with `ipv6.disable=1`).
 pub fn ipv6_available() -> bool {
     Path::new("/proc/net/if_inet6").exists()
+}
+
+/// A lab for the fake DHCPv6 server ([`fake_server6::FakeServer6::start`]): no dnsmasq, s0 also
+/// holds [`fake_server6::SERVER_ADDR`]/64 ([`LabBuilder::server_ipv6`]: no duplicate address
+/// detection on s0, so its link-local is usable at once). `None` (the test skips) as for
+/// [`fake_lab`], and also when the kernel has no IPv6; under CI=true both are failures.
+pub fn fake_lab6(name: &str) -> Option<Lab> {
+    let why = unavailable_with(false)
+        .or_else(|| (!ipv6_available()).then(|| "IPv6 is disabled in this kernel".to_string()));
+    if let Some(why) = why {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name}: {why}"
+        );
+        eprintln!("SKIP {name}: {why}");
+        return None;
+    }
+    Some(
+        Lab::builder(name)
+            .without_dnsmasq()
+            .server_ipv6(&format!("{}/64", fake_server6::SERVER_ADDR))
+            .build(),
+    )
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
