@@ -21,6 +21,7 @@
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
 //! - `pacer.rs`: send turns, so broadcasts do not overflow the kernel's queues at scale;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through;
+//! - `udp6.rs`: the DHCPv6 client's UDP socket (port 546, from the link-local address);
 //! - `ra_listen.rs`: Router Advertisements (raw ICMPv6 socket, Router Solicitation) and the
 //!   link-local address's readiness, for DHCPv6 leases.
 //!
@@ -48,6 +49,7 @@ pub(crate) mod server;
 pub(crate) mod shared;
 pub(crate) mod store;
 pub(crate) mod table;
+pub(crate) mod udp6;
 
 pub use packet::parse_datagram;
 
