@@ -20,7 +20,10 @@
 //!   format: [`crate::lease_file`]), so a restarted daemon resumes its leases;
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
 //! - `pacer.rs`: send turns, so broadcasts do not overflow the kernel's queues at scale;
-//! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through.
+//! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through;
+//! - `udp6.rs`: the DHCPv6 client's UDP socket (port 546, from the link-local address);
+//! - `ra_listen.rs`: Router Advertisements (raw ICMPv6 socket, Router Solicitation) and the
+//!   link-local address's readiness, for DHCPv6 leases.
 //!
 //! Threads do not grow with leases: everything runs on one multi-threaded runtime with a fixed
 //! number of workers; sockets are opened inside a namespace by a fixed pool of threads
@@ -41,10 +44,12 @@ pub(crate) mod iface;
 pub(crate) mod metrics;
 pub(crate) mod pacer;
 pub(crate) mod packet;
+pub(crate) mod ra_listen;
 pub(crate) mod server;
 pub(crate) mod shared;
 pub(crate) mod store;
 pub(crate) mod table;
+pub(crate) mod udp6;
 
 pub use packet::parse_datagram;
 
