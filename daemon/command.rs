@@ -16,7 +16,10 @@ use super::metrics;
 use super::shared::Shared;
 use super::table::Slot;
 use crate::cni::{self, code};
-use crate::rpc::{AddOptions, Attachment, PROTOCOL_VERSION, Request, Response, ValidAttachment};
+use crate::rpc::{
+    AddOptions, Attachment, Family, LeaseRecord, PROTOCOL_VERSION, Request, Response,
+    ValidAttachment,
+};
 
 /// The CNI spec's rules for the names in an attachment (container ID, network name, ifname at
 /// most 15 bytes, no '/', not '.' or '..'): the plugin checks them too, but the socket may be
@@ -44,6 +47,8 @@ impl From<AcquireError> for cni::Error {
             | AcquireError::NetnsUnusable { .. }
             | AcquireError::ContainerGone(_) => code::INVALID_ENV,
             AcquireError::ClientIdLength(_)
+            | AcquireError::DuidLength(_)
+            | AcquireError::NoLinkLocal { .. }
             | AcquireError::NoInterface { .. }
             | AcquireError::MacKeyed { .. }
             | AcquireError::Declined { .. } => code::INVALID_NETWORK_CONFIG,
@@ -106,7 +111,11 @@ pub(crate) async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
             let span = driver::lease_span(&attachment);
             del(shared, attachment).instrument(span).await
         }
-        Request::Check { attachment, .. } => check(shared, attachment).await,
+        Request::Check {
+            attachment,
+            families,
+            ..
+        } => check(shared, attachment, families).await,
         Request::Status { .. } => status(shared).await,
         Request::Gc { network, valid, .. } => gc(shared, &network, &valid).await,
         Request::List { .. } => {
@@ -116,30 +125,87 @@ pub(crate) async fn apply(shared: &Arc<Shared>, request: Request) -> Response {
                 records: shared.table.all().iter().map(|s| s.record(now)).collect(),
             }
         }
-        Request::Show { attachment, .. } => match shared.table.get(&attachment) {
-            Some(slot) => Response::Lease {
-                version: PROTOCOL_VERSION,
-                record: Box::new(slot.record_with_history(clock::now())),
-            },
-            None => Response::error(
-                code::UNKNOWN_CONTAINER,
-                format!("no lease for {attachment}"),
-                "",
-            ),
-        },
+        Request::Show { attachment, .. } => {
+            let now = clock::now();
+            let records = shared
+                .table
+                .of(&attachment)
+                .iter()
+                .map(|slot| slot.record_with_history(now))
+                .collect();
+            leases_response(records).unwrap_or_else(|| {
+                Response::error(
+                    code::UNKNOWN_CONTAINER,
+                    format!("no lease for {attachment}"),
+                    "",
+                )
+            })
+        }
     }
 }
 
-fn lease_response(slot: &super::table::Slot) -> Response {
-    Response::Lease {
+/// The answer carrying an attachment's `records` (IPv4 first), `None` when there are none.
+fn leases_response(records: Vec<LeaseRecord>) -> Option<Response> {
+    let mut records = records.into_iter();
+    let record = records.next()?;
+    Some(Response::Lease {
         version: PROTOCOL_VERSION,
-        record: Box::new(slot.record(clock::now())),
-    }
+        record: Box::new(record),
+        also: records.collect(),
+    })
 }
 
+/// CNI ADD: the lease of every family the ADD asks for, acquired at the same time. When one
+/// fails, the others are released (an ADD that fails leaves nothing behind) and its error is
+/// the answer; a DHCPv6 error's message says so.
 async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) -> Response {
+    let families = options.families();
+    if families.is_empty() {
+        return Response::error(
+            code::INVALID_NETWORK_CONFIG,
+            "neither DHCPv4 nor DHCPv6 is on for this network",
+            "the ipam key dhcp4 is false and dhcp6 is not true: there is no lease to acquire",
+        );
+    }
+    let results = futures::future::join_all(
+        families
+            .iter()
+            .map(|family| add_one(shared, &attachment, *family, &options)),
+    )
+    .await;
+    let mut records = Vec::new();
+    let mut failure = None;
+    for (family, result) in families.iter().zip(results) {
+        match result {
+            Ok(record) => records.push(record),
+            Err(e) if failure.is_none() => failure = Some((*family, e)),
+            Err(_) => {}
+        }
+    }
+    if let Some((family, e)) = failure {
+        for record in &records {
+            if let Some(slot) = shared.table.get(&attachment, record.core.family) {
+                release_slot(shared, &slot).await;
+            }
+        }
+        let msg = match family {
+            Family::Ipv4 => e.msg,
+            Family::Ipv6 => format!("DHCPv6: {}", e.msg),
+        };
+        return Response::error(e.code, msg, e.details);
+    }
+    leases_response(records).unwrap_or_else(|| Response::error(code::INTERNAL, "no lease", ""))
+}
+
+/// ADD of one family: the held lease if there is one, else a new acquisition.
+async fn add_one(
+    shared: &Arc<Shared>,
+    attachment: &Attachment,
+    family: Family,
+    options: &AddOptions,
+) -> Result<LeaseRecord, cni::Error> {
     loop {
-        let slot = shared.table.slot(&attachment);
+        let slot = shared.table.slot(attachment, family);
         let mut op = slot.op.lock().await;
         // While this request waited for the lock, a DEL, GC or lost container may have removed
         // the slot (and an ADD behind it made a new one): a lease acquired here would then live
@@ -149,25 +215,28 @@ async fn add(shared: &Arc<Shared>, attachment: Attachment, options: AddOptions) 
         }
         if let Some(handle) = op.as_ref()
             && handle.is_alive()
-            && slot.status().lease.is_some()
+            && slot.status().has_lease()
         {
-            return lease_response(&slot);
+            return Ok(slot.record(clock::now()));
         }
         // No lease held now. A task that still runs (acquiring again after a DHCPNAK or an
         // expiry, or a resumed lease retrying its namespace) is stopped before a new one
-        // starts: one attachment never has two drivers.
+        // starts: one attachment never has two drivers of a family.
         if let Some(handle) = op.take() {
             driver::release(handle).await;
         }
-        return match driver::start(shared, slot.clone(), &options).await {
+        let started = match family {
+            Family::Ipv4 => driver::start(shared, slot.clone(), options).await,
+            Family::Ipv6 => driver::start6(shared, slot.clone(), options).await,
+        };
+        return match started {
             Ok(handle) => {
                 *op = Some(handle);
-                lease_response(&slot)
+                Ok(slot.record(clock::now()))
             }
             Err(e) => {
                 shared.table.remove(&slot);
-                let e = cni::Error::from(e);
-                Response::error(e.code, e.msg, e.details)
+                Err(cni::Error::from(e))
             }
         };
     }
@@ -184,7 +253,7 @@ pub(crate) async fn release_slot(shared: &Arc<Shared>, slot: &Arc<Slot>) {
 }
 
 async fn del(shared: &Arc<Shared>, attachment: Attachment) -> Response {
-    if let Some(slot) = shared.table.get(&attachment) {
+    for slot in shared.table.of(&attachment) {
         release_slot(shared, &slot).await;
     }
     Response::Ok {
@@ -192,30 +261,40 @@ async fn del(shared: &Arc<Shared>, attachment: Attachment) -> Response {
     }
 }
 
-async fn check(shared: &Arc<Shared>, attachment: Attachment) -> Response {
-    let Some(slot) = shared.table.get(&attachment) else {
-        return Response::error(
-            code::UNKNOWN_CONTAINER,
-            format!("no DHCP lease held for {attachment}"),
-            "CHECK never acquires a lease; run ADD first",
-        );
-    };
-    let op = slot.op.lock().await;
-    let alive = op.as_ref().is_some_and(|h| h.is_alive());
-    let has_lease = slot.status().lease.is_some();
-    if alive && has_lease {
-        lease_response(&slot)
+/// CNI CHECK: every family asked for (IPv4 alone when none is named) has its lease held.
+async fn check(shared: &Arc<Shared>, attachment: Attachment, families: Vec<Family>) -> Response {
+    let families = if families.is_empty() {
+        vec![Family::Ipv4]
     } else {
-        let st = slot.status();
-        Response::error(
-            code::UNKNOWN_CONTAINER,
-            format!(
-                "the DHCP lease for {attachment} is no longer held (state {})",
-                st.state
-            ),
-            st.last_error.clone().unwrap_or_default(),
-        )
+        families
+    };
+    let mut records = Vec::new();
+    for family in families {
+        let Some(slot) = shared.table.get(&attachment, family) else {
+            return Response::error(
+                code::UNKNOWN_CONTAINER,
+                format!("no {} lease held for {attachment}", family.protocol()),
+                "CHECK never acquires a lease; run ADD first",
+            );
+        };
+        let op = slot.op.lock().await;
+        let alive = op.as_ref().is_some_and(|h| h.is_alive());
+        let has_lease = slot.status().has_lease();
+        if !(alive && has_lease) {
+            let st = slot.status();
+            return Response::error(
+                code::UNKNOWN_CONTAINER,
+                format!(
+                    "the {} lease for {attachment} is no longer held (state {})",
+                    family.protocol(),
+                    st.state
+                ),
+                st.last_error.clone().unwrap_or_default(),
+            );
+        }
+        records.push(slot.record(clock::now()));
     }
+    leases_response(records).unwrap_or_else(|| Response::error(code::INTERNAL, "no lease", ""))
 }
 
 /// Releases every lease of `network` whose (container ID, ifname) is not in `valid`, one after

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::dhcp::Lease;
+use crate::dhcp6::Leased6;
 use crate::link::{self, RouteSpec};
 use crate::netns::NetNs;
 
@@ -84,6 +85,47 @@ pub(crate) async fn apply(
 ) -> io::Result<Vec<String>> {
     let addr = IpNet::V4(lease.address_net());
     let routes = routes_of(lease, metric);
+    in_netns(ns, ifindex, move |h, index| async move {
+        ignore_exists(link::add_address(&h, index, addr).await)?;
+        let mut failed = Vec::new();
+        for route in &routes {
+            if let Err(e) = ignore_exists(link::add_route(&h, index, route).await) {
+                failed.push(format!("{}: {e}", route.dst));
+            }
+        }
+        Ok(failed)
+    })
+    .await
+}
+
+/// [`withdraw`] of a DHCPv6 lease: its address (and with it the kernel's prefix route).
+pub(crate) async fn withdraw6(ns: Arc<NetNs>, ifindex: u32, lease: &Leased6) -> io::Result<bool> {
+    let addr = IpNet::V6(lease.address_net());
+    in_netns(ns, ifindex, move |h, index| async move {
+        link::delete_address(&h, index, addr).await
+    })
+    .await
+}
+
+/// [`apply`] of a DHCPv6 lease: its address with the on-link prefix length the RA gave (the
+/// kernel adds the prefix route), and the default route via the router's link-local address
+/// when one was heard (docs/design.md, *Router Advertisements*).
+pub(crate) async fn apply6(
+    ns: Arc<NetNs>,
+    ifindex: u32,
+    lease: &Leased6,
+    metric: Option<u32>,
+) -> io::Result<Vec<String>> {
+    let addr = IpNet::V6(lease.address_net());
+    let routes: Vec<RouteSpec> = lease
+        .default_route()
+        .map(|(dst, gw)| RouteSpec {
+            dst: IpNet::V6(dst),
+            gw: Some(std::net::IpAddr::V6(gw)),
+            metric,
+        })
+        .into_iter()
+        .collect();
     in_netns(ns, ifindex, move |h, index| async move {
         ignore_exists(link::add_address(&h, index, addr).await)?;
         let mut failed = Vec::new();

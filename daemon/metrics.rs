@@ -14,6 +14,8 @@
 //! | `add_duration_seconds` | histogram | `outcome` (ok/error) | [`Metrics::observe_add`] |
 //! | `messages_sent_total` | counter | `type` | [`Metrics::message_sent`] |
 //! | `messages_received_total` | counter | `type` | [`Metrics::message_received`] |
+//! | `dhcp6_messages_sent_total` | counter | `type` | [`Metrics::message_sent`] of a DHCPv6 message ([`MESSAGE_TYPES6`]) |
+//! | `dhcp6_messages_received_total` | counter | `type` | [`Metrics::message_received`] of a DHCPv6 reply |
 //! | `replies_ignored_total` | counter | | [`Metrics::reply_ignored`] |
 //! | `sends_retried_total` | counter | | [`Metrics::send_retried`] |
 //! | `renewals_total` | counter | | [`Metrics::renewal`] |
@@ -33,10 +35,10 @@
 //!   `m.observe_add(t.elapsed(), !matches!(response, Response::Error { .. }))` on its response
 //!   (the held-lease fast path included; an invalid attachment rejected before the match is not
 //!   an ADD that ran and is not observed).
-//! - `driver::send`, the `Ok(())` arm: `m.message_sent(kind.label)` (covers DISCOVER,
+//! - `driver::send`, the `Ok(())` arm: `m.message_sent(family, kind.label)` (covers DISCOVER,
 //!   REQUEST, DECLINE and RELEASE, retransmissions too; the protocol names each one's kind).
 //! - `driver::on_received`: on `Ok(heard)` from the client's `handle`,
-//!   `message_received(heard.kind.label)` (the client parsed the reply once), then
+//!   `message_received(family, heard.kind.label)` (the client parsed the reply once), then
 //!   `m.renewal()` or `m.rebind()` when `heard.completes` says the reply completed a renewal
 //!   (RENEWING) or a rebind (REBINDING); on `Err(_)`, `m.reply_ignored()`.
 //! - `driver::on_event`: `Event::Nak` → `m.nak()`; `Event::Expired` → `m.expiry()`.
@@ -103,12 +105,28 @@ pub(crate) const MESSAGE_TYPES: [&str; 10] = [
     "OTHER",
 ];
 
-/// The index in [`MESSAGE_TYPES`] of `label`, `OTHER`'s when it is not there.
-fn label_index(label: &str) -> usize {
-    MESSAGE_TYPES
+/// The `type` label values of `dhcp6_messages_sent_total` and `dhcp6_messages_received_total`:
+/// the RFC 8415 §7.3 types a client and a server exchange, then `OTHER`. DHCPv6 counts apart
+/// from DHCPv4 (its own series), so each family's traffic reads on its own.
+pub(crate) const MESSAGE_TYPES6: [&str; 10] = [
+    "SOLICIT",
+    "ADVERTISE",
+    "REQUEST",
+    "CONFIRM",
+    "RENEW",
+    "REBIND",
+    "REPLY",
+    "RELEASE",
+    "DECLINE",
+    "OTHER",
+];
+
+/// The index in `types` of `label`, `OTHER`'s (the last) when it is not there.
+fn label_index(types: &[&str], label: &str) -> usize {
+    types
         .iter()
         .position(|t| *t == label)
-        .unwrap_or(MESSAGE_TYPES.len() - 1)
+        .unwrap_or(types.len() - 1)
 }
 
 /// The `command` label values of `requests_in_flight` created up front (one per request of
@@ -177,6 +195,8 @@ pub(crate) struct Metrics {
     add_error: Histogram,
     sent: [Counter; MESSAGE_TYPES.len()],
     received: [Counter; MESSAGE_TYPES.len()],
+    sent6: [Counter; MESSAGE_TYPES6.len()],
+    received6: [Counter; MESSAGE_TYPES6.len()],
     replies_ignored: Counter,
     sends_retried: Counter,
     renewals: Counter,
@@ -227,6 +247,23 @@ impl Metrics {
             registry.register(name, help, family);
             counters
         };
+        let per_type6 = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<TypeLabel, Counter>::default();
+            let counters =
+                MESSAGE_TYPES6.map(|t| family.get_or_create(&TypeLabel { r#type: t }).clone());
+            registry.register(name, help, family);
+            counters
+        };
+        let sent6 = per_type6(
+            &mut registry,
+            "dhcp6_messages_sent",
+            "DHCPv6 messages sent, by message type",
+        );
+        let received6 = per_type6(
+            &mut registry,
+            "dhcp6_messages_received",
+            "DHCPv6 replies accepted (matching transaction ID and client DUID), by message type",
+        );
         let sent = per_type(
             &mut registry,
             "messages_sent",
@@ -311,6 +348,8 @@ impl Metrics {
             add_error,
             sent,
             received,
+            sent6,
+            received6,
             replies_ignored,
             sends_retried,
             renewals,
@@ -338,16 +377,24 @@ impl Metrics {
         h.observe(elapsed.as_secs_f64());
     }
 
-    /// A message of type `label` ([`MESSAGE_TYPES`]) handed to the socket (retransmissions
-    /// included).
-    pub(crate) fn message_sent(&self, label: &str) {
-        self.sent[label_index(label)].inc();
+    /// A message of `family` and type `label` ([`MESSAGE_TYPES`], [`MESSAGE_TYPES6`]) handed
+    /// to the socket (retransmissions included).
+    pub(crate) fn message_sent(&self, family: crate::rpc::Family, label: &str) {
+        let counter = match family {
+            crate::rpc::Family::Ipv4 => &self.sent[label_index(&MESSAGE_TYPES, label)],
+            crate::rpc::Family::Ipv6 => &self.sent6[label_index(&MESSAGE_TYPES6, label)],
+        };
+        counter.inc();
     }
 
-    /// A reply of type `label` ([`MESSAGE_TYPES`]) accepted for a lease (its xid and client
+    /// A reply of `family` and type `label` accepted for a lease (its xid and client
     /// identifier matched).
-    pub(crate) fn message_received(&self, label: &str) {
-        self.received[label_index(label)].inc();
+    pub(crate) fn message_received(&self, family: crate::rpc::Family, label: &str) {
+        let counter = match family {
+            crate::rpc::Family::Ipv4 => &self.received[label_index(&MESSAGE_TYPES, label)],
+            crate::rpc::Family::Ipv6 => &self.received6[label_index(&MESSAGE_TYPES6, label)],
+        };
+        counter.inc();
     }
 
     /// A DHCP packet received and not used (someone else's reply, malformed, or not expected in
@@ -574,14 +621,14 @@ mod tests {
     #[test]
     fn counters_render_with_prefix_suffix_and_labels() {
         let m = Metrics::default();
-        m.message_sent("DISCOVER");
-        m.message_sent("DISCOVER");
-        m.message_sent("REQUEST");
-        m.message_received("OFFER");
-        m.message_received("ACK");
+        m.message_sent(crate::rpc::Family::Ipv4, "DISCOVER");
+        m.message_sent(crate::rpc::Family::Ipv4, "DISCOVER");
+        m.message_sent(crate::rpc::Family::Ipv4, "REQUEST");
+        m.message_received(crate::rpc::Family::Ipv4, "OFFER");
+        m.message_received(crate::rpc::Family::Ipv4, "ACK");
         // Labels outside the list (an unknown option 53, a leasequery type) count as OTHER.
-        m.message_received("UNKNOWN(200)");
-        m.message_received("LEASEQUERY");
+        m.message_received(crate::rpc::Family::Ipv4, "UNKNOWN(200)");
+        m.message_received(crate::rpc::Family::Ipv4, "LEASEQUERY");
         m.reply_ignored();
         m.renewal();
         m.renewal();
@@ -734,10 +781,10 @@ mod tests {
             network: "n".into(),
             ifname: "eth0".into(),
         };
-        table.slot(&att("a")).status().state = "BOUND".into();
-        table.slot(&att("b")).status().state = "BOUND".into();
-        table.slot(&att("c")).status().state = "REBINDING".into();
-        table.slot(&att("d")); // an ADD that just began: no state yet
+        table.slot4(&att("a")).status().state = "BOUND".into();
+        table.slot4(&att("b")).status().state = "BOUND".into();
+        table.slot4(&att("c")).status().state = "REBINDING".into();
+        table.slot4(&att("d")); // an ADD that just began: no state yet
         let states = lease_states(&table);
         let mut states: Vec<&str> = states.iter().map(LeaseState::as_str).collect();
         states.sort();
@@ -769,7 +816,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_endpoint_serves_metrics() {
         let metrics = Arc::new(Metrics::default());
-        metrics.message_sent("DISCOVER");
+        metrics.message_sent(crate::rpc::Family::Ipv4, "DISCOVER");
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let m = metrics.clone();

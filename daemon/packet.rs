@@ -179,7 +179,7 @@ fn link_mac(ifname: &str) -> io::Result<[u8; 6]> {
 }
 
 /// Sets IFF_UP on `ifname` when it is not set (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`, netdevice(7)).
-fn set_up(ifname: &str) -> io::Result<()> {
+pub(crate) fn set_up(ifname: &str) -> io::Result<()> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
     // SAFETY: ifreq is plain old data; we fill its name with at most IFNAMSIZ-1 bytes.
     let mut ifr: libc::ifreq = unsafe { mem::zeroed() };

@@ -28,8 +28,6 @@
 //! (dropping an [`RaSocket`] took 62 µs, deregistration included, in the test
 //! `first_router_hears_a_valid_ra_and_drops_forged_ones`, which prints it).
 
-// Used by the DHCPv6 driver (issue 12), which does not call it yet.
-#![allow(dead_code)]
 
 use std::io;
 use std::io::IoSliceMut;

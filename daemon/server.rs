@@ -189,7 +189,7 @@ pub(crate) async fn serve(config: Config) -> io::Result<()> {
 /// Resumes every persisted lease, a few at a time (each enters a namespace and asks netlink
 /// about its link): drops those whose container is gone, and their files; keeps those that
 /// cannot be resumed for a transient reason, whose tasks try again ([`driver::resume`]).
-async fn resume_all(shared: &Arc<Shared>, records: Vec<crate::lease_file::Record>) {
+async fn resume_all(shared: &Arc<Shared>, records: Vec<crate::lease_file::Stored>) {
     use super::driver::{self, Resumed};
     use futures::StreamExt;
     let total = records.len();
@@ -197,7 +197,7 @@ async fn resume_all(shared: &Arc<Shared>, records: Vec<crate::lease_file::Record
         .map(|record| {
             let shared = shared.clone();
             async move {
-                let attachment = record.attachment.clone();
+                let attachment = record.attachment().clone();
                 let outcome = driver::resume(&shared, record).await;
                 if let Resumed::Dropped(why) = &outcome {
                     info!(%attachment, reason = %why, "persisted lease dropped: container gone");

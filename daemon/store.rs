@@ -24,9 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::lease_file::{
-    self, CORRUPT_SUFFIX, Entry, Granted, LoadError, Record, classify, file_name, read_record_file,
+    self, CORRUPT_SUFFIX, Entry, Granted, LoadError, Record, Record6, Stored, classify,
+    file_name_of, read_record_file,
 };
-use crate::rpc::Attachment;
+use crate::rpc::{Attachment, Family};
 
 impl Granted {
     /// The point that was `at` on the lease clock ([`super::clock::now`], e.g.
@@ -43,6 +44,16 @@ impl Record {
     /// [`Record::elapsed_since_granted`], saturating at the earliest `Instant` representable.
     pub(crate) fn granted_instant(&self) -> Instant {
         instant_before(super::clock::now(), self.elapsed_since_granted())
+    }
+}
+
+impl Record6 {
+    /// The lease-clock `Instant` the lease was granted at (as [`Record::granted_instant`]).
+    pub(crate) fn granted_instant(&self) -> Instant {
+        instant_before(
+            super::clock::now(),
+            self.granted.elapsed_until(&Granted::now()),
+        )
     }
 }
 
@@ -127,9 +138,9 @@ impl Store {
         &self.dir
     }
 
-    /// The path of `attachment`'s record.
-    pub(crate) fn path_of(&self, attachment: &Attachment) -> PathBuf {
-        self.dir.join(file_name(attachment))
+    /// The path of `attachment`'s record of `family`.
+    pub(crate) fn path_of(&self, attachment: &Attachment, family: Family) -> PathBuf {
+        self.dir.join(file_name_of(attachment, family))
     }
 
     /// Writes `record` (replacing the attachment's previous one) atomically and durably: a
@@ -137,9 +148,9 @@ impl Store {
     /// directory fsync'd when the file is new (a replaced file's rename needs no directory sync:
     /// losing it leaves the previous record of the same lease). A crash at any point leaves the
     /// old record or the new one.
-    pub(crate) fn save(&self, record: &Record) -> io::Result<()> {
+    pub(crate) fn save(&self, record: &Stored) -> io::Result<()> {
         let json = record.to_file_bytes().map_err(io::Error::other)?;
-        let name = file_name(&record.attachment);
+        let name = record.file_name();
         let target = self.dir.join(&name);
         let tmp = self.dir.join(format!(
             ".{name}.{}.{}.tmp",
@@ -214,9 +225,9 @@ impl Store {
         }
     }
 
-    /// Deletes `attachment`'s record, durably. A missing record is not an error.
-    pub(crate) fn remove(&self, attachment: &Attachment) -> io::Result<()> {
-        match fs::remove_file(self.path_of(attachment)) {
+    /// Deletes `attachment`'s record of `family`, durably. A missing record is not an error.
+    pub(crate) fn remove(&self, attachment: &Attachment, family: Family) -> io::Result<()> {
+        match fs::remove_file(self.path_of(attachment, family)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             other => other?,
         }
@@ -251,7 +262,7 @@ impl Store {
     /// (permissions, I/O error), are left in place. Temp files left by a crash during
     /// [`Store::save`] are deleted, except this process's own (call this before saving
     /// anything). Records are sorted by attachment.
-    pub(crate) fn load_all(&self) -> (Vec<Record>, Vec<LoadError>) {
+    pub(crate) fn load_all(&self) -> (Vec<Stored>, Vec<LoadError>) {
         let mut records = Vec::new();
         let mut errors = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -316,10 +327,43 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// [`Store::save`] of a DHCPv4 record.
+    pub(crate) fn save4(&self, record: &Record) -> io::Result<()> {
+        self.save(&Stored::V4(record.clone()))
+    }
+
+    /// [`Store::load_all`], DHCPv4 records only.
+    pub(crate) fn load_all4(&self) -> (Vec<Record>, Vec<LoadError>) {
+        let (records, errors) = self.load_all();
+        (v4_only(records), errors)
+    }
+}
+
+/// The DHCPv4 records of `records`.
+#[cfg(test)]
+pub(crate) fn v4_only(records: Vec<Stored>) -> Vec<Record> {
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Stored::V4(r) => Some(r),
+            Stored::V6(_) => None,
+        })
+        .collect()
+}
+
+/// [`lease_file::read_all`], DHCPv4 records only, unwrapped.
+#[cfg(test)]
+fn read_all4(dir: &Path) -> (Vec<Record>, Vec<LoadError>) {
+    let (records, errors) = lease_file::read_all(dir).unwrap();
+    (v4_only(records), errors)
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::dhcp::Lease;
-    use crate::lease_file::{FORMAT_VERSION, MAX_FILE_BYTES, boot_id, read_all};
+    use crate::lease_file::{FORMAT_VERSION_V4, MAX_FILE_BYTES, boot_id, read_all};
 
     fn att(c: &str, n: &str, i: &str) -> Attachment {
         Attachment {
@@ -381,16 +425,16 @@ mod tests {
         let mut r2 = record(att("c2", "labnet", "eth0"));
         r2.server_mac = None;
         r2.hostname = None;
-        store.save(&r1).unwrap();
-        store.save(&r2).unwrap();
+        store.save4(&r1).unwrap();
+        store.save4(&r2).unwrap();
         // Saving again replaces.
         let mut r1b = r1.clone();
         r1b.renewals = 3;
         r1b.state = "RENEWING".into();
-        store.save(&r1b).unwrap();
+        store.save4(&r1b).unwrap();
         drop(store);
         let store = Store::open(dir.path().join("state")).unwrap();
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(records, vec![r1b, r2]);
         assert_eq!(names(store.dir()).len(), 2);
@@ -401,8 +445,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let r = record(att("c1", "labnet", "eth0"));
-        store.save(&r).unwrap();
-        let text = fs::read_to_string(store.path_of(&r.attachment)).unwrap();
+        store.save4(&r).unwrap();
+        let text = fs::read_to_string(store.path_of(&r.attachment, Family::Ipv4)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["attachment"]["container_id"], "c1");
@@ -419,14 +463,14 @@ mod tests {
         // Optional fields are omitted when absent, and absent ones load as None.
         let mut r2 = r.clone();
         r2.server_mac = None;
-        store.save(&r2).unwrap();
-        let text = fs::read_to_string(store.path_of(&r.attachment)).unwrap();
+        store.save4(&r2).unwrap();
+        let text = fs::read_to_string(store.path_of(&r.attachment, Family::Ipv4)).unwrap();
         assert!(!text.contains("server_mac"));
         // Unknown fields (added later without a version bump) are ignored.
         let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
         v["future_field"] = serde_json::json!(42);
-        fs::write(store.path_of(&r.attachment), v.to_string()).unwrap();
-        let (records, errors) = store.load_all();
+        fs::write(store.path_of(&r.attachment, Family::Ipv4), v.to_string()).unwrap();
+        let (records, errors) = store.load_all4();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(records, vec![r2]);
     }
@@ -459,21 +503,21 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let good = record(att("c1", "n", "eth0"));
         let torn = record(att("c2", "n", "eth0"));
-        store.save(&good).unwrap();
-        store.save(&torn).unwrap();
+        store.save4(&good).unwrap();
+        store.save4(&torn).unwrap();
         // A crash during a save: the temp file of the new version is half written (what
         // rename-over protects the target from) ...
-        let full = fs::read(store.path_of(&good.attachment)).unwrap();
-        let tmp_name = format!(".{}.999999.0.tmp", file_name(&good.attachment));
+        let full = fs::read(store.path_of(&good.attachment, Family::Ipv4)).unwrap();
+        let tmp_name = format!(".{}.999999.0.tmp", lease_file::file_name(&good.attachment));
         fs::write(dir.path().join(&tmp_name), &full[..full.len() / 2]).unwrap();
         // ... and a file truncated by something else (a filesystem without ordered writes).
-        let torn_path = store.path_of(&torn.attachment);
+        let torn_path = store.path_of(&torn.attachment, Family::Ipv4);
         let bytes = fs::read(&torn_path).unwrap();
         fs::write(&torn_path, &bytes[..bytes.len() - 40]).unwrap();
         drop(store);
 
         let store = Store::open(dir.path()).unwrap();
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert_eq!(records, vec![good.clone()]);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, torn_path);
@@ -484,15 +528,15 @@ mod tests {
         assert_eq!(
             names(dir.path()),
             vec![
-                file_name(&good.attachment),
-                format!("{}.corrupt", file_name(&torn.attachment)),
+                lease_file::file_name(&good.attachment),
+                format!("{}.corrupt", lease_file::file_name(&torn.attachment)),
             ]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect::<Vec<_>>()
         );
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert_eq!(records, vec![good]);
         assert!(errors.is_empty(), "{errors:?}");
     }
@@ -502,12 +546,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let good = record(att("c1", "n", "eth0"));
-        store.save(&good).unwrap();
-        fs::write(store.path_of(&att("bad", "n", "eth0")), b"{").unwrap();
+        store.save4(&good).unwrap();
+        fs::write(store.path_of(&att("bad", "n", "eth0"), Family::Ipv4), b"{").unwrap();
         fs::write(dir.path().join(".x.json.1.0.tmp"), b"{").unwrap();
         let before = names(dir.path());
         // The store stays open (locked): read_all neither waits for nor takes the lock.
-        let (records, errors) = read_all(dir.path()).unwrap();
+        let (records, errors) = read_all4(dir.path());
         assert_eq!(records, vec![good]);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].moved_to.is_none());
@@ -522,12 +566,19 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let r = record(att("c1", "n", "eth0"));
         // A crashed daemon with our PID (PID 1 in a container, twice) left its first temp file.
-        let stale = format!(".{}.{}.0.tmp", file_name(&r.attachment), std::process::id());
+        let stale = format!(
+            ".{}.{}.0.tmp",
+            lease_file::file_name(&r.attachment),
+            std::process::id()
+        );
         fs::write(dir.path().join(&stale), b"{\"half").unwrap();
-        store.load_all();
-        store.save(&r).unwrap();
-        assert_eq!(names(dir.path()), vec![file_name(&r.attachment)]);
-        assert_eq!(store.load_all().0, vec![r]);
+        store.load_all4();
+        store.save4(&r).unwrap();
+        assert_eq!(
+            names(dir.path()),
+            vec![lease_file::file_name(&r.attachment)]
+        );
+        assert_eq!(store.load_all4().0, vec![r]);
     }
 
     #[test]
@@ -537,11 +588,11 @@ mod tests {
         let r = record(att("c1", "n", "eth0"));
         let outside = dir.path().join("outside.json");
         fs::write(&outside, b"{}").unwrap();
-        let link = store.path_of(&r.attachment);
+        let link = store.path_of(&r.attachment, Family::Ipv4);
         std::os::unix::fs::symlink(&outside, &link).unwrap();
-        let fifo = store.path_of(&att("fifo", "n", "eth0"));
+        let fifo = store.path_of(&att("fifo", "n", "eth0"), Family::Ipv4);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(records.is_empty());
         assert_eq!(errors.len(), 2, "{errors:?}");
         for e in &errors {
@@ -549,10 +600,10 @@ mod tests {
             assert!(e.moved_to.is_none());
         }
         // Saving replaces the link itself, not the file it points to.
-        store.save(&r).unwrap();
+        store.save4(&r).unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"{}");
         fs::remove_file(&fifo).unwrap();
-        assert_eq!(store.load_all().0, vec![r]);
+        assert_eq!(store.load_all4().0, vec![r]);
     }
 
     #[test]
@@ -561,7 +612,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let own = format!(".x.json.{}.7.tmp", std::process::id());
         fs::write(dir.path().join(&own), b"{").unwrap();
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(records.is_empty() && errors.is_empty());
         assert_eq!(names(dir.path()), vec![own]);
     }
@@ -571,17 +622,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let good = record(att("c1", "n", "eth0"));
-        store.save(&good).unwrap();
-        let valid = fs::read_to_string(store.path_of(&good.attachment)).unwrap();
+        store.save4(&good).unwrap();
+        let valid = fs::read_to_string(store.path_of(&good.attachment, Family::Ipv4)).unwrap();
         let write = |a: &str, content: &str| {
-            let path = store.path_of(&att(a, "n", "eth0"));
+            let path = store.path_of(&att(a, "n", "eth0"), Family::Ipv4);
             fs::write(&path, content).unwrap();
             path
         };
         let empty = write("empty", "");
         let garbage = write("garbage", "\u{0}\u{1}not json at all");
         let not_object = write("array", "[1,2,3]");
-        let newer = write("newer", &valid.replace("\"version\": 1", "\"version\": 2"));
+        let newer = write("newer", &valid.replace("\"version\": 1", "\"version\": 3"));
         let bad_mac = write(
             "badmac",
             &valid
@@ -602,7 +653,7 @@ mod tests {
         let dir_json = dir.path().join("ffff.json");
         fs::create_dir(&dir_json).unwrap();
 
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert_eq!(records, vec![good]);
         let reason = |p: &Path| {
             errors
@@ -614,7 +665,7 @@ mod tests {
             (&empty, "empty file", true),
             (&garbage, "corrupt:", true),
             (&not_object, "corrupt:", true),
-            (&newer, "format version 2 not supported", false),
+            (&newer, "format version 3 not supported", false),
             (&bad_mac, "corrupt:", true),
             (&bad_prefix, "invalid: lease prefix_len 40", true),
             (&misnamed, "holds the record of c1/n/eth0", true),
@@ -628,7 +679,7 @@ mod tests {
         }
         assert_eq!(errors.len(), 9, "{errors:?}");
         // Moved-aside files are not read again; the others are reported again.
-        let (_, errors) = store.load_all();
+        let (_, errors) = store.load_all4();
         assert_eq!(errors.len(), 2, "{errors:?}");
     }
 
@@ -648,8 +699,8 @@ mod tests {
             let mut r = record(att(id, "n", "eth0"));
             edit(&mut r.lease);
             let mut v = serde_json::to_value(&r).unwrap();
-            v["version"] = FORMAT_VERSION.into();
-            let path = store.path_of(&r.attachment);
+            v["version"] = FORMAT_VERSION_V4.into();
+            let path = store.path_of(&r.attachment, Family::Ipv4);
             fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
             path
         };
@@ -694,7 +745,7 @@ mod tests {
             l.classless_routes = vec![route.clone(); MAX_ROUTES];
             l.static_routes = vec![route.clone(); MAX_ROUTES];
         });
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert_eq!(records.len(), 1, "{errors:?}");
         assert_eq!(records[0].attachment.container_id, "full");
         assert!(at_bounds.exists());
@@ -719,10 +770,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let r = record(att("c1", "n", "eth0"));
-        store.save(&r).unwrap();
-        let path = store.path_of(&r.attachment);
+        store.save4(&r).unwrap();
+        let path = store.path_of(&r.attachment, Family::Ipv4);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(records.is_empty());
         assert!(errors[0].reason.starts_with("cannot read"), "{}", errors[0]);
         assert!(path.exists());
@@ -738,7 +789,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..25 {
                         store
-                            .save(&record(att(&format!("c{t}-{i}"), "n", "eth0")))
+                            .save4(&record(att(&format!("c{t}-{i}"), "n", "eth0")))
                             .unwrap();
                     }
                 });
@@ -748,7 +799,7 @@ mod tests {
         let changes = store.changes.load(Ordering::SeqCst);
         assert_eq!(changes, 200);
         assert_eq!(*store.synced.lock(), changes);
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(records.len(), 200);
     }
@@ -758,12 +809,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let r = record(att("c1", "n", "eth0"));
-        store.remove(&r.attachment).unwrap();
-        store.save(&r).unwrap();
-        store.remove(&r.attachment).unwrap();
-        store.remove(&r.attachment).unwrap();
+        store.remove(&r.attachment, Family::Ipv4).unwrap();
+        store.save4(&r).unwrap();
+        store.remove(&r.attachment, Family::Ipv4).unwrap();
+        store.remove(&r.attachment, Family::Ipv4).unwrap();
         assert!(names(dir.path()).is_empty());
-        assert!(store.load_all().0.is_empty());
+        assert!(store.load_all4().0.is_empty());
     }
 
     #[test]
@@ -781,26 +832,26 @@ mod tests {
         ];
         let mut seen = std::collections::HashSet::new();
         for a in &odd {
-            let name = file_name(a);
+            let name = lease_file::file_name(a);
             assert_eq!(name.len(), 32 + 5, "{name}");
             assert!(name.ends_with(".json"));
             assert!(name[..32].bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(seen.insert(name.clone()), "collision for {a}");
-            assert_eq!(store.path_of(a).parent(), Some(store.dir()));
-            store.save(&record(a.clone())).unwrap();
+            assert_eq!(store.path_of(a, Family::Ipv4).parent(), Some(store.dir()));
+            store.save4(&record(a.clone())).unwrap();
         }
         // Same fields, different split: different files.
         assert_ne!(
-            file_name(&att("a/b", "c", "d")),
-            file_name(&att("a", "b/c", "d"))
+            lease_file::file_name(&att("a/b", "c", "d")),
+            lease_file::file_name(&att("a", "b/c", "d"))
         );
         assert!(!dir.path().join("etc").exists());
         assert_eq!(names(dir.path()), vec!["state".to_string()]);
-        let (records, errors) = store.load_all();
+        let (records, errors) = store.load_all4();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(records.len(), odd.len());
         for a in &odd {
-            store.remove(a).unwrap();
+            store.remove(a, Family::Ipv4).unwrap();
         }
         assert!(names(store.dir()).is_empty());
     }

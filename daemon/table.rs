@@ -1,4 +1,6 @@
-//! The daemon's shared state: one slot per attachment.
+//! The daemon's shared state: one slot per attachment and family (an attachment with DHCPv4
+//! and DHCPv6 has two slots, two drivers, two records: the protocols keep their leases
+//! independently, as dhcpcd and systemd-networkd do).
 //!
 //! A [`Slot`] serialises every request for its attachment (an async mutex held for the whole of
 //! an ADD or DEL, so a DEL that races an ADD waits for it, and two DELs run one after the other)
@@ -17,9 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dhcp::Lease;
+use crate::dhcp6::Leased6;
 use crate::lease_file::Identity;
 use crate::lease_state::LeaseState;
-use crate::rpc::{Attachment, Direction, HISTORY_LEN, LeaseCore, LeaseRecord, Transaction};
+use crate::rpc::{Attachment, Direction, Family, HISTORY_LEN, LeaseCore, LeaseRecord, Transaction};
 
 /// A request to a running driver task.
 #[derive(Debug)]
@@ -58,7 +61,7 @@ pub(crate) struct Status {
     /// before the server granted it (used to tell a server keying by MAC from one answering
     /// many clients at once).
     pub(crate) bound_at: Option<Instant>,
-    /// Option 61 bytes.
+    /// Option 61 bytes (IPv4), the DUID (IPv6).
     pub(crate) client_id: Vec<u8>,
     /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
     /// chaddr and address mean a server keying by MAC.
@@ -70,17 +73,26 @@ pub(crate) struct Status {
     pub(crate) broadcast: bool,
     /// Why ([`LeaseCore::broadcast_reason`]).
     pub(crate) broadcast_reason: String,
-    /// Last acknowledged lease.
+    /// Last acknowledged DHCPv4 lease.
     pub(crate) lease: Option<Lease>,
+    /// Last granted DHCPv6 lease.
+    pub(crate) lease6: Option<Leased6>,
     /// T1, T2 and expiry of that lease as the client schedules them (fuzz included).
     pub(crate) timers: Option<Timers>,
     /// DHCPACKs received in RENEWING or REBINDING.
     pub(crate) renewals: u32,
     /// The address this attachment held before the server gave it another one (after a NAK or
     /// an expiry), if that ever happened.
-    pub(crate) previous_address: Option<std::net::Ipv4Addr>,
+    pub(crate) previous_address: Option<std::net::IpAddr>,
     /// Last error, for operators.
     pub(crate) last_error: Option<String>,
+}
+
+impl Status {
+    /// Whether a lease (of either family) is held.
+    pub(crate) fn has_lease(&self) -> bool {
+        self.lease.is_some() || self.lease6.is_some()
+    }
 }
 
 /// When a bound lease next needs attention (monotonic clock).
@@ -99,6 +111,8 @@ pub(crate) struct Timers {
 pub(crate) struct Slot {
     /// Whose slot.
     pub(crate) attachment: Attachment,
+    /// Which of its leases.
+    pub(crate) family: Family,
     /// Held for the whole of a request on this attachment; holds the driver, if one runs.
     pub(crate) op: tokio::sync::Mutex<Option<Handle>>,
     status: Mutex<Status>,
@@ -170,10 +184,13 @@ impl Slot {
         let s = self.status().clone();
         // The client counts expiry from the grant without fuzz, so the grant is expiry minus
         // the lease time.
-        let granted = match (&s.timers, &s.lease) {
-            (Some(t), Some(l)) => t
-                .expires_at
-                .checked_sub(Duration::from_secs(l.lease_time.into())),
+        let lease_time = s
+            .lease
+            .as_ref()
+            .map(|l| l.lease_time)
+            .or(s.lease6.as_ref().map(|l| l.lease.valid_lifetime));
+        let granted = match (&s.timers, lease_time) {
+            (Some(t), Some(secs)) => t.expires_at.checked_sub(Duration::from_secs(secs.into())),
             _ => None,
         };
         let abs = |at: Option<Instant>| at.map(unix_ms_of);
@@ -194,12 +211,14 @@ impl Slot {
         LeaseRecord {
             core: LeaseCore {
                 attachment: self.attachment.clone(),
+                family: self.family,
                 netns: s.netns,
                 client_id: hex::encode(&s.client_id),
                 state: s.state,
                 broadcast: s.broadcast,
                 broadcast_reason: s.broadcast_reason,
                 lease: s.lease,
+                lease6: s.lease6,
             },
             t1_in,
             t2_in,
@@ -220,21 +239,28 @@ impl Slot {
 /// All slots.
 #[derive(Debug, Default)]
 pub(crate) struct Table {
-    slots: Mutex<HashMap<Attachment, Arc<Slot>>>,
+    slots: Mutex<HashMap<(Attachment, Family), Arc<Slot>>>,
+}
+
+impl Slot {
+    fn key(&self) -> (Attachment, Family) {
+        (self.attachment.clone(), self.family)
+    }
 }
 
 impl Table {
-    fn slots(&self) -> MutexGuard<'_, HashMap<Attachment, Arc<Slot>>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<(Attachment, Family), Arc<Slot>>> {
         self.slots.lock()
     }
 
-    /// The attachment's slot, created empty if there is none.
-    pub(crate) fn slot(&self, attachment: &Attachment) -> Arc<Slot> {
+    /// The slot of `attachment`'s lease of `family`, created empty if there is none.
+    pub(crate) fn slot(&self, attachment: &Attachment, family: Family) -> Arc<Slot> {
         self.slots()
-            .entry(attachment.clone())
+            .entry((attachment.clone(), family))
             .or_insert_with(|| {
                 Arc::new(Slot {
                     attachment: attachment.clone(),
+                    family,
                     op: tokio::sync::Mutex::new(None),
                     status: Mutex::new(Status::default()),
                     gone: tokio::sync::Notify::new(),
@@ -248,13 +274,21 @@ impl Table {
     /// GC or lost container while a request waited for its lock, nor replaced by a newer one).
     pub(crate) fn is_current(&self, slot: &Arc<Slot>) -> bool {
         self.slots()
-            .get(&slot.attachment)
+            .get(&slot.key())
             .is_some_and(|s| Arc::ptr_eq(s, slot))
     }
 
-    /// The attachment's slot, if it has one.
-    pub(crate) fn get(&self, attachment: &Attachment) -> Option<Arc<Slot>> {
-        self.slots().get(attachment).cloned()
+    /// The slot of `attachment`'s lease of `family`, if it has one.
+    pub(crate) fn get(&self, attachment: &Attachment, family: Family) -> Option<Arc<Slot>> {
+        self.slots().get(&(attachment.clone(), family)).cloned()
+    }
+
+    /// The slots of `attachment`, IPv4 first.
+    pub(crate) fn of(&self, attachment: &Attachment) -> Vec<Arc<Slot>> {
+        [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .filter_map(|f| self.get(attachment, f))
+            .collect()
     }
 
     /// Removes `slot` from the table if it is still the attachment's slot. A request that got
@@ -263,18 +297,16 @@ impl Table {
     /// `command::add` does), or its work would live in a slot nobody can see.
     pub(crate) fn remove(&self, slot: &Arc<Slot>) {
         let mut slots = self.slots();
-        if slots
-            .get(&slot.attachment)
-            .is_some_and(|s| Arc::ptr_eq(s, slot))
-        {
-            slots.remove(&slot.attachment);
+        let key = slot.key();
+        if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(&key);
         }
     }
 
-    /// Every slot, sorted by attachment.
+    /// Every slot, sorted by attachment, then family.
     pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
         let mut all: Vec<_> = self.slots().values().cloned().collect();
-        all.sort_by(|a, b| a.attachment.cmp(&b.attachment));
+        all.sort_by(|a, b| (&a.attachment, a.family).cmp(&(&b.attachment, b.family)));
         all
     }
 
@@ -287,6 +319,14 @@ impl Table {
     /// Number of slots.
     pub(crate) fn len(&self) -> usize {
         self.slots().len()
+    }
+}
+
+#[cfg(test)]
+impl Table {
+    /// [`Table::slot`] of the IPv4 lease.
+    pub(crate) fn slot4(&self, attachment: &Attachment) -> Arc<Slot> {
+        self.slot(attachment, Family::Ipv4)
     }
 }
 
@@ -305,24 +345,27 @@ mod tests {
     #[test]
     fn slot_is_shared_until_removed() {
         let t = Table::default();
-        let a = t.slot(&att("a"));
-        let a2 = t.slot(&att("a"));
+        let a = t.slot4(&att("a"));
+        let a2 = t.slot4(&att("a"));
         assert!(Arc::ptr_eq(&a, &a2));
-        let b = t.slot(&att("b"));
+        let b = t.slot4(&att("b"));
         assert!(!Arc::ptr_eq(&a, &b));
         t.remove(&a);
-        assert!(t.get(&att("a")).is_none());
+        assert!(t.get(&att("a"), Family::Ipv4).is_none());
         // A stale slot does not remove its successor.
-        let a3 = t.slot(&att("a"));
+        let a3 = t.slot4(&att("a"));
         t.remove(&a);
-        assert!(t.get(&att("a")).is_some_and(|s| Arc::ptr_eq(&s, &a3)));
+        assert!(
+            t.get(&att("a"), Family::Ipv4)
+                .is_some_and(|s| Arc::ptr_eq(&s, &a3))
+        );
         assert_eq!(t.all().len(), 2);
     }
 
     #[test]
     fn record_reports_times_relative_to_now() {
         let t = Table::default();
-        let s = t.slot(&att("a"));
+        let s = t.slot4(&att("a"));
         let start = Instant::now();
         {
             let mut st = s.status();
@@ -372,7 +415,7 @@ mod tests {
     #[test]
     fn history_keeps_the_last_entries_in_order() {
         let t = Table::default();
-        let s = t.slot(&att("a"));
+        let s = t.slot4(&att("a"));
         assert_eq!(s.record_with_history(Instant::now()).history, Some(vec![]));
         for i in 0..HISTORY_LEN + 5 {
             s.push_history(Direction::Sent, format!("m{i}"));

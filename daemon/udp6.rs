@@ -23,8 +23,6 @@
 //! and is therefore handed to closer threads), a UDP socket closes in about a microsecond, so a
 //! [`Udp6Socket`] is simply dropped on whichever thread holds it.
 
-// Used by the DHCPv6 driver (issue 12), which does not call it yet.
-#![allow(dead_code)]
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -173,7 +171,8 @@ impl Udp6Socket {
         Ok(Udp6Socket { socket, link })
     }
 
-    /// The interface the socket was opened on.
+    /// The interface the socket was opened on (tests check it).
+    #[cfg(test)]
     pub(crate) fn link(&self) -> LinkAddr {
         self.link
     }

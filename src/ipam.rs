@@ -16,6 +16,7 @@ use crate::cni::{self, CniResult, Dns, Env, Error, IpConfig, NetConf, Plugin, co
 use crate::dhcp::Lease;
 use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
 use crate::dhcp::names;
+use crate::dhcp6::Leased6;
 use crate::rpc::{
     self, AddOptions, Attachment, CallError, PROTOCOL_VERSION, Request, Response, ValidAttachment,
 };
@@ -57,7 +58,24 @@ pub struct IpamConf {
     /// installs routes with it.
     #[serde(default)]
     pub priority: Option<u32>,
+    /// DHCPv4 on this network (default `true`); `false` with `dhcp6: true` makes an
+    /// IPv6-only network.
+    #[serde(default)]
+    pub dhcp4: Option<bool>,
+    /// DHCPv6 (RFC 8415 IA_NA) on this network too (default `false`): the ADD result then
+    /// carries an IPv6 address as well, its prefix length and default route from the link's
+    /// Router Advertisements.
+    #[serde(default)]
+    pub dhcp6: Option<bool>,
 }
+
+/// The `provide` option name of a DUID replacing the per-container DUID-UUID (hex bytes,
+/// colons allowed: `"00:04:..."`).
+pub const PROVIDE_DHCP6_DUID: &str = "dhcp6-duid";
+
+/// The `provide` option name of an IAID replacing the one derived from the ifname (decimal, or
+/// hex with `0x`).
+pub const PROVIDE_DHCP6_IAID: &str = "dhcp6-iaid";
 
 /// One `provide` entry. The value is sent as its bytes, as the reference does.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -96,6 +114,10 @@ pub struct DhcpExtras {
     pub provided: Vec<(u8, Vec<u8>)>,
     /// Option 55 when not the default list.
     pub parameter_request_list: Option<Vec<u8>>,
+    /// DHCPv6 DUID override ([`PROVIDE_DHCP6_DUID`]).
+    pub duid: Option<Vec<u8>>,
+    /// DHCPv6 IAID override ([`PROVIDE_DHCP6_IAID`]).
+    pub iaid: Option<u32>,
 }
 
 impl IpamConf {
@@ -124,6 +146,45 @@ impl IpamConf {
         let has_control = |v: &str| v.chars().any(char::is_control);
         let mut extras = DhcpExtras::default();
         for p in &self.provide {
+            let name = p.option.trim();
+            if name.eq_ignore_ascii_case(PROVIDE_DHCP6_DUID)
+                || name.eq_ignore_ascii_case(PROVIDE_DHCP6_IAID)
+            {
+                let value = match (&p.value, &p.from_arg) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(key)) => arg(key),
+                    (None, None) => {
+                        return Err(bad(format!(
+                            "provide option {:?} needs \"value\" or \"fromArg\"",
+                            p.option
+                        )));
+                    }
+                };
+                let Some(value) = value else { continue };
+                if name.eq_ignore_ascii_case(PROVIDE_DHCP6_DUID) {
+                    let duid = hex::decode(value.trim().replace(':', "")).map_err(|e| {
+                        bad(format!("provide {PROVIDE_DHCP6_DUID}: not hex bytes: {e}"))
+                    })?;
+                    crate::dhcp6::identity::check_duid(&duid).map_err(|len| {
+                        bad(format!(
+                            "provide {PROVIDE_DHCP6_DUID}: {len} bytes; a DUID has 3 to 130 (RFC 8415 §11.1)"
+                        ))
+                    })?;
+                    extras.duid = Some(duid);
+                } else {
+                    let v = value.trim();
+                    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                        Some(hex) => u32::from_str_radix(hex, 16),
+                        None => v.parse(),
+                    };
+                    extras.iaid = Some(parsed.map_err(|e| {
+                        bad(format!(
+                            "provide {PROVIDE_DHCP6_IAID}: {v:?} is not a 32-bit number: {e}"
+                        ))
+                    })?);
+                }
+                continue;
+            }
             let code = names::option_code(&p.option).map_err(bad)?;
             let value = match (&p.value, &p.from_arg) {
                 (Some(v), _) => {
@@ -224,42 +285,109 @@ impl Conf {
     }
 }
 
-/// The CNI result for a lease (CNI spec §"ADD Success"): one IPv4 address with its prefix from
-/// option 1 and the first router as gateway; routes from option 121 when present, else option
-/// 33 plus a default route via the router ([`Lease::routes`]); DNS from options 6, 15 and 119.
+/// The CNI result for a DHCPv4 lease (CNI spec §"ADD Success"): one IPv4 address with its
+/// prefix from option 1 and the first router as gateway; routes from option 121 when present,
+/// else option 33 plus a default route via the router ([`Lease::routes`]); DNS from options 6,
+/// 15 and 119.
 ///
 /// `priority` (the ipam key) becomes every route's metric.
 pub fn result_from_lease(lease: &Lease, cni_version: &str, priority: Option<u32>) -> CniResult {
-    let address = ipnet::Ipv4Net::new(lease.address, lease.prefix_len.min(32))
-        .unwrap_or_else(|_| ipnet::Ipv4Net::from(lease.address));
-    CniResult {
-        cni_version: cni_version.to_string(),
-        interfaces: vec![],
-        ips: vec![IpConfig {
+    result_from_leases(Some(lease), None, cni_version, priority)
+}
+
+/// The CNI result of an ADD with DHCPv4, DHCPv6 or both: the IPv4 part as
+/// [`result_from_lease`]; then the IPv6 address with the on-link prefix length of the link's
+/// RA (/128 without one) and the RA's router as gateway (the default route itself is the
+/// kernel's, from the same RA); DNS name servers of DHCPv4 (options 6) then DHCPv6 (option 23), search domains of
+/// options 119 then 24, each without repeats; the domain is option 15's.
+pub fn result_from_leases(
+    lease: Option<&Lease>,
+    lease6: Option<&Leased6>,
+    cni_version: &str,
+    priority: Option<u32>,
+) -> CniResult {
+    let route = |dst: ipnet::IpNet, gw: Option<IpAddr>| cni::Route {
+        dst,
+        gw,
+        mtu: None,
+        advmss: None,
+        priority,
+        table: None,
+        scope: None,
+    };
+    let mut ips = Vec::new();
+    let mut routes = Vec::new();
+    let mut dns = Dns::default();
+    let add_unique = |list: &mut Vec<String>, item: String| {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    };
+    if let Some(lease) = lease {
+        let address = ipnet::Ipv4Net::new(lease.address, lease.prefix_len.min(32))
+            .unwrap_or_else(|_| ipnet::Ipv4Net::from(lease.address));
+        ips.push(IpConfig {
             address: address.into(),
             gateway: lease.gateway().map(IpAddr::V4),
             interface: None,
-        }],
-        routes: lease
-            .routes()
-            .into_iter()
-            .map(|r| cni::Route {
-                dst: r.dst.into(),
-                gw: (r.gateway != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(r.gateway)),
-                mtu: None,
-                advmss: None,
-                priority,
-                table: None,
-                scope: None,
-            })
-            .collect(),
-        dns: Dns {
-            nameservers: lease.dns_servers.iter().map(|a| a.to_string()).collect(),
-            domain: lease.domain_name.clone(),
-            search: lease.domain_search.clone(),
-            options: vec![],
-        },
+        });
+        routes.extend(lease.routes().into_iter().map(|r| {
+            route(
+                r.dst.into(),
+                (r.gateway != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(r.gateway)),
+            )
+        }));
+        for a in &lease.dns_servers {
+            add_unique(&mut dns.nameservers, a.to_string());
+        }
+        dns.domain = lease.domain_name.clone();
+        for d in &lease.domain_search {
+            add_unique(&mut dns.search, d.clone());
+        }
     }
+    if let Some(l6) = lease6 {
+        ips.push(IpConfig {
+            address: l6.address_net().into(),
+            gateway: l6.router.map(IpAddr::V6),
+            interface: None,
+        });
+        // No `::/0` route: the kernel installs it from the same RA (accept_ra, on in a
+        // container's namespace by default), and a main plugin adding it again fails with
+        // EEXIST (the reference's ConfigureIface does). docs/design.md, *Router Advertisements*.
+        for a in &l6.lease.dns_servers {
+            add_unique(&mut dns.nameservers, a.to_string());
+        }
+        for d in &l6.lease.domain_search {
+            add_unique(&mut dns.search, d.clone());
+        }
+    }
+    CniResult {
+        cni_version: cni_version.to_string(),
+        interfaces: vec![],
+        ips,
+        routes,
+        dns,
+    }
+}
+
+impl IpamConf {
+    /// The families this network's ADD asks for, as the ADD request carries them: DHCPv4
+    /// unless `dhcp4` is false, DHCPv6 when `dhcp6` is true.
+    pub fn families(&self) -> Vec<rpc::Family> {
+        let mut f = Vec::new();
+        if self.dhcp4 != Some(false) {
+            f.push(rpc::Family::Ipv4);
+        }
+        if self.dhcp6 == Some(true) {
+            f.push(rpc::Family::Ipv6);
+        }
+        f
+    }
+}
+
+/// The records of a lease answer, all of them ([`Response::Lease`]'s `record` and `also`).
+fn records_of(record: Box<rpc::LeaseRecord>, also: Vec<rpc::LeaseRecord>) -> Vec<rpc::LeaseRecord> {
+    std::iter::once(*record).chain(also).collect()
 }
 
 fn attachment(env: &Env, conf: &Conf) -> Result<Attachment, Error> {
@@ -300,6 +428,20 @@ impl Plugin for DhcpPlugin {
         let extras = conf
             .ipam
             .dhcp_extras(|key| env.arg(key).map(str::to_string))?;
+        let families = conf.ipam.families();
+        if families.is_empty() {
+            return Err(Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                "ipam: \"dhcp4\": false needs \"dhcp6\": true",
+                "with neither DHCPv4 nor DHCPv6 there is no address to acquire",
+            ));
+        }
+        let dhcp6 = families
+            .contains(&rpc::Family::Ipv6)
+            .then(|| rpc::Dhcp6Options {
+                duid: extras.duid.clone(),
+                iaid: extras.iaid,
+            });
         let request = Request::Add {
             version: PROTOCOL_VERSION,
             attachment,
@@ -311,23 +453,33 @@ impl Plugin for DhcpPlugin {
                 provided: extras.provided,
                 parameter_request_list: extras.parameter_request_list,
                 priority: conf.ipam.priority,
+                no_dhcp4: !families.contains(&rpc::Family::Ipv4),
+                dhcp6,
             },
         };
-        match call(&conf, request)? {
-            Response::Lease { record, .. } => match &record.core.lease {
-                Some(lease) => Ok(result_from_lease(
-                    lease,
-                    &conf.net.cni_version,
-                    conf.ipam.priority,
-                )),
-                None => Err(Error::new(
-                    code::IO_FAILURE,
-                    "daemon answered without a lease",
-                    "",
-                )),
-            },
-            other => Err(unexpected(other)),
+        let records = match call(&conf, request)? {
+            Response::Lease { record, also, .. } => records_of(record, also),
+            other => return Err(unexpected(other)),
+        };
+        let lease = records.iter().find_map(|r| r.core.lease.as_ref());
+        let lease6 = records.iter().find_map(|r| r.core.lease6.as_ref());
+        let missing = families.iter().find(|f| match f {
+            rpc::Family::Ipv4 => lease.is_none(),
+            rpc::Family::Ipv6 => lease6.is_none(),
+        });
+        if let Some(f) = missing {
+            return Err(Error::new(
+                code::IO_FAILURE,
+                format!("daemon answered without a {} lease", f.protocol()),
+                "",
+            ));
         }
+        Ok(result_from_leases(
+            lease,
+            lease6,
+            &conf.net.cni_version,
+            conf.ipam.priority,
+        ))
     }
 
     fn del(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
@@ -346,31 +498,53 @@ impl Plugin for DhcpPlugin {
     fn check(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
         let conf = Conf::parse(stdin)?;
         let attachment = attachment(env, &conf)?;
-        let record = match call(
+        let families = conf.ipam.families();
+        let records = match call(
             &conf,
             Request::Check {
                 version: PROTOCOL_VERSION,
                 attachment,
+                // IPv4 alone is what an older daemon checks without the key.
+                families: if families == [rpc::Family::Ipv4] {
+                    Vec::new()
+                } else {
+                    families.clone()
+                },
             },
         )? {
-            Response::Lease { record, .. } => record,
+            Response::Lease { record, also, .. } => records_of(record, also),
             other => return Err(unexpected(other)),
         };
-        let Some(lease) = &record.core.lease else {
-            return Err(Error::new(code::UNKNOWN_CONTAINER, "no lease held", ""));
-        };
+        let mut held = Vec::new();
+        for f in &families {
+            let address = records.iter().find_map(|r| match f {
+                rpc::Family::Ipv4 => r.core.lease.as_ref().map(|l| IpAddr::V4(l.address)),
+                rpc::Family::Ipv6 => r.core.lease6.as_ref().map(|l| IpAddr::V6(l.lease.address)),
+            });
+            match address {
+                Some(a) => held.push(a),
+                None => {
+                    return Err(Error::new(
+                        code::UNKNOWN_CONTAINER,
+                        format!("no {} lease held", f.protocol()),
+                        "",
+                    ));
+                }
+            }
+        }
         if let Some(prev) = &conf.net.prev_result {
             let prev = CniResult::from_value(prev)?;
-            let held = IpAddr::V4(lease.address);
-            if !prev.ips.is_empty() && !prev.ips.iter().any(|ip| ip.address.addr() == held) {
-                return Err(Error::new(
-                    code::INVALID_NETWORK_CONFIG,
-                    format!("the DHCP lease holds {held}, which prevResult does not list"),
-                    format!(
-                        "prevResult ips: {:?}",
-                        prev.ips.iter().map(|i| i.address).collect::<Vec<_>>()
-                    ),
-                ));
+            for &held in &held {
+                if !prev.ips.is_empty() && !prev.ips.iter().any(|ip| ip.address.addr() == held) {
+                    return Err(Error::new(
+                        code::INVALID_NETWORK_CONFIG,
+                        format!("the DHCP lease holds {held}, which prevResult does not list"),
+                        format!(
+                            "prevResult ips: {:?}",
+                            prev.ips.iter().map(|i| i.address).collect::<Vec<_>>()
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

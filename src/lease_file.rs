@@ -96,11 +96,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
+use crate::dhcp6::Leased6;
 use crate::lease_state::LeaseState;
-use crate::rpc::Attachment;
+use crate::rpc::{Attachment, Family};
 
-/// Version of the file format described in the module documentation.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the file format described in the module documentation: 2 since DHCPv6. A
+/// DHCPv4 record is still written as version 1 (its bytes are unchanged, so a daemon of before
+/// DHCPv6 reads it after a rollback); a DHCPv6 record ([`Record6`]) is version 2. This build
+/// reads both.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version DHCPv4 records are written with ([`FORMAT_VERSION`]).
+pub const FORMAT_VERSION_V4: u32 = 1;
 
 /// Default state directory (`dhcp daemon --state-dir`, `dhcp-leases --state-dir`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/dhcp";
@@ -189,6 +196,133 @@ pub struct Identity {
     /// The interface's MAC (`aa:bb:cc:dd:ee:ff`); on an ipvlan slave, the master's.
     #[serde(with = "mac")]
     pub mac: [u8; 6],
+}
+
+/// One DHCPv6 lease as stored (format version 2, `"family": "ipv6"`; its file is
+/// [`file_name_of`] with [`Family::Ipv6`]). See the module documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record6 {
+    /// Whose lease.
+    pub attachment: Attachment,
+    /// `CNI_NETNS` as given at ADD, without `-hostprefix`.
+    pub netns: String,
+    /// Always [`Family::Ipv6`]: what tells a version-2 reader which record this is.
+    pub family: Family,
+    /// The DUID sent in the Client Identifier option (RFC 8415 §21.2), lower-case hex.
+    #[serde(with = "hex_bytes")]
+    pub duid: Vec<u8>,
+    /// The IAID of the IA_NA (RFC 8415 §21.4).
+    pub iaid: u32,
+    /// The lease with its on-link prefix length and router.
+    pub lease: Leased6,
+    /// When its lifetimes count from: when the message its REPLY answered was sent.
+    pub granted: Granted,
+    /// The client's state when written (`BOUND`, `RENEWING`, `REBINDING`).
+    pub state: LeaseState,
+    /// REPLYs received in RENEWING or REBINDING.
+    pub renewals: u32,
+    /// What the lease was granted on (as for DHCPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The ipam `priority`, metric of the default route put back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+impl Record6 {
+    /// Whether the valid lifetime has run out by now (never for an infinite one).
+    pub fn is_expired(&self) -> bool {
+        let valid = self.lease.lease.valid_lifetime;
+        valid != u32::MAX
+            && self.granted.elapsed_until(&Granted::now()) >= Duration::from_secs(valid.into())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let a = &self.attachment;
+        if a.container_id.is_empty() || a.network.is_empty() || a.ifname.is_empty() {
+            return Err("attachment has an empty field".into());
+        }
+        if self.family != Family::Ipv6 {
+            return Err("a version 2 record of another family than ipv6".into());
+        }
+        if self.duid.is_empty() || self.duid.len() > crate::dhcp6::identity::MAX_DUID_LEN {
+            return Err(format!("duid is {} bytes", self.duid.len()));
+        }
+        let l = &self.lease;
+        if l.prefix_len > 128 {
+            return Err(format!("lease prefix_len {} > 128", l.prefix_len));
+        }
+        let w = &l.lease;
+        if w.address.is_unspecified() || w.address.is_multicast() {
+            return Err(format!("lease address {} is not unicast", w.address));
+        }
+        if !(w.t1 <= w.t2 && w.t2 <= w.valid_lifetime && w.preferred_lifetime <= w.valid_lifetime) {
+            return Err("lease times out of order (t1 <= t2 <= valid, preferred <= valid)".into());
+        }
+        if w.server_id.is_empty() || w.server_id.len() > crate::dhcp6::identity::MAX_DUID_LEN {
+            return Err(format!("server_id is {} bytes", w.server_id.len()));
+        }
+        if w.dns_servers.len() > 64 || w.domain_search.len() > 64 {
+            return Err("more than 64 DNS servers or search domains".into());
+        }
+        Ok(())
+    }
+
+    /// The bytes of the record's file, version 2.
+    pub(crate) fn to_file_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(Serialize)]
+        struct OnDisk<'a> {
+            version: u32,
+            #[serde(flatten)]
+            record: &'a Record6,
+        }
+        let mut json = serde_json::to_vec_pretty(&OnDisk {
+            version: FORMAT_VERSION,
+            record: self,
+        })?;
+        json.push(b'\n');
+        Ok(json)
+    }
+}
+
+/// A record of either family, as the state directory holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// A DHCPv4 lease (version 1).
+    V4(Record),
+    /// A DHCPv6 lease (version 2).
+    V6(Record6),
+}
+
+impl Stored {
+    /// Whose lease.
+    pub fn attachment(&self) -> &Attachment {
+        match self {
+            Stored::V4(r) => &r.attachment,
+            Stored::V6(r) => &r.attachment,
+        }
+    }
+
+    /// Which family.
+    pub fn family(&self) -> Family {
+        match self {
+            Stored::V4(_) => Family::Ipv4,
+            Stored::V6(_) => Family::Ipv6,
+        }
+    }
+
+    /// Its file name in the state directory ([`file_name_of`]).
+    pub fn file_name(&self) -> String {
+        file_name_of(self.attachment(), self.family())
+    }
+
+    /// The bytes of its file.
+    pub(crate) fn to_file_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            Stored::V4(r) => r.to_file_bytes(),
+            Stored::V6(r) => r.to_file_bytes(),
+        }
+    }
 }
 
 /// A point in time on two clocks, so lease timers survive both wall-clock jumps (NTP steps,
@@ -299,7 +433,7 @@ impl Record {
             record: &'a Record,
         }
         let mut json = serde_json::to_vec_pretty(&OnDisk {
-            version: FORMAT_VERSION,
+            version: FORMAT_VERSION_V4,
             record: self,
         })?;
         json.push(b'\n');
@@ -374,6 +508,16 @@ pub fn file_name(attachment: &Attachment) -> String {
         h.write(field.as_bytes());
     }
     format!("{:032x}.json", h.0)
+}
+
+/// The file name of `attachment`'s record of `family`: [`file_name`] for IPv4 (as before
+/// DHCPv6), the same hash with `.v6.json` for IPv6.
+pub fn file_name_of(attachment: &Attachment, family: Family) -> String {
+    let name = file_name(attachment);
+    match family {
+        Family::Ipv4 => name,
+        Family::Ipv6 => format!("{}.v6.json", name.trim_end_matches(".json")),
+    }
 }
 
 /// FNV-1a, 128 bits (draft-eastlake-fnv): stable across Rust versions, unlike `DefaultHasher`,
@@ -462,7 +606,7 @@ pub(crate) struct Refused {
 /// Reads the record file `path`, whose name in the directory is `name`: at most
 /// [`MAX_FILE_BYTES`], a regular file (no symbolic link followed, no FIFO waited on), of
 /// [`FORMAT_VERSION`], a valid [`Record`] ([`Record::validate`]) whose [`file_name`] is `name`.
-pub(crate) fn read_record_file(path: &Path, name: &str) -> Result<Record, Refused> {
+pub(crate) fn read_record_file(path: &Path, name: &str) -> Result<Stored, Refused> {
     let refused = |reason: String, corrupt: bool| Refused { reason, corrupt };
     let unreadable = |e: io::Error| refused(format!("cannot read: {e}"), false);
     // Neither follow a symlink nor block on a FIFO: only a regular file is a record.
@@ -499,25 +643,33 @@ pub(crate) fn read_record_file(path: &Path, name: &str) -> Result<Record, Refuse
     }
     let corrupt = |e: serde_json::Error| refused(format!("corrupt: {e}"), true);
     let v: Versioned = serde_json::from_slice(&buf).map_err(corrupt)?;
-    if v.version != FORMAT_VERSION {
-        return Err(refused(
-            format!(
-                "format version {} not supported (this build reads {FORMAT_VERSION})",
-                v.version
-            ),
-            false,
-        ));
-    }
-    let record: Record = serde_json::from_slice(&buf).map_err(corrupt)?;
-    record
-        .validate()
-        .map_err(|r| refused(format!("invalid: {r}"), true))?;
-    let expected = file_name(&record.attachment);
+    let invalid = |r: String| refused(format!("invalid: {r}"), true);
+    let record = match v.version {
+        FORMAT_VERSION_V4 => {
+            let record: Record = serde_json::from_slice(&buf).map_err(corrupt)?;
+            record.validate().map_err(invalid)?;
+            Stored::V4(record)
+        }
+        FORMAT_VERSION => {
+            let record: Record6 = serde_json::from_slice(&buf).map_err(corrupt)?;
+            record.validate().map_err(invalid)?;
+            Stored::V6(record)
+        }
+        other => {
+            return Err(refused(
+                format!(
+                    "format version {other} not supported (this build reads {FORMAT_VERSION_V4} and {FORMAT_VERSION})"
+                ),
+                false,
+            ));
+        }
+    };
+    let expected = record.file_name();
     if name != expected {
         return Err(refused(
             format!(
                 "holds the record of {} whose file is {expected}",
-                record.attachment
+                record.attachment()
             ),
             true,
         ));
@@ -531,7 +683,7 @@ pub(crate) fn read_record_file(path: &Path, name: &str) -> Result<Record, Refuse
 /// the second list, `moved_to` always `None`). Saves are atomic renames, so each file read is
 /// one complete version. Records are sorted by attachment. Fails only when `dir` cannot be
 /// listed.
-pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, Vec<LoadError>)> {
+pub fn read_all(dir: &Path) -> io::Result<(Vec<Stored>, Vec<LoadError>)> {
     let mut records = Vec::new();
     let mut errors = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -557,8 +709,8 @@ pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, Vec<LoadError>)> {
 
 /// Sorts records by attachment (container ID, network name, ifname) and errors by path: the
 /// order [`read_all`] and the daemon's load return.
-pub(crate) fn sort(records: &mut [Record], errors: &mut [LoadError]) {
-    records.sort_by(|a, b| a.attachment.cmp(&b.attachment));
+pub(crate) fn sort(records: &mut [Stored], errors: &mut [LoadError]) {
+    records.sort_by(|a, b| (a.attachment(), a.family()).cmp(&(b.attachment(), b.family())));
     errors.sort_by(|a, b| a.path.cmp(&b.path));
 }
 

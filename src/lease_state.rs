@@ -27,6 +27,10 @@ pub enum LeaseState {
     /// The client's state (RFC 2131 §4.4, figure 5, plus the client's terminal states), named
     /// by [`State::name`]: `INIT`, `SELECTING`, `BOUND`, `RENEWING`, `INIT-REBOOT`, `EXPIRED`...
     Client(State),
+    /// The DHCPv6 client's state (RFC 8415 names none; ours share the DHCPv4 names where they
+    /// mean the same, [`crate::dhcp6::State`]). Parsed back from a name, a DHCPv6 state reads
+    /// as the DHCPv4 state of the same name, except `SOLICITING`, which only DHCPv6 has.
+    Client6(crate::dhcp6::State),
     /// `LOST`: the daemon gave the lease up because its container's network namespace or
     /// interface is gone (docs/reliability.md). Nothing more is done in that namespace.
     Lost,
@@ -42,7 +46,7 @@ impl LeaseState {
     /// Every state this daemon sets and the `leases` gauge reports even at 0: each client
     /// [`State`] in RFC 2131 order, then [`LeaseState::Lost`]. ([`LeaseState::Unset`] is
     /// reported as `INIT`; [`LeaseState::Other`] only when a lease is in it.)
-    pub const KNOWN: [LeaseState; 13] = [
+    pub const KNOWN: [LeaseState; 14] = [
         LeaseState::Client(State::Init),
         LeaseState::Client(State::Selecting),
         LeaseState::Client(State::Requesting),
@@ -55,6 +59,7 @@ impl LeaseState {
         LeaseState::Client(State::Released),
         LeaseState::Client(State::Failed),
         LeaseState::Client(State::Declined),
+        LeaseState::Client6(crate::dhcp6::State::Soliciting),
         LeaseState::Lost,
     ];
 
@@ -65,6 +70,7 @@ impl LeaseState {
         match self {
             LeaseState::Unset => "",
             LeaseState::Client(state) => state.name(),
+            LeaseState::Client6(state) => state.name(),
             LeaseState::Lost => LOST,
             LeaseState::Other(name) => name,
         }
@@ -87,6 +93,12 @@ impl LeaseState {
 impl From<State> for LeaseState {
     fn from(state: State) -> LeaseState {
         LeaseState::Client(state)
+    }
+}
+
+impl From<crate::dhcp6::State> for LeaseState {
+    fn from(state: crate::dhcp6::State) -> LeaseState {
+        LeaseState::Client6(state)
     }
 }
 
@@ -171,6 +183,10 @@ mod tests {
         for (i, known) in LeaseState::KNOWN.iter().enumerate() {
             match known {
                 LeaseState::Client(s) => assert_eq!(position(*s), i, "{known}"),
+                LeaseState::Client6(s) => {
+                    assert_eq!(*s, crate::dhcp6::State::Soliciting);
+                    assert_eq!(i, LeaseState::KNOWN.len() - 2);
+                }
                 LeaseState::Lost => assert_eq!(i, LeaseState::KNOWN.len() - 1),
                 other => panic!("{other:?} in KNOWN"),
             }
@@ -195,6 +211,7 @@ mod tests {
                 "RELEASED",
                 "FAILED",
                 "DECLINED",
+                "SOLICITING",
                 "LOST"
             ]
         );

@@ -114,7 +114,7 @@ pub struct LeaseView {
     /// Renewals done.
     pub renewals: u32,
     /// Address held before.
-    pub previous_address: Option<Ipv4Addr>,
+    pub previous_address: Option<std::net::IpAddr>,
     /// Last error.
     pub last_error: Option<String>,
     /// Recent transactions (`show`, live only).
@@ -154,15 +154,31 @@ impl LeaseView {
     /// wall clock does not skew it), T1/T2/expiry from the lease's own times (no fuzz). A lease
     /// that has run out shows as `EXPIRED` with no time left; an infinite one has no T1, T2,
     /// expiry.
-    pub(crate) fn from_stored(r: &lease_file::Record, now: &Granted) -> LeaseView {
-        let elapsed = r.granted.elapsed_until(now);
+    pub(crate) fn from_stored(stored: &lease_file::Stored, now: &Granted) -> LeaseView {
+        // (granted, T1, T2, lifetime in seconds) and the family's own part of the core.
+        let (granted, t1, t2, lifetime) = match stored {
+            lease_file::Stored::V4(r) => (
+                &r.granted,
+                r.lease.renewal_time,
+                r.lease.rebinding_time,
+                r.lease.lease_time,
+            ),
+            lease_file::Stored::V6(r) => (
+                &r.granted,
+                r.lease.lease.t1,
+                r.lease.lease.t2,
+                r.lease.lease.valid_lifetime,
+            ),
+        };
+        let elapsed = granted.elapsed_until(now);
         let granted_ms = now
             .unix_ms
             .saturating_sub(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        let l = &r.lease;
-        let infinite = l.lease_time == u32::MAX;
-        let expired = !infinite && elapsed >= Duration::from_secs(l.lease_time.into());
-        let at = |secs: u32| (!infinite).then(|| granted_ms + u64::from(secs) * 1000);
+        let infinite = lifetime == u32::MAX;
+        let expired = !infinite && elapsed >= Duration::from_secs(lifetime.into());
+        let at = |secs: u32| {
+            (!infinite).then(|| granted_ms.saturating_add(u64::from(secs).saturating_mul(1000)))
+        };
         let left = |secs: u32| {
             (!infinite && !expired).then(|| {
                 Duration::from_secs(secs.into())
@@ -170,44 +186,73 @@ impl LeaseView {
                     .as_secs()
             })
         };
+        let state = |saved: &LeaseState| {
+            if expired {
+                LeaseState::Client(State::Expired)
+            } else {
+                saved.clone()
+            }
+        };
+        let (core, renewals) = match stored {
+            lease_file::Stored::V4(r) => (
+                LeaseCore {
+                    attachment: r.attachment.clone(),
+                    family: crate::rpc::Family::Ipv4,
+                    netns: r.netns.clone(),
+                    client_id: hex::encode(&r.client_id),
+                    state: state(&r.state),
+                    broadcast: r.broadcast,
+                    broadcast_reason: r.broadcast_reason.clone(),
+                    lease: Some(r.lease.clone()),
+                    lease6: None,
+                },
+                r.renewals,
+            ),
+            lease_file::Stored::V6(r) => (
+                LeaseCore {
+                    attachment: r.attachment.clone(),
+                    family: crate::rpc::Family::Ipv6,
+                    netns: r.netns.clone(),
+                    client_id: hex::encode(&r.duid),
+                    state: state(&r.state),
+                    broadcast: false,
+                    broadcast_reason: String::new(),
+                    lease: None,
+                    lease6: Some(r.lease.clone()),
+                },
+                r.renewals,
+            ),
+        };
         LeaseView {
             schema_version: SCHEMA_VERSION,
             source: Source::StateDir,
-            core: LeaseCore {
-                attachment: r.attachment.clone(),
-                netns: r.netns.clone(),
-                client_id: hex::encode(&r.client_id),
-                state: if expired {
-                    LeaseState::Client(State::Expired)
-                } else {
-                    r.state.clone()
-                },
-                broadcast: r.broadcast,
-                broadcast_reason: r.broadcast_reason.clone(),
-                lease: Some(l.clone()),
-            },
+            core,
             granted: Some(rfc3339(granted_ms)),
-            t1: at(l.renewal_time).map(rfc3339),
-            t2: at(l.rebinding_time).map(rfc3339),
-            expiry: at(l.lease_time).map(rfc3339),
-            t1_in: left(l.renewal_time),
-            t2_in: left(l.rebinding_time),
-            expires_in: left(l.lease_time),
-            renewals: r.renewals,
+            t1: at(t1).map(rfc3339),
+            t2: at(t2).map(rfc3339),
+            expiry: at(lifetime).map(rfc3339),
+            t1_in: left(t1),
+            t2_in: left(t2),
+            expires_in: left(lifetime),
+            renewals,
             previous_address: None,
             last_error: None,
             history: None,
         }
     }
 
-    /// The gateway: the default route's next hop (option 121 when sent, else option 3).
-    pub fn gateway(&self) -> Option<Ipv4Addr> {
+    /// The gateway: the default route's next hop (DHCPv4: option 121 when sent, else option
+    /// 3; DHCPv6: the router of the link's RA).
+    pub fn gateway(&self) -> Option<std::net::IpAddr> {
+        if let Some(l6) = &self.core.lease6 {
+            return l6.router.map(std::net::IpAddr::V6);
+        }
         let lease = self.core.lease.as_ref()?;
         lease
             .routes()
             .iter()
             .find(|r| r.dst.prefix_len() == 0)
-            .map(|r| r.gateway)
+            .map(|r| std::net::IpAddr::V4(r.gateway))
     }
 }
 
@@ -396,12 +441,18 @@ pub fn table(views: &[LeaseView]) -> String {
     let rows: Vec<[String; 12]> = views
         .iter()
         .map(|v| {
-            let (address, server) = v.core.lease.as_ref().map_or((dash(), dash()), |l| {
-                (
+            let (address, server) = match (&v.core.lease, &v.core.lease6) {
+                (Some(l), _) => (
                     format!("{}/{}", l.address, l.prefix_len),
                     l.server_id.to_string(),
-                )
-            });
+                ),
+                // A DUID is long: its first bytes tell servers apart in a table.
+                (None, Some(l)) => (
+                    format!("{}/{}", l.lease.address, l.prefix_len),
+                    truncate(&hex::encode(&l.lease.server_id), 16),
+                ),
+                (None, None) => (dash(), dash()),
+            };
             let text = |s: &str| escape_text(s).into_owned();
             [
                 text(
@@ -478,15 +529,50 @@ pub fn detail(v: &LeaseView) -> String {
                 Source::StateDir => "state directory (offline: the daemon is not asked)".into(),
             },
         ),
+        ("family", v.core.family.protocol().to_string()),
         ("state", v.core.state.to_string()),
-        ("client id", v.core.client_id.clone()),
-        (
-            "broadcast",
-            format!("{} ({})", v.core.broadcast, v.core.broadcast_reason),
-        ),
     ];
-    match &v.core.lease {
-        Some(l) => {
+    if let Some(l) = &v.core.lease6 {
+        let ips = |a: &[std::net::Ipv6Addr]| join(a.iter().map(ToString::to_string).collect());
+        rows.extend([
+            ("duid", v.core.client_id.clone()),
+            ("iaid", format!("{:#010x}", l.lease.iaid)),
+            ("address", format!("{}/{}", l.lease.address, l.prefix_len)),
+            ("gateway", opt(v.gateway().map(|g| g.to_string()))),
+            ("server duid", hex::encode(&l.lease.server_id)),
+            ("dns servers", ips(&l.lease.dns_servers)),
+            ("search", join(l.lease.domain_search.clone())),
+            (
+                "lifetimes",
+                if l.lease.valid_lifetime == u32::MAX {
+                    "infinite".into()
+                } else {
+                    format!(
+                        "valid {}, preferred {} (T1 {}, T2 {})",
+                        human(l.lease.valid_lifetime.into()),
+                        human(l.lease.preferred_lifetime.into()),
+                        human(l.lease.t1.into()),
+                        human(l.lease.t2.into())
+                    )
+                },
+            ),
+        ]);
+    } else if v.core.family == crate::rpc::Family::Ipv6 {
+        rows.push(("duid", v.core.client_id.clone()));
+        rows.push(("address", "- (no REPLY yet)".into()));
+    }
+    if v.core.family == crate::rpc::Family::Ipv4 {
+        rows.extend([
+            ("client id", v.core.client_id.clone()),
+            (
+                "broadcast",
+                format!("{} ({})", v.core.broadcast, v.core.broadcast_reason),
+            ),
+        ]);
+    }
+    match (&v.core.lease, v.core.family) {
+        (_, crate::rpc::Family::Ipv6) => {}
+        (Some(l), _) => {
             let ips = |a: &[Ipv4Addr]| join(a.iter().map(ToString::to_string).collect());
             rows.extend([
                 ("address", format!("{}/{}", l.address, l.prefix_len)),
@@ -521,7 +607,7 @@ pub fn detail(v: &LeaseView) -> String {
                 ),
             ]);
         }
-        None => rows.push(("address", "- (no DHCPACK yet)".into())),
+        (None, _) => rows.push(("address", "- (no DHCPACK yet)".into())),
     }
     rows.extend([
         ("granted", opt(v.granted.clone())),
@@ -606,6 +692,8 @@ mod tests {
     fn live(id: &str, network: &str, state: &str) -> LeaseView {
         LeaseView::from_live(LeaseRecord {
             core: LeaseCore {
+                family: Default::default(),
+                lease6: None,
                 attachment: Attachment {
                     container_id: id.into(),
                     network: network.into(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
+use crate::dhcp6::Leased6;
 use crate::lease_state::LeaseState;
 
 /// Version of this protocol. Bumped on any incompatible change to [`Request`] or [`Response`].
@@ -51,6 +52,57 @@ impl std::fmt::Display for Attachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.container_id, self.network, self.ifname)
     }
+}
+
+/// The IP family of a lease: DHCPv4 (RFC 2131) or DHCPv6 (RFC 8415). An attachment holds at
+/// most one lease of each; JSON `"ipv4"` / `"ipv6"`, absent (meaning `ipv4`) where records
+/// predate DHCPv6.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// DHCPv4, the default.
+    #[default]
+    Ipv4,
+    /// DHCPv6 IA_NA.
+    Ipv6,
+}
+
+impl Family {
+    /// Whether this is [`Family::Ipv4`] (for `skip_serializing_if`).
+    pub fn is_ipv4(&self) -> bool {
+        *self == Family::Ipv4
+    }
+
+    /// The protocol's name, `DHCPv4` or `DHCPv6`.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "DHCPv4",
+            Family::Ipv6 => "DHCPv6",
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        })
+    }
+}
+
+/// DHCPv6 parameters of an ADD (the ipam keys `dhcp6` and `provide`'s DHCPv6 entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhcp6Options {
+    /// DUID bytes replacing the per-container DUID-UUID (ipam `provide` of `dhcp6-duid`; at
+    /// most 130 bytes, RFC 8415 §11.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duid: Option<Vec<u8>>,
+    /// IAID replacing the one derived from the ifname (ipam `provide` of `dhcp6-iaid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iaid: Option<u32>,
 }
 
 /// One entry of `cni.dev/valid-attachments` (CNI spec 1.1.0 §"GC"): an attachment still in use.
@@ -89,6 +141,26 @@ pub struct AddOptions {
     /// daemon puts back after a lost lease returns are the same ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// The ipam key `dhcp4: false`: no DHCPv4 lease (an IPv6-only network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_dhcp4: bool,
+    /// The ipam key `dhcp6: true`: a DHCPv6 lease too, with these parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp6: Option<Dhcp6Options>,
+}
+
+impl AddOptions {
+    /// The families the ADD asks for, IPv4 first.
+    pub fn families(&self) -> Vec<Family> {
+        let mut families = Vec::new();
+        if !self.no_dhcp4 {
+            families.push(Family::Ipv4);
+        }
+        if self.dhcp6.is_some() {
+            families.push(Family::Ipv6);
+        }
+        families
+    }
 }
 
 /// A request from a plugin. Serialized with a `command` tag, e.g.
@@ -118,6 +190,10 @@ pub enum Request {
         version: u32,
         /// The attachment.
         attachment: Attachment,
+        /// The families whose leases must be held; empty means IPv4 alone (what plugins
+        /// before DHCPv6 sent).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        families: Vec<Family>,
     },
     /// CNI STATUS: is the daemon able to serve ADDs.
     Status {
@@ -176,7 +252,11 @@ pub struct LeaseCore {
     pub attachment: Attachment,
     /// `CNI_NETNS` at ADD time.
     pub netns: String,
-    /// Option 61 bytes as sent, lower-case hex without separators.
+    /// Which protocol the lease is of; absent in JSON for IPv4.
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
+    /// Lower-case hex without separators: option 61 bytes as sent (IPv4), the DUID of the
+    /// Client Identifier option 1 (IPv6, RFC 8415 §21.2).
     pub client_id: String,
     /// The lease's state: the client's RFC 2131 state (`SELECTING`, `REQUESTING`, `BOUND`,
     /// `RENEWING`, `REBINDING`, `EXPIRED`, ...) or the daemon's own (`LOST`); read offline
@@ -188,8 +268,13 @@ pub struct LeaseCore {
     pub broadcast: bool,
     /// Where [`LeaseCore::broadcast`] came from.
     pub broadcast_reason: String,
-    /// The lease as last acknowledged by the server; `None` before the first DHCPACK.
+    /// The DHCPv4 lease as last acknowledged by the server; `None` before the first DHCPACK
+    /// (and for IPv6).
     pub lease: Option<Lease>,
+    /// The DHCPv6 lease as last granted, with what Router Advertisements told of its link;
+    /// `None` before the first REPLY (and for IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Leased6>,
 }
 
 /// What the daemon knows of one lease: the payload of ADD, CHECK and LIST responses. JSON: the
@@ -210,7 +295,7 @@ pub struct LeaseRecord {
     /// The address held before the server moved this attachment to another one (after a
     /// DHCPNAK or an expiry), if that happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_address: Option<std::net::Ipv4Addr>,
+    pub previous_address: Option<std::net::IpAddr>,
     /// The last error met, for operators.
     pub last_error: Option<String>,
     /// Routes of the lease worth an operator's attention ([`Lease::route_warnings`]).
@@ -267,12 +352,15 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Response {
-    /// ADD and CHECK: the attachment's lease.
+    /// ADD, CHECK and SHOW: the attachment's lease.
     Lease {
         /// Protocol version.
         version: u32,
-        /// The lease.
+        /// The lease: the IPv4 one when the attachment has one, else the IPv6 one.
         record: Box<LeaseRecord>,
+        /// The attachment's other lease (IPv6 beside IPv4), if it has one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also: Vec<LeaseRecord>,
     },
     /// DEL and STATUS: done.
     Ok {
@@ -455,6 +543,8 @@ mod tests {
             version: PROTOCOL_VERSION,
             attachment: attachment(),
             options: AddOptions {
+                no_dhcp4: false,
+                dhcp6: None,
                 netns: "/var/run/netns/x".into(),
                 broadcast: Some(true),
                 hostname: Some("web-0".into()),
@@ -499,6 +589,8 @@ mod tests {
         // The core's keys are flattened where they have always been: first, in field order.
         let r = LeaseRecord {
             core: LeaseCore {
+                family: Default::default(),
+                lease6: None,
                 attachment: attachment(),
                 netns: "/x".into(),
                 client_id: "00".into(),

@@ -4,7 +4,7 @@
 //! lease's socket in the held namespace, persist or forget the lease, drop a lost one, answer the
 //! waiting ADD).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +15,10 @@ use tracing::{debug, warn};
 use super::error::AcquireError;
 use super::unpersist;
 use crate::daemon::identity::{self, NetnsForm, Verdict};
-use crate::daemon::packet::{self, LinkAddr, PacketSocket};
+use crate::daemon::packet::LinkAddr;
 use crate::daemon::shared::Shared;
 use crate::daemon::table::Slot;
-use crate::lease_file::{Identity, Record};
+use crate::lease_file::{Identity, Stored};
 use crate::lease_state::LeaseState;
 use crate::netns::NetNs;
 use crate::rpc::Direction;
@@ -70,8 +70,8 @@ pub(super) struct Ctx {
     /// Whether the leased address is on the interface as far as we know: the main plugin puts
     /// it there after ADD; we take it off on expiry or NAK and put it back.
     pub(super) configured: bool,
-    /// The address of the last DHCPACK, to notice when the server hands out another one.
-    pub(super) last_address: Option<Ipv4Addr>,
+    /// The address of the last lease bound, to notice when the server hands out another one.
+    pub(super) last_address: Option<IpAddr>,
     /// The ADD waiting for the first DHCPACK, if any.
     pub(super) bound_tx: Option<oneshot::Sender<Result<(), AcquireError>>>,
     /// The acquisition budget, for the timeout message.
@@ -120,10 +120,19 @@ impl Ctx {
         self.unpersist().await;
     }
 
-    /// The lease's socket, on its interface inside the held namespace. With `check_path`, the
-    /// namespace path must still name that namespace (not for a DHCPRELEASE, which must go out
-    /// even after the runtime removed the path).
-    pub(super) async fn open_socket(&self, check_path: bool) -> Result<PacketSocket, OpenError> {
+    /// Runs `open` (given the ifname and the interface's index and MAC the lease was granted
+    /// on) inside the held namespace: how each protocol opens the lease's socket. With
+    /// `check_path`, the namespace path must still name that namespace (not for a release,
+    /// which must go out even after the runtime removed the path).
+    pub(super) async fn open_in_netns<T, F>(
+        &self,
+        check_path: bool,
+        open: F,
+    ) -> Result<T, OpenError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&str, LinkAddr) -> std::io::Result<T> + Send + 'static,
+    {
         if check_path {
             match self.path_verdict() {
                 Ok(Verdict::Gone(why)) => return Err(OpenError::ContainerGone(why)),
@@ -137,12 +146,8 @@ impl Ctx {
             ifindex: self.identity.ifindex,
             mac: self.identity.mac,
         };
-        let opened = self
-            .ns
-            .run_async(move || packet::open_existing(&ifname, expect))
-            .await;
-        match opened {
-            Ok((fd, link)) => PacketSocket::new(fd, link).map_err(OpenError::Transient),
+        match self.ns.run_async(move || open(&ifname, expect)).await {
+            Ok(opened) => Ok(opened),
             Err(e) if identity::is_gone(&e) => Err(OpenError::LinkGone(self.link_gone(&e))),
             Err(e) => Err(OpenError::Transient(e)),
         }
@@ -153,7 +158,7 @@ impl Ctx {
     /// workers).
     ///
     /// Errors: the write failed; the previous file, if any, is unchanged.
-    pub(super) async fn persist(&self, record: Option<Record>) -> std::io::Result<()> {
+    pub(super) async fn persist(&self, record: Option<Stored>) -> std::io::Result<()> {
         let Some(record) = record else {
             return Ok(());
         };
@@ -165,19 +170,24 @@ impl Ctx {
 
     /// Removes the lease's file from the state directory.
     pub(super) async fn unpersist(&self) {
-        unpersist(&self.shared, &self.slot.attachment).await;
+        unpersist(&self.shared, &self.slot.attachment, self.slot.family).await;
     }
 
     /// The ADD's error when no DHCPACK came within the budget, with what was sent, ignored and
     /// failed.
-    pub(super) fn timeout_error(&self, broadcast: bool) -> AcquireError {
+    /// `broadcast`: the BOOTP broadcast flag of a DHCPv4 lease (None for DHCPv6).
+    pub(super) fn timeout_error(&self, broadcast: Option<bool>) -> AcquireError {
         let trace = &self.trace;
+        let flag = match broadcast {
+            Some(true) => ", broadcast flag on",
+            Some(false) => ", broadcast flag off",
+            None => "",
+        };
         let mut details = format!(
-            "sent {} message(s) on {} (link kind {}), broadcast flag {}; {} reply(ies) ignored",
+            "sent {} message(s) on {} (link kind {}){flag}; {} reply(ies) ignored",
             trace.sent,
             self.ifname,
             self.link_kind.as_deref().unwrap_or("unknown"),
-            if broadcast { "on" } else { "off" },
             trace.ignored,
         );
         if let Some(r) = &trace.last_ignored {
@@ -189,7 +199,8 @@ impl Ctx {
         AcquireError::Timeout {
             secs: self.timeout.as_secs_f64(),
             ifname: self.ifname.clone(),
-            ipvlan_without_broadcast: !broadcast && self.link_kind.as_deref() == Some("ipvlan"),
+            ipvlan_without_broadcast: broadcast == Some(false)
+                && self.link_kind.as_deref() == Some("ipvlan"),
             details,
         }
     }

@@ -17,6 +17,20 @@ pub(crate) enum AcquireError {
     /// an option holds (RFC 2132 §9.14). The length in bytes.
     #[error("dhcp-client-identifier is {0} bytes; option 61 holds 1 to 255")]
     ClientIdLength(usize),
+    /// The ipam `provide` of `dhcp6-duid` is shorter or longer than a DUID (RFC 8415 §11.1:
+    /// 3 to 130 bytes). The length in bytes.
+    #[error("dhcp6-duid is {0} bytes; a DUID has 3 to 130")]
+    DuidLength(usize),
+    /// The interface cannot speak DHCPv6: IPv6 is off on it (no link-local address), or its
+    /// link-local address failed duplicate address detection, or stayed tentative beyond the
+    /// wait (RFC 4862 §5.4; DHCPv6 messages leave from the link-local address, RFC 8415 §13).
+    #[error("no usable IPv6 link-local address on {ifname}: {reason}")]
+    NoLinkLocal {
+        /// The lease's interface.
+        ifname: String,
+        /// What was found.
+        reason: String,
+    },
     /// `CNI_NETNS` is not of a form the daemon accepts (`identity::parse_cni_netns`): why.
     #[error("{0}")]
     NetnsForm(String),
@@ -123,6 +137,10 @@ impl AcquireError {
     pub(crate) fn details(&self) -> String {
         match self {
             AcquireError::ClientIdLength(_) => "ipam provide: dhcp-client-identifier".into(),
+            AcquireError::DuidLength(_) => "ipam provide: dhcp6-duid".into(),
+            AcquireError::NoLinkLocal { .. } => {
+                "is IPv6 disabled in the container (net.ipv6.conf.<if>.disable_ipv6)? On ipvlan, does each slave have its own link-local (addrgenmode random)?".into()
+            }
             AcquireError::NetnsForm(_) | AcquireError::ContainerGone(_) => String::new(),
             AcquireError::NetnsUnusable { error, .. }
             | AcquireError::NoInterface { error, .. }

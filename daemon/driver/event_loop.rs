@@ -12,17 +12,13 @@ use tracing::{debug, info, warn};
 
 use super::Next;
 use super::ctx::{Ctx, OpenError, fail_add, persist_failed};
-use super::protocol::{Completes, LeaseClient};
+use super::protocol::{Completes, DriverLease, Event, LeaseClient, Received};
 use super::release::{container_gone, release_now};
 use super::send::send;
 use super::upkeep::{lose_address, persist_failed_at_add, reconfigure};
 use crate::daemon::clock;
 use crate::daemon::identity::Verdict;
-use crate::daemon::packet::{self, PacketSocket};
 use crate::daemon::table::DriverCommand;
-use crate::dhcp::Lease;
-use crate::dhcp::client::{Event, State};
-use crate::lease_state::LeaseState;
 use crate::rpc::Direction;
 
 /// The driver loop. Its rare, large steps (events, sends, a container gone) are boxed while
@@ -31,7 +27,7 @@ use crate::rpc::Direction;
 pub(super) async fn drive<C: LeaseClient>(
     mut ctx: Ctx,
     mut client: C,
-    mut socket: Option<PacketSocket>,
+    mut socket: Option<C::Socket>,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
     let mut suspend = ctx.shared.suspend.subscribe();
@@ -39,7 +35,7 @@ pub(super) async fn drive<C: LeaseClient>(
         let now = clock::now();
         while let Some(tx) = client.poll_transmit(now) {
             if socket.is_none() {
-                match Box::pin(ctx.open_socket(true)).await {
+                match Box::pin(C::open(&ctx, true)).await {
                     Ok(s) => socket = Some(s),
                     Err(OpenError::ContainerGone(why)) => {
                         Box::pin(container_gone(&mut ctx, &mut client, &mut socket, why)).await;
@@ -98,7 +94,7 @@ pub(super) async fn drive<C: LeaseClient>(
         };
         let recv = async {
             match &socket {
-                Some(s) => s.recv().await,
+                Some(s) => C::recv(s).await,
                 None => std::future::pending().await,
             }
         };
@@ -141,13 +137,13 @@ pub(super) async fn drive<C: LeaseClient>(
     }
 }
 
-/// A datagram for port 68 on the lease's interface: hand it to the client, count and record
-/// what it accepted, then the protocol's own checks (for DHCPv4, a DHCPOFFER is looked at
-/// before it is requested).
+/// A datagram for the client's port on the lease's interface: hand it to the client, count and
+/// record what it accepted, then the protocol's own checks (for DHCPv4, a DHCPOFFER is looked
+/// at before it is requested).
 pub(super) async fn on_received<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    r: packet::Received,
+    r: Received,
 ) -> Next {
     let now = clock::now();
     let metrics = &ctx.shared.metrics;
@@ -155,13 +151,15 @@ pub(super) async fn on_received<C: LeaseClient>(
         Ok(heard) => {
             // The exchange is over: let the next one on this network go.
             ctx.permit = None;
-            metrics.message_received(heard.kind.label);
+            metrics.message_received(ctx.slot.family, heard.kind.label);
             match heard.completes {
                 Some(Completes::Renewal) => metrics.renewal(),
                 Some(Completes::Rebind) => metrics.rebind(),
                 None => {}
             }
-            ctx.server_mac = Some(r.src_mac);
+            if r.src_mac.is_some() {
+                ctx.server_mac = r.src_mac;
+            }
             ctx.slot.push_history(
                 Direction::Received,
                 format!("{} {} from {}", heard.kind.name, heard.address, r.src_ip),
@@ -181,22 +179,22 @@ pub(super) async fn on_received<C: LeaseClient>(
 
 /// Acts on one event of the client: a bound lease is checked, recorded, persisted and answered
 /// (ADD) or put back on the interface (background); a renewal is recorded and persisted; a
-/// DHCPNAK or an expiry takes the address off; a timeout fails the ADD.
+/// withdrawal (DHCPNAK) or an expiry takes the address off; a timeout fails the ADD.
 pub(super) async fn on_event<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
-    event: Event,
+    socket: &mut Option<C::Socket>,
+    event: Event<C::Lease>,
 ) -> Next {
     match event {
-        Event::Bound(lease) => {
-            // Every ACK that binds (ADD, or a lease re-acquired after a NAK, an expiry or a
+        Event::Bound(mut lease) => {
+            // Every lease that binds (ADD, or one re-acquired after a NAK, an expiry or a
             // restart) may carry a duplicate.
-            if let Some(next) = client.check_bound(ctx, socket, &lease).await {
+            if let Some(next) = client.check_bound(ctx, socket, &mut lease).await {
                 return next;
             }
-            info!(address = %lease.address, prefix = lease.prefix_len, server = %lease.server_id, lease_secs = lease.lease_time, "bound");
-            let previous = ctx.slot.status().lease.clone();
+            info!(lease = %lease.describe(), "bound");
+            let previous = C::Lease::current(&ctx.slot.status());
             record(ctx, client, &lease, false);
             ctx.slot.status().bound_at = Some(clock::now());
             client.keep_trying(true);
@@ -219,22 +217,19 @@ pub(super) async fn on_event<C: LeaseClient>(
             }
         }
         Event::Renewed(lease) => {
-            info!(address = %lease.address, lease_secs = lease.lease_time, "renewed");
+            info!(lease = %lease.describe(), "renewed");
             record(ctx, client, &lease, true);
             if let Err(e) = ctx.persist(client.to_record(ctx)).await {
                 persist_failed(ctx, &e);
             }
         }
-        Event::Nak => {
+        Event::Withdrawn(why) => {
             ctx.shared.metrics.nak();
-            warn!("DHCPNAK: address withdrawn by the server; acquiring again");
-            return lose_address(
-                ctx,
-                client,
-                socket,
-                "DHCPNAK from server: address withdrawn",
-            )
-            .await;
+            warn!(
+                reason = why,
+                "address withdrawn by the server; acquiring again"
+            );
+            return lose_address(ctx, client, socket, why).await;
         }
         Event::Expired => {
             ctx.shared.metrics.expiry();
@@ -249,9 +244,8 @@ pub(super) async fn on_event<C: LeaseClient>(
             {
                 return Next::Stop;
             }
-            let expired = LeaseState::Client(State::Expired);
-            ctx.slot.status().state = expired.clone();
-            if client.state() == expired {
+            ctx.slot.status().state = client.state();
+            if client.finished() {
                 // Terminal (not keeping on): nothing more to do.
                 return Next::Stop;
             }
@@ -266,16 +260,18 @@ pub(super) async fn on_event<C: LeaseClient>(
     Next::Continue
 }
 
-/// A DHCPACK's lease in the lease's status: address (and a change of it), times, renewals.
-pub(super) fn record<C: LeaseClient>(ctx: &mut Ctx, client: &C, lease: &Lease, renewal: bool) {
+/// A bound or renewed lease in the lease's status: address (and a change of it), times,
+/// renewals.
+pub(super) fn record<C: LeaseClient>(ctx: &mut Ctx, client: &C, lease: &C::Lease, renewal: bool) {
     let mut st = ctx.slot.status();
-    if let Some(old) = ctx.last_address.filter(|old| *old != lease.address) {
-        info!(from = %old, to = %lease.address, "address changed");
+    let address = lease.address();
+    if let Some(old) = ctx.last_address.filter(|old| *old != address) {
+        info!(from = %old, to = %address, "address changed");
         st.previous_address = Some(old);
     }
-    ctx.last_address = Some(lease.address);
+    ctx.last_address = Some(address);
     st.last_error = None;
-    st.lease = Some(lease.clone());
+    lease.store(&mut st);
     st.timers = client.timers();
     if renewal {
         st.renewals += 1;

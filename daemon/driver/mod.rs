@@ -48,12 +48,14 @@ mod start;
 mod sweep;
 mod upkeep;
 mod v4;
+mod v6;
 
 pub(crate) use error::AcquireError;
 pub(crate) use release::release;
 pub(crate) use resume::{Resumed, resume};
 pub(crate) use start::start;
 pub(crate) use sweep::sweep_lost_namespaces;
+pub(crate) use v6::start as start6;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ use std::time::Duration;
 use tracing::{Instrument, warn};
 
 use crate::daemon::shared::Shared;
-use crate::rpc::Attachment;
+use crate::rpc::{Attachment, Family};
 
 /// How often the sweeper checks that leases' namespaces still exist.
 pub(crate) const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -108,11 +110,13 @@ pub(crate) fn lease_span(attachment: &crate::rpc::Attachment) -> tracing::Span {
     )
 }
 
-/// Removes `attachment`'s file from the state directory (off the runtime's workers).
-pub(super) async fn unpersist(shared: &Arc<Shared>, attachment: &Attachment) {
+/// Removes `attachment`'s file of `family` from the state directory (off the runtime's
+/// workers).
+pub(super) async fn unpersist(shared: &Arc<Shared>, attachment: &Attachment, family: Family) {
     let store_shared = shared.clone();
     let attachment = attachment.clone();
-    let result = tokio::task::spawn_blocking(move || store_shared.store.remove(&attachment)).await;
+    let result =
+        tokio::task::spawn_blocking(move || store_shared.store.remove(&attachment, family)).await;
     if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
         warn!(error = %e, "cannot remove persisted lease");
     }

@@ -8,23 +8,81 @@
 //! protocol brings is its sans-IO client (for DHCPv4, [`crate::dhcp::Client`], RFC 2131), how
 //! its messages are named, paced and put on the wire, what of a lease goes to disk, and the
 //! checks of its own that the driver must run at two points (a reply heard, a lease bound).
-//! DHCPv4 ([`super::v4::Dhcpv4`]) is the only implementation today; a DHCPv6 client (RFC 8415)
-//! is meant to be a second one, not a second driver. What it will still have to widen: the
-//! lease type of the events and of the table's status (today the DHCPv4 [`Lease`]), and the
-//! socket (today the IPv4 packet socket of [`crate::daemon::packet`]).
+//! Two implement it: DHCPv4 ([`super::v4::Dhcpv4`], the IPv4 packet socket of
+//! [`crate::daemon::packet`]) and DHCPv6 ([`super::v6::Dhcpv6`], RFC 8415, a UDP socket on port
+//! 546 of [`crate::daemon::udp6`]). Each brings its lease type ([`DriverLease`]: what the
+//! status shows and what goes on the interface) and its socket type; the driver's events
+//! ([`Event`]) are the same for both.
 
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Next;
-use super::ctx::Ctx;
-use crate::daemon::packet::PacketSocket;
-use crate::daemon::table::Timers;
-use crate::dhcp::{Event, Lease};
-use crate::lease_file::Record;
+use super::ctx::{Ctx, OpenError};
+use crate::daemon::table::{Status, Timers};
+use crate::lease_file::Stored;
 use crate::lease_state::LeaseState;
+use crate::netns::NetNs;
+
+/// What the driver must act on, from [`LeaseClient::poll_event`]: each protocol's client
+/// events, in the driver's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Event<L> {
+    /// A lease to configure (the first, or one acquired again after a loss or a restart).
+    Bound(L),
+    /// The same lease with new times (RENEWING or REBINDING answered).
+    Renewed(L),
+    /// The server took the address back (DHCPNAK; DHCPv6 NotOnLink, a valid lifetime of 0,
+    /// NoAddrsAvail after NoBinding): stop using it now. Why, for the history.
+    Withdrawn(&'static str),
+    /// The lease ran out unrenewed.
+    Expired,
+    /// No lease within the acquisition budget.
+    Timeout,
+}
+
+/// A datagram received on a lease's socket.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The UDP payload.
+    pub(crate) payload: Vec<u8>,
+    /// Its source address.
+    pub(crate) src_ip: IpAddr,
+    /// Its link-layer source, when the socket sees it (the IPv4 packet socket does).
+    pub(crate) src_mac: Option<[u8; 6]>,
+}
+
+/// A lease as the driver keeps it: in the lease's [`Status`], and on the interface when the
+/// daemon puts it back after a loss ([`crate::daemon::iface`]).
+pub(super) trait DriverLease: Clone + Send + Sync + 'static {
+    /// The leased address.
+    fn address(&self) -> IpAddr;
+    /// One line for the "bound" log and history: address, prefix, server, lifetime.
+    fn describe(&self) -> String;
+    /// The status's lease of this type.
+    fn current(st: &Status) -> Option<Self>;
+    /// Puts `self` into the status as its lease.
+    fn store(&self, st: &mut Status);
+    /// Takes the lease out of the status.
+    fn take(st: &mut Status) -> Option<Self>;
+    /// Puts the address and routes on interface `ifindex` of `ns` (routes with `metric`);
+    /// returns the routes that failed, as text. Errors: the address could not be added.
+    fn apply(
+        &self,
+        ns: Arc<NetNs>,
+        ifindex: u32,
+        metric: Option<u32>,
+    ) -> impl Future<Output = io::Result<Vec<String>>> + Send;
+    /// Takes the address (and with it its routes) off the interface; whether it was there.
+    fn withdraw(
+        &self,
+        ns: Arc<NetNs>,
+        ifindex: u32,
+    ) -> impl Future<Output = io::Result<bool>> + Send;
+}
 
 /// Whether a message opens an exchange that a reply closes, for pacing
 /// ([`crate::daemon::pacer`]).
@@ -58,7 +116,8 @@ pub(super) struct MessageKind {
 pub(super) struct Heard {
     /// What it was.
     pub(crate) kind: MessageKind,
-    /// The address it offers or grants (DHCPv4 yiaddr; 0.0.0.0 in a DHCPNAK).
+    /// The address it offers or grants (DHCPv4 yiaddr, 0.0.0.0 in a DHCPNAK; DHCPv6 the IA
+    /// Address, `::` when none).
     pub(crate) address: IpAddr,
     /// Which renewal it completed, if it did (for the renewal and rebind counters).
     pub(crate) completes: Option<Completes>,
@@ -78,6 +137,10 @@ pub(super) enum Completes {
 pub(super) trait LeaseClient: Send + Sized + 'static {
     /// A datagram the client wants sent.
     type Transmit: Send + Sync;
+    /// The lease it grants.
+    type Lease: DriverLease;
+    /// The socket its messages go through, on the lease's interface in its namespace.
+    type Socket: Send + Sync + 'static;
 
     /// The client's state, as the table and the lease files name it.
     fn state(&self) -> LeaseState;
@@ -87,7 +150,7 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     /// The next datagram due at `now`, if any.
     fn poll_transmit(&mut self, now: Instant) -> Option<Self::Transmit>;
     /// The next event to act on (bound, renewed, lost, timed out), if any.
-    fn poll_event(&mut self) -> Option<Event>;
+    fn poll_event(&mut self) -> Option<Event<Self::Lease>>;
     /// A UDP payload received on the lease's interface: what it was if the client took it,
     /// else why it was dropped (for logs and the timeout's details).
     fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Heard, String>;
@@ -95,6 +158,9 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     fn release(&mut self) -> Option<Self::Transmit>;
     /// Whether a lost lease is acquired again in the background rather than given up.
     fn keep_trying(&mut self, yes: bool);
+    /// Whether the client is done for good (released, failed, declined, or expired without
+    /// keeping on).
+    fn finished(&self) -> bool;
     /// Whether nothing can arrive until the next timer (a bound lease before T1): the driver
     /// gives its socket back meanwhile.
     fn resting(&self) -> bool;
@@ -103,7 +169,7 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     fn timers(&self) -> Option<Timers>;
     /// What to write to the state directory for the held lease (None without one), from the
     /// client and the lease's context.
-    fn to_record(&self, ctx: &Ctx) -> Option<Record>;
+    fn to_record(&self, ctx: &Ctx) -> Option<Stored>;
     /// The error an ADD gets when no lease came within the budget.
     fn timeout_error(&self, ctx: &Ctx) -> super::AcquireError;
 
@@ -112,12 +178,21 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     /// `tx`'s source and destination addresses and its payload's length in bytes (for logs
     /// and history).
     fn summary(tx: &Self::Transmit) -> (IpAddr, IpAddr, usize);
+    /// Opens the lease's socket on its interface inside the namespace the lease holds
+    /// ([`Ctx::open_in_netns`]); with `check_path`, only while the namespace path still names
+    /// that namespace.
+    fn open(
+        ctx: &Ctx,
+        check_path: bool,
+    ) -> impl Future<Output = Result<Self::Socket, OpenError>> + Send;
+    /// The next datagram for the client's port on `socket`.
+    fn recv(socket: &Self::Socket) -> impl Future<Output = io::Result<Received>> + Send;
     /// Puts `tx` on the wire through `socket`; `server_mac` is the link-layer source of the
     /// server's last reply, the destination of unicasts to it (broadcast when unknown).
     ///
     /// Errors: the socket's send error (`ENETDOWN`, `ENOBUFS`... are retried by the caller).
     fn send_on(
-        socket: &PacketSocket,
+        socket: &Self::Socket,
         tx: &Self::Transmit,
         server_mac: Option<[u8; 6]>,
     ) -> io::Result<()>;
@@ -130,11 +205,12 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     fn after_heard(&mut self, ctx: &mut Ctx, heard: &Heard, now: Instant) -> Next;
     /// A lease was just bound, before it is recorded or answered: `Some` stops there with what
     /// the loop does next (DHCPv4: an address another live lease holds is declined or
-    /// dropped, [`super::siblings::refuse_duplicate`]).
+    /// dropped, [`super::siblings::refuse_duplicate`]). It may complete the lease (DHCPv6:
+    /// the on-link prefix and router from the link's Router Advertisements).
     fn check_bound(
         &mut self,
         ctx: &mut Ctx,
-        socket: &Option<PacketSocket>,
-        lease: &Lease,
+        socket: &Option<Self::Socket>,
+        lease: &mut Self::Lease,
     ) -> impl Future<Output = Option<Next>> + Send;
 }

@@ -8,7 +8,6 @@ use tracing::{info, warn};
 use super::ctx::{Ctx, OpenError};
 use super::protocol::LeaseClient;
 use super::send::send;
-use crate::daemon::packet::PacketSocket;
 use crate::daemon::table::{DriverCommand, Handle};
 
 /// Stops a running driver: it sends DHCPRELEASE if it holds a lease, forgets the persisted
@@ -31,13 +30,13 @@ pub(crate) async fn release(handle: Handle) {
 pub(super) async fn release_now<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
+    socket: &mut Option<C::Socket>,
 ) {
     let Some(tx) = client.release() else {
         return;
     };
     if socket.is_none() {
-        match ctx.open_socket(false).await {
+        match C::open(ctx, false).await {
             Ok(s) => *socket = Some(s),
             Err(OpenError::LinkGone(why) | OpenError::ContainerGone(why)) => {
                 warn!(reason = %why, "DHCPRELEASE not sent")
@@ -57,7 +56,7 @@ pub(super) async fn release_now<C: LeaseClient>(
 pub(super) async fn container_gone<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
+    socket: &mut Option<C::Socket>,
     reason: String,
 ) {
     release_now(ctx, client, socket).await;

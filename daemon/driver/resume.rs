@@ -3,6 +3,7 @@
 //! times say; a namespace that cannot be entered for now is retried with back-off
 //! ([`retry_resume`]), a gone one drops the lease.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,69 @@ use crate::daemon::identity::{self, NetnsForm, Verdict};
 use crate::daemon::shared::Shared;
 use crate::daemon::table::{DriverCommand, Handle, Slot, Status};
 use crate::dhcp::client::Client;
-use crate::lease_file::{Identity, Record};
+use crate::lease_file::{Granted, Identity, Record, Stored};
 use crate::lease_state::LeaseState;
-use crate::rpc::Direction;
+use crate::rpc::{Attachment, Direction, Family};
+
+/// What resuming needs of a persisted lease of either family.
+#[derive(Debug, Clone)]
+pub(super) struct Persisted {
+    pub(super) attachment: Attachment,
+    pub(super) family: Family,
+    /// `CNI_NETNS` as given at ADD.
+    pub(super) netns: String,
+    /// What the lease was granted on, when the file has it.
+    pub(super) identity: Option<Identity>,
+    /// When its times count from.
+    pub(super) granted: Granted,
+    /// Its lifetime in seconds (u32::MAX: infinite).
+    pub(super) lifetime: u32,
+    /// The MAC a file without an identity must find on the interface (DHCPv4 chaddr).
+    pub(super) chaddr: Option<[u8; 6]>,
+    pub(super) priority: Option<u32>,
+    pub(super) server_mac: Option<[u8; 6]>,
+    /// The leased address.
+    pub(super) address: IpAddr,
+}
+
+impl Persisted {
+    pub(super) fn of_v4(r: &Record) -> Persisted {
+        Persisted {
+            attachment: r.attachment.clone(),
+            family: Family::Ipv4,
+            netns: r.netns.clone(),
+            identity: r.identity.clone(),
+            granted: r.granted.clone(),
+            lifetime: r.lease.lease_time,
+            chaddr: Some(r.chaddr),
+            priority: r.priority,
+            server_mac: r.server_mac,
+            address: IpAddr::V4(r.lease.address),
+        }
+    }
+
+    pub(super) fn of_v6(r: &crate::lease_file::Record6) -> Persisted {
+        Persisted {
+            attachment: r.attachment.clone(),
+            family: Family::Ipv6,
+            netns: r.netns.clone(),
+            identity: r.identity.clone(),
+            granted: r.granted.clone(),
+            lifetime: r.lease.lease.valid_lifetime,
+            chaddr: None,
+            priority: r.priority,
+            server_mac: None,
+            address: IpAddr::V6(r.lease.lease.address),
+        }
+    }
+
+    /// Whether the lease has run out by now (never an infinite one).
+    pub(super) fn is_expired(&self) -> bool {
+        self.lifetime != u32::MAX
+            && self.granted.elapsed_until(&Granted::now())
+                >= Duration::from_secs(self.lifetime.into())
+    }
+}
 
 /// How [`resume`] left a persisted lease.
 #[derive(Debug)]
@@ -49,7 +110,7 @@ pub(super) struct Attached {
 /// its grant, the MAC as chaddr) and gets the identity found.
 pub(super) async fn attach(
     shared: &Arc<Shared>,
-    record: &Record,
+    record: &Persisted,
 ) -> std::io::Result<Verdict<Attached>> {
     let config = &shared.config;
     let form = match identity::parse_cni_netns(&record.netns) {
@@ -81,7 +142,12 @@ pub(super) async fn attach(
         Verdict::Same(entered) => entered,
         Verdict::Gone(why) => return Ok(Verdict::Gone(why)),
     };
-    if entered.link.mac != Some(record.chaddr) {
+    let Some(chaddr) = record.chaddr else {
+        return Ok(Verdict::Gone(
+            "the lease file has no identity to check the namespace against".into(),
+        ));
+    };
+    if entered.link.mac != Some(chaddr) {
         return Ok(Verdict::Gone(format!(
             "interface {} in {} has another MAC than the lease's chaddr",
             record.attachment.ifname,
@@ -95,7 +161,7 @@ pub(super) async fn attach(
         netns_cookie: entered.cookie,
         pid_start: entered.pid_start,
         ifindex: entered.link.index,
-        mac: record.chaddr,
+        mac: chaddr,
     };
     Ok(Verdict::Same(Attached {
         entered,
@@ -113,7 +179,15 @@ pub(super) async fn attach(
 /// are kept and its task tries again, [`RESUME_RETRY_MIN`] doubling to [`RESUME_RETRY_MAX`]
 /// apart (each wait between half and one and a half times that, at random), with the error in
 /// the lease record.
-pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
+pub(crate) async fn resume(shared: &Arc<Shared>, stored: Stored) -> Resumed {
+    match stored {
+        Stored::V4(record) => resume_v4(shared, record).await,
+        Stored::V6(record) => super::v6::resume(shared, record).await,
+    }
+}
+
+/// [`resume`] of a DHCPv4 lease.
+async fn resume_v4(shared: &Arc<Shared>, record: Record) -> Resumed {
     let config = &shared.config;
     let expired = record.is_expired();
     let asks = Asks::from_record(&record);
@@ -131,8 +205,8 @@ pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
     };
     client.keep_trying(true);
     let client = Dhcpv4::new(client);
-    let slot = shared.table.slot(&record.attachment);
-    let mut op = slot.op.lock().await;
+    let slot = shared.table.slot(&record.attachment, Family::Ipv4);
+    let op = slot.op.lock().await;
     *slot.status() = Status {
         netns: record.netns.clone(),
         identity: record.identity.clone(),
@@ -149,13 +223,27 @@ pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         bound_at: (!expired).then(|| record.granted_instant()),
         ..Status::default()
     };
+    start_resumed(shared, &slot, op, Persisted::of_v4(&record), client).await
+}
+
+/// The part of [`resume`] common to both families, once the slot's status is set and its
+/// lock held (`op`): enters the namespace and spawns the driver, or drops the lease, or
+/// spawns the task that retries.
+pub(super) async fn start_resumed<C: LeaseClient>(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot>,
+    mut op: tokio::sync::MutexGuard<'_, Option<Handle>>,
+    record: Persisted,
+    client: C,
+) -> Resumed {
+    let expired = record.is_expired();
     let first = attach(shared, &record).await;
     let (commands, command_rx) = mpsc::channel(4);
     let (outcome, task) = match first {
         Ok(Verdict::Gone(why)) => {
             slot.status().state = LeaseState::Lost;
-            shared.table.remove(&slot);
-            unpersist(shared, &record.attachment).await;
+            shared.table.remove(slot);
+            unpersist(shared, &record.attachment, record.family).await;
             return Resumed::Dropped(why);
         }
         Ok(Verdict::Same(attached)) => {
@@ -163,17 +251,17 @@ pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
                 Direction::Event,
                 format!(
                     "resumed from the state directory ({}, {})",
-                    record.lease.address,
+                    record.address,
                     client.state()
                 ),
             );
             info!(
                 attachment = %record.attachment,
-                address = %record.lease.address,
+                address = %record.address,
                 state = %client.state(),
                 "resumed persisted lease"
             );
-            let ctx = resumed_ctx(shared, &slot, &record, attached, expired);
+            let ctx = resumed_ctx(shared, slot, &record, attached, expired);
             (
                 Resumed::Running,
                 spawn_driver(
@@ -185,7 +273,7 @@ pub(crate) async fn resume(shared: &Arc<Shared>, record: Record) -> Resumed {
         }
         Err(e) => {
             let why = e.to_string();
-            note_resume_error(&slot, &why, RESUME_RETRY_MIN);
+            note_resume_error(slot, &why, RESUME_RETRY_MIN);
             let attachment = record.attachment.clone();
             (
                 Resumed::Retrying,
@@ -213,7 +301,7 @@ pub(super) fn note_resume_error(slot: &Slot, why: &str, retry_in: Duration) {
 pub(super) fn resumed_ctx(
     shared: &Arc<Shared>,
     slot: &Arc<Slot>,
-    record: &Record,
+    record: &Persisted,
     attached: Attached,
     expired: bool,
 ) -> Ctx {
@@ -235,7 +323,7 @@ pub(super) fn resumed_ctx(
         server_mac: record.server_mac,
         // An expired lease's address was (or should have been) withdrawn already.
         configured: !expired,
-        last_address: Some(record.lease.address),
+        last_address: Some(record.address),
         bound_tx: None,
         timeout: shared.config.timeout,
         trace: Trace::default(),
@@ -247,11 +335,11 @@ pub(super) fn resumed_ctx(
 /// back-off until it can (then drives the lease), finds the container gone (then drops it), or
 /// is told to release (DEL: the file goes; no DHCPRELEASE can be sent from a namespace that
 /// cannot be entered).
-pub(super) async fn retry_resume(
+pub(super) async fn retry_resume<C: LeaseClient>(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
-    record: Record,
-    client: Dhcpv4,
+    record: Persisted,
+    client: C,
     mut commands: mpsc::Receiver<DriverCommand>,
 ) {
     let mut wait = RESUME_RETRY_MIN;
@@ -263,7 +351,7 @@ pub(super) async fn retry_resume(
             command = commands.recv() => {
                 if let Some(DriverCommand::Release(done)) = command {
                     warn!("DHCPRELEASE not sent: the lease's namespace could not be entered since the restart");
-                    unpersist(&shared, &record.attachment).await;
+                    unpersist(&shared, &record.attachment, record.family).await;
                     let _ = done.send(());
                 }
                 return;
@@ -272,7 +360,7 @@ pub(super) async fn retry_resume(
         wait = wait.saturating_mul(2).min(RESUME_RETRY_MAX);
         match attach(&shared, &record).await {
             Ok(Verdict::Same(attached)) => {
-                info!(address = %record.lease.address, "resumed persisted lease after earlier failures");
+                info!(address = %record.address, "resumed persisted lease after earlier failures");
                 slot.push_history(
                     Direction::Event,
                     "resumed from the state directory after earlier failures",
@@ -287,7 +375,7 @@ pub(super) async fn retry_resume(
                 shared.metrics.lease_lost();
                 slot.status().state = LeaseState::Lost;
                 shared.table.remove(&slot);
-                unpersist(&shared, &record.attachment).await;
+                unpersist(&shared, &record.attachment, record.family).await;
                 return;
             }
             Err(e) => note_resume_error(&slot, &e.to_string(), wait),

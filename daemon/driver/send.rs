@@ -10,7 +10,6 @@ use tracing::debug;
 use super::ctx::Ctx;
 use super::protocol::{Exchange, LeaseClient};
 use crate::daemon::pacer::WINDOW_HOLD;
-use crate::daemon::packet::PacketSocket;
 use crate::rpc::Direction;
 
 /// How long a send keeps retrying while the link comes up (`ENETDOWN`: a slave created a few
@@ -22,7 +21,7 @@ pub(super) const LINK_UP_WAIT: Duration = Duration::from_millis(1000);
 /// request that awaits a reply, a turn for one that gets none), retried while the link comes
 /// up or the kernel's queue is full, then counted and recorded in the lease's history. A send
 /// that fails is left to the client's retransmission schedule.
-pub(super) async fn send<C: LeaseClient>(socket: &PacketSocket, tx: &C::Transmit, ctx: &mut Ctx) {
+pub(super) async fn send<C: LeaseClient>(socket: &C::Socket, tx: &C::Transmit, ctx: &mut Ctx) {
     let kind = C::kind(tx);
     // A request that expects a reply holds a window permit until the reply (or WINDOW_HOLD);
     // its previous transmission's permit, if any, is given back first.
@@ -63,7 +62,7 @@ pub(super) async fn send<C: LeaseClient>(socket: &PacketSocket, tx: &C::Transmit
     match result {
         Ok(()) => {
             ctx.trace.sent += 1;
-            ctx.shared.metrics.message_sent(kind.label);
+            ctx.shared.metrics.message_sent(ctx.slot.family, kind.label);
             let state = ctx.slot.status().state.clone();
             ctx.slot
                 .push_history(Direction::Sent, format!("{} to {dst} ({state})", kind.name));

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ctx::{Ctx, Trace};
 use super::error::AcquireError;
 use super::event_loop::drive;
+use super::protocol::LeaseClient;
 use super::v4::Dhcpv4;
 use super::{broadcast_policy, spawn_driver};
 use crate::daemon::clock;
@@ -104,20 +105,43 @@ pub(super) fn client_config(
     }
 }
 
-/// Starts keeping a lease for `slot`'s attachment (CNI ADD): checks and opens the namespace,
-/// decides the broadcast policy, opens the socket, spawns the driver task and waits for its
-/// first DHCPACK, which it answers only once the lease is on disk.
+/// What an ADD found on its one trip into the container's namespace, for any protocol: the
+/// namespace (held from now on), what the lease is granted on, the link's kind, and what the
+/// protocol's `open` returned there (its socket).
+pub(super) struct Entered<T> {
+    /// The namespace, open.
+    pub(super) ns: crate::netns::NetNs,
+    /// The shape of `CNI_NETNS`.
+    pub(super) form: identity::NetnsForm,
+    /// `CNI_NETNS` as the daemon sees it.
+    pub(super) netns_path: std::path::PathBuf,
+    /// What the lease is granted on.
+    pub(super) identity: Identity,
+    /// The link's kind (`ipvlan`, `macvlan`, `veth`...), if it has one.
+    pub(super) link_kind: Option<String>,
+    /// What `open` made.
+    pub(super) opened: T,
+}
+
+/// The namespace checks of an ADD and its one trip into the namespace (a bounded thread, see
+/// crate::netns): opens `CNI_NETNS` (checking its form and what it names), then there reads
+/// the link's kind and the namespace's cookie and runs `open` (given the ifname; it returns
+/// what it opened and the link's index and MAC).
 ///
-/// Returns the task's [`Handle`] once bound. Errors: what went wrong, as an [`AcquireError`];
-/// the CNI code it answers with is chosen by the command (`daemon/command.rs`).
-pub(crate) async fn start(
+/// Errors: `CNI_NETNS` of a refused form or not a namespace (code 4), no such interface (7),
+/// anything the host refused (5); `open`'s own error as an I/O failure naming `what`.
+pub(super) async fn enter<T, F>(
     shared: &Arc<Shared>,
-    slot: Arc<Slot>,
     options: &AddOptions,
-) -> Result<Handle, AcquireError> {
+    ifname: &str,
+    what: &'static str,
+    open: F,
+) -> Result<Entered<T>, AcquireError>
+where
+    T: Send + 'static,
+    F: FnOnce(&str) -> std::io::Result<(T, packet::LinkAddr)> + Send + 'static,
+{
     let config = &shared.config;
-    let attachment = slot.attachment.clone();
-    let asks = Asks::from_add(&attachment, options)?;
     let form = identity::parse_cni_netns(&options.netns).map_err(AcquireError::NetnsForm)?;
     let netns_path = config.netns_path(&options.netns);
     let opened = {
@@ -135,20 +159,17 @@ pub(crate) async fn start(
     let (netns_dev, netns_ino) = ns
         .identity()
         .map_err(|e| AcquireError::io(format!("cannot stat {}", netns_path.display()), e))?;
-    let ifname = attachment.ifname.clone();
-    // One trip into the namespace (a bounded thread, see crate::netns) reads the link's kind,
-    // the namespace's cookie and opens the packet socket.
-    let ifname2 = ifname.clone();
+    let ifname2 = ifname.to_owned();
     let (kind, opened, cookie) = ns
         .run_async(move || {
             let kind = crate::link::link_info_here(&ifname2).map(|info| info.kind);
-            let opened = kind.is_ok().then(|| packet::open(&ifname2));
+            let opened = kind.is_ok().then(|| open(&ifname2));
             Ok((kind, opened, crate::netns::cookie_here()))
         })
         .await
         .map_err(|e| AcquireError::io(format!("cannot enter {}", netns_path.display()), e))?;
     let link_kind = kind.map_err(|e| AcquireError::NoInterface {
-        ifname: ifname.clone(),
+        ifname: ifname.to_owned(),
         netns: netns_path.clone(),
         error: e.to_string(),
     })?;
@@ -158,13 +179,9 @@ pub(crate) async fn start(
             e,
         )
     })?;
-    let (broadcast, broadcast_reason) =
-        broadcast_policy(options.broadcast, config.broadcast, link_kind.as_deref());
-    let (fd, link) = opened
+    let (opened, link) = opened
         .unwrap_or_else(|| Err(std::io::Error::other("link lookup failed")))
-        .map_err(|e| AcquireError::io(format!("cannot open a packet socket on {ifname}"), e))?;
-    let socket =
-        PacketSocket::new(fd, link).map_err(|e| AcquireError::io("cannot register socket", e))?;
+        .map_err(|e| AcquireError::io(format!("cannot open {what} on {ifname}"), e))?;
     let boot_id = crate::lease_file::read_boot_id()
         .map_err(|e| AcquireError::io("cannot read the boot ID", e))?;
     let identity = Identity {
@@ -176,42 +193,59 @@ pub(crate) async fn start(
         ifindex: link.ifindex,
         mac: link.mac,
     };
-    *slot.status() = Status {
-        netns: options.netns.clone(),
-        identity: Some(identity.clone()),
-        client_id: asks.client_id.clone(),
-        chaddr: link.mac,
-        state: State::Init.into(),
-        broadcast,
-        broadcast_reason,
-        ..Status::default()
-    };
-    let client_config = client_config(config, &asks, link.mac, broadcast);
-    let client = Client::new(client_config, clock::now(), rand::random());
-    let (bound_tx, bound_rx) = oneshot::channel();
+    Ok(Entered {
+        ns,
+        form,
+        netns_path,
+        identity,
+        link_kind,
+        opened,
+    })
+}
+
+/// A new lease's context: nothing heard yet, an ADD waiting on `bound_tx`.
+pub(super) fn new_ctx<T>(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot>,
+    entered: Entered<T>,
+    priority: Option<u32>,
+    bound_tx: oneshot::Sender<Result<(), AcquireError>>,
+) -> (Ctx, T) {
     let ctx = Ctx {
         shared: shared.clone(),
         slot: slot.clone(),
-        netns_path,
-        form,
-        ns: Arc::new(ns),
-        identity,
-        ifname,
-        link_kind,
-        priority: asks.priority,
+        netns_path: entered.netns_path,
+        form: entered.form,
+        ns: Arc::new(entered.ns),
+        identity: entered.identity,
+        ifname: slot.attachment.ifname.clone(),
+        link_kind: entered.link_kind,
+        priority,
         server_mac: None,
         configured: false,
         last_address: None,
         bound_tx: Some(bound_tx),
-        timeout: config.timeout,
+        timeout: shared.config.timeout,
         trace: Trace::default(),
         permit: None,
     };
+    (ctx, entered.opened)
+}
+
+/// Spawns the driver of a new lease and waits for its first binding (on disk by then).
+pub(super) async fn launch<C: LeaseClient>(
+    shared: &Arc<Shared>,
+    ctx: Ctx,
+    client: C,
+    socket: C::Socket,
+    bound_rx: oneshot::Receiver<Result<(), AcquireError>>,
+) -> Result<Handle, AcquireError> {
+    let attachment = ctx.slot.attachment.clone();
     let (commands, command_rx) = mpsc::channel(4);
     let task = spawn_driver(
         shared,
         &attachment,
-        drive(ctx, Dhcpv4::new(client), Some(socket), command_rx),
+        drive(ctx, client, Some(socket), command_rx),
     );
     match bound_rx.await {
         Ok(Ok(())) => Ok(Handle { commands, task }),
@@ -221,6 +255,57 @@ pub(crate) async fn start(
             &attachment,
         )),
     }
+}
+
+/// Starts keeping a DHCPv4 lease for `slot`'s attachment (CNI ADD): checks and opens the
+/// namespace ([`enter`]), decides the broadcast policy, opens the packet socket, spawns the
+/// driver task and waits for its first DHCPACK, which it answers only once the lease is on
+/// disk. (DHCPv6: [`super::v6::start`].)
+///
+/// Returns the task's [`Handle`] once bound. Errors: what went wrong, as an [`AcquireError`];
+/// the CNI code it answers with is chosen by the command (`daemon/command.rs`).
+pub(crate) async fn start(
+    shared: &Arc<Shared>,
+    slot: Arc<Slot>,
+    options: &AddOptions,
+) -> Result<Handle, AcquireError> {
+    let config = &shared.config;
+    let asks = Asks::from_add(&slot.attachment, options)?;
+    let entered = enter(
+        shared,
+        options,
+        &slot.attachment.ifname,
+        "a packet socket",
+        packet::open,
+    )
+    .await?;
+    let (broadcast, broadcast_reason) = broadcast_policy(
+        options.broadcast,
+        config.broadcast,
+        entered.link_kind.as_deref(),
+    );
+    let mac = entered.identity.mac;
+    *slot.status() = Status {
+        netns: options.netns.clone(),
+        identity: Some(entered.identity.clone()),
+        client_id: asks.client_id.clone(),
+        chaddr: mac,
+        state: State::Init.into(),
+        broadcast,
+        broadcast_reason,
+        ..Status::default()
+    };
+    let client_config = client_config(config, &asks, mac, broadcast);
+    let client = Client::new(client_config, clock::now(), rand::random());
+    let (bound_tx, bound_rx) = oneshot::channel();
+    let link = packet::LinkAddr {
+        ifindex: entered.identity.ifindex,
+        mac,
+    };
+    let (ctx, fd) = new_ctx(shared, &slot, entered, asks.priority, bound_tx);
+    let socket =
+        PacketSocket::new(fd, link).map_err(|e| AcquireError::io("cannot register socket", e))?;
+    launch(shared, ctx, Dhcpv4::new(client), socket, bound_rx).await
 }
 
 #[cfg(test)]

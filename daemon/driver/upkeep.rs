@@ -8,12 +8,9 @@ use tracing::{info, warn};
 use super::Next;
 use super::ctx::{Ctx, fail_add};
 use super::error::AcquireError;
-use super::protocol::LeaseClient;
+use super::protocol::{DriverLease, LeaseClient};
 use super::release::{container_gone, release_now};
 use crate::daemon::identity::{self, Verdict};
-use crate::daemon::iface;
-use crate::daemon::packet::PacketSocket;
-use crate::dhcp::Lease;
 use crate::rpc::Direction;
 
 /// The first DHCPACK of an ADD could not be written: give the lease back (DHCPRELEASE) and fail
@@ -21,7 +18,7 @@ use crate::rpc::Direction;
 pub(super) async fn persist_failed_at_add<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
+    socket: &mut Option<C::Socket>,
     e: std::io::Error,
 ) -> Next {
     let dir = ctx.shared.store.dir().to_path_buf();
@@ -29,7 +26,7 @@ pub(super) async fn persist_failed_at_add<C: LeaseClient>(
     release_now(ctx, client, socket).await;
     {
         let mut st = ctx.slot.status();
-        st.lease = None;
+        C::Lease::take(&mut st);
         st.timers = None;
         st.bound_at = None;
     }
@@ -51,7 +48,7 @@ pub(super) async fn persist_failed_at_add<C: LeaseClient>(
 pub(super) async fn lose_address<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
+    socket: &mut Option<C::Socket>,
     why: &str,
 ) -> Next {
     ctx.slot.push_history(Direction::Event, why.to_string());
@@ -60,16 +57,16 @@ pub(super) async fn lose_address<C: LeaseClient>(
         st.timers = None;
         st.bound_at = None;
         st.last_error = Some(why.to_string());
-        st.lease.take()
+        C::Lease::take(&mut st)
     };
     if let Ok(Verdict::Gone(gone)) = ctx.path_verdict() {
         container_gone(ctx, client, socket, gone).await;
         return Next::Stop;
     }
     if let (true, Some(old)) = (ctx.configured, old) {
-        match iface::withdraw(ctx.ns.clone(), ctx.identity.ifindex, &old).await {
+        match old.withdraw(ctx.ns.clone(), ctx.identity.ifindex).await {
             Ok(_) => {
-                info!(address = %old.address, "address withdrawn from the interface")
+                info!(address = %old.address(), "address withdrawn from the interface")
             }
             Err(e) if identity::is_gone(&e) => {
                 ctx.lose(ctx.link_gone(&e)).await;
@@ -88,23 +85,23 @@ pub(super) async fn lose_address<C: LeaseClient>(
 pub(super) async fn reconfigure<C: LeaseClient>(
     ctx: &mut Ctx,
     client: &mut C,
-    socket: &mut Option<PacketSocket>,
-    previous: Option<&Lease>,
-    lease: &Lease,
+    socket: &mut Option<C::Socket>,
+    previous: Option<&C::Lease>,
+    lease: &C::Lease,
 ) -> Next {
     if let Ok(Verdict::Gone(gone)) = ctx.path_verdict() {
         container_gone(ctx, client, socket, gone).await;
         return Next::Stop;
     }
     let (ns, ifindex) = (ctx.ns.clone(), ctx.identity.ifindex);
-    if let Some(old) = previous.filter(|old| ctx.configured && old.address != lease.address) {
-        let _ = iface::withdraw(ns.clone(), ifindex, old).await;
+    if let Some(old) = previous.filter(|old| ctx.configured && old.address() != lease.address()) {
+        let _ = old.withdraw(ns.clone(), ifindex).await;
         ctx.configured = false;
     }
     if ctx.configured {
         return Next::Continue;
     }
-    match iface::apply(ns, ifindex, lease, ctx.priority).await {
+    match lease.apply(ns, ifindex, ctx.priority).await {
         Ok(failed) => {
             ctx.configured = true;
             if !failed.is_empty() {
@@ -119,10 +116,11 @@ pub(super) async fn reconfigure<C: LeaseClient>(
                 Direction::Event,
                 format!(
                     "{} and its routes put back on {}",
-                    lease.address, ctx.ifname
+                    lease.address(),
+                    ctx.ifname
                 ),
             );
-            info!(address = %lease.address, "address and routes put back on the interface");
+            info!(address = %lease.address(), "address and routes put back on the interface");
         }
         Err(e) if identity::is_gone(&e) => {
             ctx.lose(ctx.link_gone(&e)).await;

@@ -7,21 +7,26 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Next;
-use super::ctx::Ctx;
+use super::ctx::{Ctx, OpenError};
 use super::error::AcquireError;
-use super::protocol::{Completes, Exchange, Heard, LeaseClient, MessageKind};
+use super::protocol::{
+    Completes, DriverLease, Event, Exchange, Heard, LeaseClient, MessageKind, Received,
+};
 use super::send::send;
 use super::siblings::{Duplicate, give_up, on_offer, refuse_duplicate};
-use crate::daemon::packet::{BROADCAST_MAC, PacketSocket};
-use crate::daemon::table::Timers;
-use crate::dhcp::client::{Client, Event, State, Transmit};
+use crate::daemon::iface;
+use crate::daemon::packet::{self, BROADCAST_MAC, PacketSocket};
+use crate::daemon::table::{Status, Timers};
+use crate::dhcp::client::{self, Client, State, Transmit};
 use crate::dhcp::config::DEFAULT_PARAMETER_REQUEST_LIST;
 use crate::dhcp::{Lease, MessageType};
-use crate::lease_file::{Granted, Record};
+use crate::lease_file::{Granted, Record, Stored};
 use crate::lease_state::LeaseState;
+use crate::netns::NetNs;
 
 /// A DHCPv4 lease's client and what the driver notes about it.
 #[derive(Debug)]
@@ -85,8 +90,48 @@ fn timers(client: &Client) -> Option<Timers> {
     }
 }
 
+impl DriverLease for Lease {
+    fn address(&self) -> IpAddr {
+        IpAddr::V4(self.address)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}/{} from {} for {}s",
+            self.address, self.prefix_len, self.server_id, self.lease_time
+        )
+    }
+
+    fn current(st: &Status) -> Option<Lease> {
+        st.lease.clone()
+    }
+
+    fn store(&self, st: &mut Status) {
+        st.lease = Some(self.clone());
+    }
+
+    fn take(st: &mut Status) -> Option<Lease> {
+        st.lease.take()
+    }
+
+    async fn apply(
+        &self,
+        ns: Arc<NetNs>,
+        ifindex: u32,
+        metric: Option<u32>,
+    ) -> io::Result<Vec<String>> {
+        iface::apply(ns, ifindex, self, metric).await
+    }
+
+    async fn withdraw(&self, ns: Arc<NetNs>, ifindex: u32) -> io::Result<bool> {
+        iface::withdraw(ns, ifindex, self).await
+    }
+}
+
 impl LeaseClient for Dhcpv4 {
     type Transmit = Transmit;
+    type Lease = Lease;
+    type Socket = PacketSocket;
 
     fn state(&self) -> LeaseState {
         self.client.state().into()
@@ -100,8 +145,14 @@ impl LeaseClient for Dhcpv4 {
         self.client.poll_transmit(now)
     }
 
-    fn poll_event(&mut self) -> Option<Event> {
-        self.client.poll_event()
+    fn poll_event(&mut self) -> Option<Event<Lease>> {
+        Some(match self.client.poll_event()? {
+            client::Event::Bound(lease) => Event::Bound(lease),
+            client::Event::Renewed(lease) => Event::Renewed(lease),
+            client::Event::Nak => Event::Withdrawn("DHCPNAK from server: address withdrawn"),
+            client::Event::Expired => Event::Expired,
+            client::Event::Timeout => Event::Timeout,
+        })
     }
 
     fn handle(&mut self, now: Instant, payload: &[u8]) -> Result<Heard, String> {
@@ -130,6 +181,13 @@ impl LeaseClient for Dhcpv4 {
         self.client.keep_trying(yes);
     }
 
+    fn finished(&self) -> bool {
+        matches!(
+            self.client.state(),
+            State::Released | State::Failed | State::Declined | State::Expired
+        )
+    }
+
     fn resting(&self) -> bool {
         self.client.state() == State::Bound
     }
@@ -138,11 +196,11 @@ impl LeaseClient for Dhcpv4 {
         timers(&self.client)
     }
 
-    fn to_record(&self, ctx: &Ctx) -> Option<Record> {
+    fn to_record(&self, ctx: &Ctx) -> Option<Stored> {
         let lease = self.client.lease()?.clone();
         let config = self.client.config();
         let status = ctx.slot.status().clone();
-        Some(Record {
+        Some(Stored::V4(Record {
             attachment: ctx.slot.attachment.clone(),
             netns: status.netns.clone(),
             client_id: config.client_id.clone(),
@@ -165,11 +223,11 @@ impl LeaseClient for Dhcpv4 {
             server_mac: ctx.server_mac,
             identity: Some(ctx.identity.clone()),
             priority: ctx.priority,
-        })
+        }))
     }
 
     fn timeout_error(&self, ctx: &Ctx) -> AcquireError {
-        ctx.timeout_error(self.client.config().broadcast)
+        ctx.timeout_error(Some(self.client.config().broadcast))
     }
 
     fn kind(tx: &Transmit) -> MessageKind {
@@ -178,6 +236,20 @@ impl LeaseClient for Dhcpv4 {
 
     fn summary(tx: &Transmit) -> (IpAddr, IpAddr, usize) {
         (IpAddr::V4(tx.src), IpAddr::V4(tx.dst), tx.payload.len())
+    }
+
+    async fn open(ctx: &Ctx, check_path: bool) -> Result<PacketSocket, OpenError> {
+        let (fd, link) = ctx.open_in_netns(check_path, packet::open_existing).await?;
+        PacketSocket::new(fd, link).map_err(OpenError::Transient)
+    }
+
+    async fn recv(socket: &PacketSocket) -> io::Result<Received> {
+        let r = socket.recv().await?;
+        Ok(Received {
+            payload: r.payload,
+            src_ip: IpAddr::V4(r.src_ip),
+            src_mac: Some(r.src_mac),
+        })
     }
 
     fn send_on(
@@ -213,7 +285,7 @@ impl LeaseClient for Dhcpv4 {
         &mut self,
         ctx: &mut Ctx,
         socket: &Option<PacketSocket>,
-        lease: &Lease,
+        lease: &mut Lease,
     ) -> Option<Next> {
         match refuse_duplicate(ctx, &mut self.client, lease) {
             Duplicate::None => None,

@@ -24,7 +24,7 @@ pub mod reply;
 pub use client::{Accepted, Client, Event, Ignored, State, Transmit};
 pub use config::{ClientConfig, DEFAULT_OPTION_REQUEST, MIN_LIFETIME_SECS};
 pub use message::MessageType;
-pub use reply::{Lease6, ParseError, Reply, StatusCode, parse_reply};
+pub use reply::{Lease6, Leased6, ParseError, Reply, StatusCode, parse_reply};
 
 /// All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1), `ff02::1:2`: where every message of
 /// this client goes.

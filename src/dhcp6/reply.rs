@@ -197,6 +197,46 @@ pub struct Lease6 {
     pub domain_search: Vec<String>,
 }
 
+/// A [`Lease6`] with what DHCPv6 does not carry and the link's Router Advertisements tell
+/// (RFC 8415 §18.2.10.1 leaves both to RAs; RFC 4861 §6.3.4): the on-link prefix length of the
+/// address and the default router. What the CNI result and the interface get
+/// (docs/design.md, *Router Advertisements*).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leased6 {
+    /// The lease as granted.
+    #[serde(flatten)]
+    pub lease: Lease6,
+    /// Length of the on-link prefix (a Prefix Information option with the L flag covering the
+    /// address) of the RA heard, else 128: the address alone, no on-link route.
+    pub prefix_len: u8,
+    /// The link-local address of the router whose RA had a non-zero router lifetime: the
+    /// default route's gateway. `None` without such an RA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<Ipv6Addr>,
+}
+
+impl Leased6 {
+    /// `lease` with no RA heard: /128, no router.
+    pub fn without_ra(lease: Lease6) -> Leased6 {
+        Leased6 {
+            lease,
+            prefix_len: 128,
+            router: None,
+        }
+    }
+
+    /// The address with its prefix length (clamped to 128).
+    pub fn address_net(&self) -> ipnet::Ipv6Net {
+        ipnet::Ipv6Net::new(self.lease.address, self.prefix_len.min(128))
+            .unwrap_or_else(|_| ipnet::Ipv6Net::from(self.lease.address))
+    }
+
+    /// The default route `::/0` via [`Leased6::router`], if one was heard.
+    pub fn default_route(&self) -> Option<(ipnet::Ipv6Net, Ipv6Addr)> {
+        self.router.map(|r| (ipnet::Ipv6Net::default(), r))
+    }
+}
+
 /// Why a reply's binding is not a usable [`Lease6`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
