@@ -28,7 +28,6 @@
 //! (dropping an [`RaSocket`] took 62 µs, deregistration included, in the test
 //! `first_router_hears_a_valid_ra_and_drops_forged_ones`, which prints it).
 
-
 use std::io;
 use std::io::IoSliceMut;
 use std::net::{Ipv6Addr, SocketAddrV6};

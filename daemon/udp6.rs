@@ -23,7 +23,6 @@
 //! and is therefore handed to closer threads), a UDP socket closes in about a microsecond, so a
 //! [`Udp6Socket`] is simply dropped on whichever thread holds it.
 
-
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::OwnedFd;

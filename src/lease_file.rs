@@ -85,6 +85,12 @@
 //! - `priority` (integer, optional): the ipam `priority`, the metric of the routes the daemon
 //!   puts back on the interface after a lost lease comes back.
 //!
+//! A DHCPv6 lease ([`Record6`], format version 2) lives in `<hash>.v6.json` ([`file_name_of`])
+//! beside its attachment's DHCPv4 record: `version` 2, `family` `"ipv6"`, `attachment`,
+//! `netns`, `duid` (hex), `iaid`, `lease` (a [`crate::dhcp6::Leased6`]: the [`crate::dhcp6::Lease6`]
+//! fields with `prefix_len` and `router` from the link's RA), `granted`, `state`, `renewals`,
+//! `identity`, `priority`, as above. DHCPv4 records are still written as version 1.
+//!
 //! Reading is blocking `std::fs`; the daemon calls it through `spawn_blocking`.
 
 use std::fs::{self, OpenOptions};

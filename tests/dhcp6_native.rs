@@ -194,6 +194,7 @@ fn dual_stack_on_veth_survives_a_restart_and_v6_only_networks_work() {
     let config = conf(&daemon.socket, json!({"dhcp6": true}));
     let (ok, result) = cni(DHCP, "ADD", "veth-1", &ns, "eth0", &config);
     assert!(ok, "{result}");
+    println!("dual-stack ADD result: {result:#}");
     assert!(ip_of(&result, false).is_some(), "{result}");
     let v6 = check_v6_result(&lab, &result, true);
     // DNS of both families, DHCPv4's first.
