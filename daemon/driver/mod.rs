@@ -52,7 +52,7 @@ mod v6;
 
 pub(crate) use error::AcquireError;
 pub(crate) use release::release;
-pub(crate) use resume::{Resumed, resume};
+pub(crate) use resume::Resumed;
 pub(crate) use start::start;
 pub(crate) use sweep::sweep_lost_namespaces;
 pub(crate) use v6::start as start6;
@@ -64,6 +64,15 @@ use tracing::{Instrument, warn};
 
 use crate::daemon::shared::Shared;
 use crate::rpc::{Attachment, Family};
+
+/// Resumes a lease persisted by an earlier daemon, of either family (`resume.rs`; DHCPv6's
+/// client side in `v6.rs`).
+pub(crate) async fn resume(shared: &Arc<Shared>, stored: crate::lease_file::Stored) -> Resumed {
+    match stored {
+        crate::lease_file::Stored::V4(record) => resume::resume_v4(shared, record).await,
+        crate::lease_file::Stored::V6(record) => v6::resume(shared, record).await,
+    }
+}
 
 /// How often the sweeper checks that leases' namespaces still exist.
 pub(crate) const NETNS_CHECK_INTERVAL: Duration = Duration::from_secs(10);

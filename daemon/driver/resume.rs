@@ -21,7 +21,7 @@ use crate::daemon::identity::{self, NetnsForm, Verdict};
 use crate::daemon::shared::Shared;
 use crate::daemon::table::{DriverCommand, Handle, Slot, Status};
 use crate::dhcp::client::Client;
-use crate::lease_file::{Granted, Identity, Record, Stored};
+use crate::lease_file::{Granted, Identity, Record};
 use crate::lease_state::LeaseState;
 use crate::rpc::{Attachment, Direction, Family};
 
@@ -178,16 +178,8 @@ pub(super) async fn attach(
 /// a transient reason (no descriptor left, a netlink error) the lease, its slot and its file
 /// are kept and its task tries again, [`RESUME_RETRY_MIN`] doubling to [`RESUME_RETRY_MAX`]
 /// apart (each wait between half and one and a half times that, at random), with the error in
-/// the lease record.
-pub(crate) async fn resume(shared: &Arc<Shared>, stored: Stored) -> Resumed {
-    match stored {
-        Stored::V4(record) => resume_v4(shared, record).await,
-        Stored::V6(record) => super::v6::resume(shared, record).await,
-    }
-}
-
-/// [`resume`] of a DHCPv4 lease.
-async fn resume_v4(shared: &Arc<Shared>, record: Record) -> Resumed {
+/// the lease record. This is the DHCPv4 side of [`super::resume`] (DHCPv6: `v6.rs`).
+pub(super) async fn resume_v4(shared: &Arc<Shared>, record: Record) -> Resumed {
     let config = &shared.config;
     let expired = record.is_expired();
     let asks = Asks::from_record(&record);
