@@ -180,6 +180,14 @@ fn link_mac(ifname: &str) -> io::Result<[u8; 6]> {
 
 /// Sets IFF_UP on `ifname` when it is not set (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`, netdevice(7)).
 pub(crate) fn set_up(ifname: &str) -> io::Result<()> {
+    set_up_with(ifname, || Ok(()))
+}
+
+/// [`set_up`], running `before` first when the link is down (what must be in place before the
+/// kernel starts the link's IPv6 autoconfiguration: [`crate::daemon::udp6::optimistic_dad`]).
+///
+/// Errors: `before`'s, or the ioctls'.
+pub(crate) fn set_up_with(ifname: &str, before: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
     // SAFETY: ifreq is plain old data; we fill its name with at most IFNAMSIZ-1 bytes.
     let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
@@ -200,6 +208,7 @@ pub(crate) fn set_up(ifname: &str) -> io::Result<()> {
         }
         let flags = ifr.ifr_ifru.ifru_flags;
         if flags & libc::IFF_UP as libc::c_short == 0 {
+            before()?;
             ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
             if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
                 return Err(io::Error::last_os_error());

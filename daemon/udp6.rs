@@ -40,6 +40,33 @@ pub(crate) const SERVER_PORT6: u16 = crate::dhcp6::SERVER_PORT;
 /// jumbograms (65535 less the 8-byte UDP header) fits, so nothing is ever truncated.
 const RECV_MAX: usize = 64 * 1024;
 
+/// Turns on Optimistic Duplicate Address Detection (RFC 4429) for `ifname`: its link-local
+/// address is usable as a source at once instead of after DAD (1-2 s, RFC 4862 §5.4), so a
+/// DHCPv6 SOLICIT can leave as soon as the link is up. Called only for a link the daemon
+/// itself brings up (a main plugin may hand it over down), just before it does: the kernel
+/// decides optimism when it makes the address. Writes `net.ipv6.conf.<ifname>.optimistic_dad`
+/// and `use_optimistic` (ip-sysctl.rst) in the calling thread's namespace (`/proc/sys/net` is
+/// the opener's namespace). A kernel built without CONFIG_IPV6_OPTIMISTIC_DAD has no such
+/// files: DAD then runs as usual.
+///
+/// Must be called on a thread inside the target namespace. Errors: a write refused other than
+/// by the file's absence.
+pub(crate) fn optimistic_dad(ifname: &str) -> io::Result<()> {
+    if ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{ifname:?} is not an interface name"),
+        ));
+    }
+    for knob in ["optimistic_dad", "use_optimistic"] {
+        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/{knob}"), "1") {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// Opens the DHCPv6 client socket on `ifname`: UDP/IPv6, close-on-exec, non-blocking,
 /// `IPV6_V6ONLY`, `SO_REUSEADDR`, `SO_BINDTODEVICE` `ifname`, `IPV6_MULTICAST_IF` its index,
 /// `IPV6_MULTICAST_HOPS` 1, `IPV6_MULTICAST_LOOP` off, bound to `[::]:546`. Returns the socket's

@@ -189,12 +189,38 @@ fn dual_stack_on_veth_survives_a_restart_and_v6_only_networks_work() {
     let daemon = Daemon::start(lab.dir(), &[]);
     let ns = lab.container("v1");
     // A veth whose host end is a port of a bridge with the server link (its MAC its own).
+    // Left down, as the reference main plugins hand it over: the daemon brings it up, with
+    // Optimistic DAD (RFC 4429) so the SOLICIT does not wait for DAD of the link-local.
     lab.add_shared_mac_container(&ns, "eth0", "02:00:00:00:6a:01");
-    lab.exec_ok(&ns, &["ip", "link", "set", "eth0", "up"]);
     let config = conf(&daemon.socket, json!({"dhcp6": true}));
+    let started = Instant::now();
     let (ok, result) = cni(DHCP, "ADD", "veth-1", &ns, "eth0", &config);
+    println!(
+        "dual-stack ADD on a veth handed over down: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let sysctl = |ns: &Path, knob: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/all/{knob}"))
+            .ok()
+            .map(|_| {
+                lab.exec_ok(
+                    ns,
+                    &["cat", &format!("/proc/sys/net/ipv6/conf/eth0/{knob}")],
+                )
+                .trim()
+                .to_string()
+            })
+    };
+    // Where the kernel has Optimistic DAD, the daemon turned it on for this link only.
+    if let Some(v) = sysctl(&ns, "optimistic_dad") {
+        assert_eq!(v, "1");
+        assert_eq!(sysctl(&ns, "use_optimistic").as_deref(), Some("1"));
+    }
     assert!(ok, "{result}");
     println!("dual-stack ADD result: {result:#}");
+    if std::env::var("DHCP6_DEBUG_LOG").is_ok() {
+        println!("{}", common::plugin::daemon_log(lab.dir()));
+    }
     assert!(ip_of(&result, false).is_some(), "{result}");
     let v6 = check_v6_result(&lab, &result, true);
     // DNS of both families, DHCPv4's first.
@@ -253,6 +279,7 @@ fn dual_stack_on_veth_survives_a_restart_and_v6_only_networks_work() {
     // IPv6 only: one address, no DHCPv4 lease asked for.
     let ns2 = lab.container("v2");
     lab.add_shared_mac_container(&ns2, "eth0", "02:00:00:00:6a:02");
+    // This one up already: its link-local goes through DAD, which the daemon waits out.
     lab.exec_ok(&ns2, &["ip", "link", "set", "eth0", "up"]);
     let v6_only = conf(&daemon.socket, json!({"dhcp4": false, "dhcp6": true}));
     let (ok, result) = cni(DHCP, "ADD", "v6-only", &ns2, "eth0", &v6_only);

@@ -271,12 +271,20 @@ pub(crate) async fn start(
 ) -> Result<Handle, AcquireError> {
     let config = &shared.config;
     let asks = Asks::from_add(&slot.attachment, options)?;
+    // With DHCPv6 on too, the link this ADD may bring up gets an optimistic link-local
+    // (`udp6::optimistic_dad`) whichever family's trip into the namespace comes first.
+    let dhcp6 = options.dhcp6.is_some();
     let entered = enter(
         shared,
         options,
         &slot.attachment.ifname,
         "a packet socket",
-        packet::open,
+        move |ifname| {
+            if dhcp6 {
+                packet::set_up_with(ifname, || crate::daemon::udp6::optimistic_dad(ifname))?;
+            }
+            packet::open(ifname)
+        },
     )
     .await?;
     let (broadcast, broadcast_reason) = broadcast_policy(

@@ -478,8 +478,9 @@ pub(crate) async fn start(
         "a DHCPv6 socket",
         |ifname| {
             // As for DHCPv4: a main plugin may hand over a link that is still down (the
-            // reference macvlan sets it up after IPAM); up, it gets its link-local address.
-            crate::daemon::packet::set_up(ifname)?;
+            // reference macvlan sets it up after IPAM); up, it gets its link-local address,
+            // optimistic so the SOLICIT need not wait for DAD.
+            crate::daemon::packet::set_up_with(ifname, || udp6::optimistic_dad(ifname))?;
             let (fd, link) = udp6::open(ifname, None)?;
             // Without an RA socket the lease is still kept, as a /128 (hear_router says so).
             let ra = ra_listen::open(ifname).ok();
