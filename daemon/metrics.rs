@@ -593,6 +593,27 @@ fn respond<B>(req: &Request<B>, scrape: impl FnOnce() -> String) -> Response<Ful
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DHCPv6 messages count in their own series, by RFC 8415 type; DHCPv4's are untouched.
+    #[test]
+    fn dhcpv6_messages_have_their_own_series() {
+        use crate::rpc::Family;
+        let m = Metrics::new();
+        m.message_sent(Family::Ipv6, "SOLICIT");
+        m.message_sent(Family::Ipv6, "REQUEST");
+        m.message_received(Family::Ipv6, "REPLY");
+        m.message_received(Family::Ipv6, "NOT-A-TYPE");
+        let text = m.render(Vec::<LeaseState>::new());
+        for line in [
+            "cni_dhcp_dhcp6_messages_sent_total{type=\"SOLICIT\"} 1",
+            "cni_dhcp_dhcp6_messages_sent_total{type=\"REQUEST\"} 1",
+            "cni_dhcp_dhcp6_messages_received_total{type=\"REPLY\"} 1",
+            "cni_dhcp_dhcp6_messages_received_total{type=\"OTHER\"} 1",
+            "cni_dhcp_messages_sent_total{type=\"REQUEST\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
     use std::io::{Read, Write};
 
     /// The value of the sample `name{labels}` in `text` (labels as rendered, e.g.

@@ -440,6 +440,82 @@ mod tests {
         assert_eq!(names(store.dir()).len(), 2);
     }
 
+    fn record6(a: Attachment) -> Record6 {
+        Record6 {
+            netns: "/run/netns/c".into(),
+            family: Family::Ipv6,
+            duid: crate::dhcp6::identity::duid(&a.container_id, &a.network),
+            iaid: crate::dhcp6::identity::iaid(&a.ifname),
+            attachment: a,
+            lease: crate::dhcp6::Leased6::without_ra(crate::dhcp6::Lease6 {
+                address: "fd00:cd::105".parse().unwrap(),
+                preferred_lifetime: 1800,
+                valid_lifetime: 3600,
+                t1: 900,
+                t2: 1440,
+                iaid: 1,
+                server_id: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 6],
+                dns_servers: vec![],
+                domain_search: vec![],
+            }),
+            granted: Granted::now(),
+            state: "BOUND".into(),
+            renewals: 0,
+            identity: None,
+            priority: Some(5),
+        }
+    }
+
+    /// A DHCPv6 record lives beside its attachment's DHCPv4 one (`.v6.json`, version 2), both
+    /// load back, DEL of one family leaves the other; a damaged or misnamed one is moved aside.
+    #[test]
+    fn dhcpv6_records_beside_dhcpv4_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        let a = att("c1", "labnet", "eth0");
+        let r4 = record(a.clone());
+        let r6 = record6(a.clone());
+        store.save4(&r4).unwrap();
+        store.save(&Stored::V6(r6.clone())).unwrap();
+        let v6_name = lease_file::file_name_of(&a, Family::Ipv6);
+        assert!(v6_name.ends_with(".v6.json"), "{v6_name}");
+        assert_eq!(names(store.dir()), {
+            let mut n = vec![lease_file::file_name(&a), v6_name.clone()];
+            n.sort();
+            n
+        });
+        let text = fs::read_to_string(store.path_of(&a, Family::Ipv6)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["version"].as_u64(), v["family"].as_str()),
+            (Some(2), Some("ipv6"))
+        );
+        // The DHCPv4 file is still version 1, as before DHCPv6.
+        let text4 = fs::read_to_string(store.path_of(&a, Family::Ipv4)).unwrap();
+        assert!(text4.starts_with("{\n  \"version\": 1,"), "{text4}");
+        let (records, errors) = store.load_all();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(records, vec![Stored::V4(r4), Stored::V6(r6.clone())]);
+        store.remove(&a, Family::Ipv4).unwrap();
+        let (records, _) = store.load_all();
+        assert_eq!(records, vec![Stored::V6(r6.clone())]);
+        // Damaged: times out of order. Misnamed: a v6 record in a DHCPv4 file name.
+        let mut bad = r6.clone();
+        bad.attachment = att("c2", "labnet", "eth0");
+        bad.lease.lease.t1 = 5000;
+        let bad_path = store.path_of(&bad.attachment, Family::Ipv6);
+        fs::write(&bad_path, bad.to_file_bytes().unwrap()).unwrap();
+        let mut misnamed = r6.clone();
+        misnamed.attachment = att("c3", "labnet", "eth0");
+        let misnamed_path = store.path_of(&misnamed.attachment, Family::Ipv4);
+        fs::write(&misnamed_path, misnamed.to_file_bytes().unwrap()).unwrap();
+        let (records, errors) = store.load_all();
+        assert_eq!(records, vec![Stored::V6(r6)]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.moved_to.is_some()), "{errors:?}");
+        assert!(!bad_path.exists() && !misnamed_path.exists());
+    }
+
     #[test]
     fn the_documented_format() {
         let dir = tempfile::tempdir().unwrap();

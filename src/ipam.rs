@@ -615,6 +615,90 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// DHCPv4 and DHCPv6 in one result: both addresses, the IPv6 one with the RA's prefix and
+    /// router; DNS merged without repeats, DHCPv4 first; no `::/0` route; IPv6 alone works.
+    #[test]
+    fn dual_stack_results_merge_both_leases() {
+        let mut v4 = crate::dhcp::reply::test_lease("198.18.0.5");
+        v4.dns_servers = vec!["198.18.0.1".parse().unwrap()];
+        v4.domain_search = vec!["a.test".into()];
+        let v6 = Leased6 {
+            lease: crate::dhcp6::Lease6 {
+                address: "fd00:cd::105".parse().unwrap(),
+                preferred_lifetime: 1800,
+                valid_lifetime: 3600,
+                t1: 900,
+                t2: 1440,
+                iaid: 1,
+                server_id: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 6],
+                dns_servers: vec!["fd00:cd::53".parse().unwrap()],
+                domain_search: vec!["a.test".into(), "b.test".into()],
+            },
+            prefix_len: 64,
+            router: Some("fe80::1".parse().unwrap()),
+        };
+        let r = result_from_leases(Some(&v4), Some(&v6), "1.1.0", Some(5));
+        let ips: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
+        assert_eq!(ips, ["198.18.0.5/24", "fd00:cd::105/64"]);
+        assert_eq!(r.ips[1].gateway, Some("fe80::1".parse().unwrap()));
+        assert_eq!(r.dns.nameservers, ["198.18.0.1", "fd00:cd::53"]);
+        assert_eq!(r.dns.search, ["a.test", "b.test"]);
+        assert!(
+            r.routes.iter().all(|r| r.dst.addr().is_ipv4()),
+            "{:?}",
+            r.routes
+        );
+        assert!(r.routes.iter().all(|r| r.priority == Some(5)));
+        let only6 = result_from_leases(
+            None,
+            Some(&Leased6::without_ra(v6.lease.clone())),
+            "1.1.0",
+            None,
+        );
+        assert_eq!(only6.ips.len(), 1);
+        assert_eq!(only6.ips[0].address.to_string(), "fd00:cd::105/128");
+        assert_eq!(only6.ips[0].gateway, None);
+        assert!(only6.routes.is_empty());
+        // Rendered for an old CNI version, the IPv6 entry says version 6.
+        let old = result_from_leases(Some(&v4), Some(&v6), "0.4.0", None)
+            .to_version("0.4.0")
+            .unwrap();
+        assert_eq!(old["ips"][1]["version"], "6", "{old}");
+    }
+
+    /// The DHCPv6 keys: families from dhcp4/dhcp6, provide overrides parsed and checked.
+    #[test]
+    fn dhcp6_keys_and_provide_overrides() {
+        let families = |v: serde_json::Value| ipam(v).families();
+        use crate::rpc::Family::{Ipv4, Ipv6};
+        assert_eq!(families(serde_json::json!({"type": "dhcp"})), [Ipv4]);
+        assert_eq!(families(serde_json::json!({"dhcp6": true})), [Ipv4, Ipv6]);
+        assert_eq!(
+            families(serde_json::json!({"dhcp4": false, "dhcp6": true})),
+            [Ipv6]
+        );
+        assert!(families(serde_json::json!({"dhcp4": false})).is_empty());
+        let extras = ipam(serde_json::json!({"provide": [
+            {"option": "dhcp6-duid", "value": "00:04:01:02:03"},
+            {"option": "dhcp6-iaid", "value": "0x10"},
+        ]}))
+        .dhcp_extras(|_| None)
+        .unwrap();
+        assert_eq!(extras.duid, Some(vec![0, 4, 1, 2, 3]));
+        assert_eq!(extras.iaid, Some(16));
+        assert!(extras.provided.is_empty(), "not DHCPv4 options: {extras:?}");
+        for bad in [
+            serde_json::json!({"option": "dhcp6-duid", "value": "00:04"}),
+            serde_json::json!({"option": "dhcp6-duid", "value": "zz"}),
+            serde_json::json!({"option": "dhcp6-iaid", "value": "-1"}),
+        ] {
+            let e = ipam(serde_json::json!({"provide": [bad]}))
+                .dhcp_extras(|_| None)
+                .unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{}", e.msg);
+        }
+    }
+
     fn ipam(v: serde_json::Value) -> IpamConf {
         serde_json::from_value(v).unwrap()
     }

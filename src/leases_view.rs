@@ -963,6 +963,97 @@ mod tests {
         }
     }
 
+    fn record6(id: &str, granted: Granted) -> lease_file::Record6 {
+        lease_file::Record6 {
+            attachment: Attachment {
+                container_id: id.into(),
+                network: "n".into(),
+                ifname: "eth0".into(),
+            },
+            netns: "/x".into(),
+            family: crate::rpc::Family::Ipv6,
+            duid: crate::dhcp6::identity::duid(id, "n"),
+            iaid: 7,
+            lease: crate::dhcp6::Leased6 {
+                lease: crate::dhcp6::Lease6 {
+                    address: "fd00:cd::105".parse().unwrap(),
+                    preferred_lifetime: 1800,
+                    valid_lifetime: 3600,
+                    t1: 900,
+                    t2: 1440,
+                    iaid: 7,
+                    server_id: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 6],
+                    dns_servers: vec!["fd00:cd::53".parse().unwrap()],
+                    domain_search: vec!["lab6.test".into()],
+                },
+                prefix_len: 64,
+                router: Some("fe80::1".parse().unwrap()),
+            },
+            granted,
+            state: "RENEWING".into(),
+            renewals: 2,
+            identity: None,
+            priority: None,
+        }
+    }
+
+    /// A DHCPv6 record beside a DHCPv4 one of the same attachment: both read offline, each
+    /// with its family's times, shown in the table and in detail.
+    #[test]
+    fn offline_dhcpv6_records_show_their_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Granted::now();
+        let ago = Granted {
+            unix_ms: now.unix_ms.saturating_sub(100_000),
+            boot_id: "an-earlier-boot".into(),
+            boottime_ms: 0,
+        };
+        save(dir.path(), &record("dual", ago.clone(), 3600));
+        let r6 = record6("dual", ago);
+        let path = dir.path().join(lease_file::file_name_of(
+            &r6.attachment,
+            crate::rpc::Family::Ipv6,
+        ));
+        std::fs::write(&path, r6.to_file_bytes().unwrap()).unwrap();
+        let (views, errors) = load_state_dir(dir.path(), &now).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(views.len(), 2);
+        let v6 = &views[1];
+        assert_eq!(v6.core.family, crate::rpc::Family::Ipv6);
+        assert_eq!(v6.core.state, "RENEWING");
+        assert_eq!(v6.core.client_id, hex::encode(&r6.duid));
+        assert_eq!(
+            (v6.t1_in, v6.t2_in, v6.expires_in),
+            (Some(800), Some(1340), Some(3500))
+        );
+        assert_eq!(v6.gateway(), Some("fe80::1".parse().unwrap()));
+        let table = table(&views);
+        let row = table.lines().nth(2).unwrap();
+        assert!(
+            row.contains("fd00:cd::105/64") && row.contains("fe80::1"),
+            "{table}"
+        );
+        let shown = detail(v6);
+        for want in [
+            "family:",
+            "DHCPv6",
+            "iaid:",
+            "0x00000007",
+            "fd00:cd::105/64",
+            "fd00:cd::53",
+            "lab6.test",
+            "valid 1h, preferred 30m",
+        ] {
+            assert!(shown.contains(want), "{want:?} not in\n{shown}");
+        }
+        assert!(!shown.contains("broadcast:"), "{shown}");
+        // The JSON: family and lease6, no DHCPv4 lease.
+        let json = serde_json::to_value(v6).unwrap();
+        assert_eq!(json["family"], "ipv6");
+        assert_eq!(json["lease6"]["prefix_len"], 64);
+        assert!(json["lease"].is_null());
+    }
+
     #[test]
     fn offline_loading_from_a_state_dir() {
         let dir = tempfile::tempdir().unwrap();
