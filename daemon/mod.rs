@@ -74,6 +74,10 @@ pub struct Config {
     pub broadcast: Option<bool>,
     /// Budget for one acquisition (`-timeout`, default 10 s): an ADD fails after it.
     pub timeout: Duration,
+    /// How long a first DHCPv6 binding waits for the link's Router Advertisement after the
+    /// Router Solicitation of its ADD (`-ra-wait`, default [`driver::RA_WAIT`], 2 s); 0: do
+    /// not wait (a lease then has the prefix of an RA already queued, else /128).
+    pub ra_wait: Duration,
     /// Cap on the retransmission interval (`-resendmax`, default 62 s; RFC 2131 §4.1 back-off).
     pub resend_max: Duration,
     /// Group (gid) allowed to use the socket besides root: the socket is then created mode 0660
@@ -109,6 +113,7 @@ impl Default for Config {
             host_prefix: PathBuf::new(),
             broadcast: None,
             timeout: Duration::from_secs(10),
+            ra_wait: driver::RA_WAIT,
             resend_max: Duration::from_secs(62),
             socket_group: None,
             release_on_exit: false,

@@ -55,7 +55,7 @@ pub(crate) use release::release;
 pub(crate) use resume::Resumed;
 pub(crate) use start::start;
 pub(crate) use sweep::sweep_lost_namespaces;
-pub(crate) use v6::start as start6;
+pub(crate) use v6::{RA_WAIT, start as start6};
 
 use std::sync::Arc;
 use std::time::Duration;

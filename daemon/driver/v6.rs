@@ -44,8 +44,8 @@ use crate::lease_file::{Granted, Record6, Stored};
 use crate::netns::NetNs;
 use crate::rpc::{AddOptions, Family};
 
-/// How long the first binding waits for a Router Advertisement that has not come yet, counted
-/// from the Router Solicitation sent at ADD. RFC 4861 §6.3.7 has a host wait up to 1 s before
+/// Default of how long the first binding waits for a Router Advertisement that has not come
+/// yet, counted from the Router Solicitation sent at ADD (`-ra-wait`, `Config::ra_wait`). RFC 4861 §6.3.7 has a host wait up to 1 s before
 /// soliciting and routers answer within 0.5 s (§6.2.6); without an RA by then the lease is
 /// configured as a /128 without a default route (README, *DHCPv6*).
 pub(crate) const RA_WAIT: Duration = Duration::from_secs(2);
@@ -192,7 +192,7 @@ impl Dhcpv6 {
                             debug!(error = %e, "cannot send a Router Solicitation");
                         }
                         self.ra = Some(sock);
-                        self.ra_until = Instant::now() + RA_WAIT;
+                        self.ra_until = Instant::now() + ctx.shared.config.ra_wait;
                     }
                     Err(e) => debug!(error = %e, "cannot register the RA socket"),
                 },
@@ -214,7 +214,7 @@ impl Dhcpv6 {
             },
             None => {
                 info!(
-                    wait_secs = RA_WAIT.as_secs(),
+                    wait_secs = ctx.shared.config.ra_wait.as_secs_f64(),
                     "no Router Advertisement heard: the address is configured as a /128 without a default route"
                 );
                 none
@@ -511,7 +511,7 @@ pub(crate) async fn start(
     {
         debug!(error = %e, "cannot send a Router Solicitation");
     }
-    let ra_until = Instant::now() + RA_WAIT;
+    let ra_until = Instant::now() + shared.config.ra_wait;
     let socket = Udp6Socket::new(fd, crate::daemon::packet::LinkAddr { ifindex, mac })
         .map_err(|e| AcquireError::io("cannot register socket", e))?;
     let client = Dhcpv6 {

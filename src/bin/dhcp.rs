@@ -38,6 +38,10 @@ struct DaemonArgs {
     /// Budget for one lease acquisition (Go duration: 10s, 1m30s, 500ms).
     #[arg(long = "timeout", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// How long a first DHCPv6 lease waits for the link's Router Advertisement (its prefix
+    /// length and router) before it is configured as a /128 without a router; 0s: no wait.
+    #[arg(long = "ra-wait", default_value = "2s", value_parser = parse_duration)]
+    ra_wait: Duration,
     /// Group (name or numeric gid) whose members may use the socket: mode 0660 instead of 0600.
     #[arg(long = "socket-group", value_parser = parse_group)]
     socket_group: Option<u32>,
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
             host_prefix: parsed.host_prefix.unwrap_or_default(),
             broadcast: parsed.broadcast,
             timeout: parsed.timeout,
+            ra_wait: parsed.ra_wait,
             resend_max: parsed.resend_max,
             socket_group: parsed.socket_group,
             release_on_exit: parsed.release_on_exit,
