@@ -157,8 +157,11 @@ fn sockaddr_ll(ifindex: u32, protocol_be: u16, mac: [u8; 6]) -> libc::sockaddr_l
     sll
 }
 
-/// The interface's hardware address, from `getifaddrs(3)` (its `AF_PACKET` entry).
-fn link_mac(ifname: &str) -> io::Result<[u8; 6]> {
+/// The interface's hardware address, from `getifaddrs(3)` (its `AF_PACKET` entry); the
+/// DHCPv6 socket ([`crate::daemon::udp6`]) reads it the same way.
+///
+/// Errors: `NotFound` when the interface has none (or does not exist); `getifaddrs` failing.
+pub(crate) fn link_mac(ifname: &str) -> io::Result<[u8; 6]> {
     for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
         if ifa.interface_name != ifname {
             continue;

@@ -139,31 +139,15 @@ fn index_of(ifname: &str) -> io::Result<u32> {
         .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))
 }
 
-/// The index and MAC of `ifname`, as `packet.rs` reads them (its helper is private to it): the
-/// index from `if_nametoindex(3)`, the MAC from the interface's `AF_PACKET` entry in
-/// `getifaddrs(3)`.
+/// The index and MAC of `ifname`: the index from `if_nametoindex(3)`, the MAC as the IPv4
+/// packet socket reads it ([`crate::daemon::packet::link_mac`]).
 ///
 /// Errors: `NotFound` when there is no such interface or it has no hardware address;
 /// `getifaddrs` failing.
 fn lookup_link(ifname: &str) -> io::Result<LinkAddr> {
     let ifindex = index_of(ifname)?;
-    for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
-        if ifa.interface_name != ifname {
-            continue;
-        }
-        if let Some(mac) = ifa
-            .address
-            .as_ref()
-            .and_then(|a| a.as_link_addr())
-            .and_then(|l| l.addr())
-        {
-            return Ok(LinkAddr { ifindex, mac });
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{ifname}: no hardware address"),
-    ))
+    let mac = crate::daemon::packet::link_mac(ifname)?;
+    Ok(LinkAddr { ifindex, mac })
 }
 
 /// A datagram received from port 547.
