@@ -129,6 +129,25 @@ pub(crate) fn link_local_here(ifindex: u32) -> io::Result<LinkLocal> {
 /// Only addresses in fe80::/10 count. Malformed lines are skipped; no line for the interface
 /// (IPv6 disabled on it, none made yet) is [`LinkLocal::Missing`].
 fn parse_if_inet6(text: &str, ifindex: u32) -> LinkLocal {
+    parse_if_inet6_for(text, ifindex, |a| a.is_unicast_link_local())
+}
+
+/// The DAD state of `address` on interface `ifindex` in the calling thread's namespace, in the
+/// terms of [`LinkLocal`] (`Missing`: not on the interface): how the daemon finds that a leased
+/// DHCPv6 address the main plugin configured failed duplicate address detection (RFC 8415
+/// §18.2.8: DECLINE it).
+///
+/// Must be called on a thread inside the target namespace. Errors: as [`link_local_here`].
+pub(crate) fn address_here(ifindex: u32, address: Ipv6Addr) -> io::Result<LinkLocal> {
+    match std::fs::read_to_string(IF_INET6) {
+        Ok(text) => Ok(parse_if_inet6_for(&text, ifindex, |a| a == address)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LinkLocal::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`parse_if_inet6`] of the addresses `wanted` accepts.
+fn parse_if_inet6_for(text: &str, ifindex: u32, wanted: impl Fn(Ipv6Addr) -> bool) -> LinkLocal {
     let mut best = LinkLocal::Missing;
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -147,7 +166,7 @@ fn parse_if_inet6(text: &str, ifindex: u32) -> LinkLocal {
         let (Some(index), Some(flags)) = (hex_u32(index), hex_u32(flags)) else {
             continue;
         };
-        if index != ifindex || !addr.is_unicast_link_local() {
+        if index != ifindex || !wanted(addr) {
             continue;
         }
         let state = if flags & IFA_F_DADFAILED != 0 {
@@ -618,6 +637,21 @@ fe80000000000000000000000000000a 02 40 20 80       v0
 ";
         let a = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xa);
         assert_eq!(parse_if_inet6(text, 2), LinkLocal::Ready(a));
+        // One given address (a leased global one): its own state, not the link-local's.
+        let global = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x150);
+        assert_eq!(
+            parse_if_inet6_for(text, 2, |x| x == global),
+            LinkLocal::Ready(global)
+        );
+        let failed_global = "20010db8000000010000000000000150 02 40 00 c8       v0\n";
+        assert_eq!(
+            parse_if_inet6_for(failed_global, 2, |x| x == global),
+            LinkLocal::DadFailed
+        );
+        assert_eq!(
+            parse_if_inet6_for(text, 2, |x| x == Ipv6Addr::LOCALHOST),
+            LinkLocal::Missing
+        );
         // Only a global address, or no line at all: no link-local.
         assert_eq!(parse_if_inet6(text, 1), LinkLocal::Missing);
         assert_eq!(parse_if_inet6(text, 3), LinkLocal::Missing);

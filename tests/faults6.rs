@@ -182,3 +182,55 @@ fn replies_for_another_duid_and_garbage_are_ignored() {
         "no RELEASE"
     );
 }
+
+#[test]
+fn an_address_that_fails_dad_is_declined_and_another_one_configured() {
+    use common::fake_server6::POOL_START;
+    let name = "an_address_that_fails_dad_is_declined_and_another_one_configured";
+    let Some(lab) = common::fake_lab6(name) else {
+        return;
+    };
+    let srv = FakeServer6::start(&lab);
+    // Another node on the link already holds the first address of the pool.
+    common::ip(&[
+        "-n",
+        lab.srv_ns(),
+        "-6",
+        "addr",
+        "add",
+        &format!("{POOL_START}/128"),
+        "dev",
+        "s0",
+        "nodad",
+    ]);
+    let daemon = Daemon::start(lab.dir(), &["-ra-wait", "0s"]);
+    let ns = container(&lab, "dup6");
+    let config = v6_conf(&daemon);
+    let (ok, out) = cni(DHCP, "ADD", "dup6", &ns, "eth0", &config);
+    assert!(ok, "{out}");
+    let address = out["ips"][0]["address"].as_str().unwrap().to_string();
+    assert_eq!(address, format!("{POOL_START}/128"), "{out}");
+    // The main plugin configures it, with DAD: it fails, the other node answers for it.
+    lab.exec_ok(&ns, &["ip", "-6", "addr", "add", &address, "dev", "eth0"]);
+    assert!(
+        srv.wait_for(|s| s.msg_type == Some(MessageType::Decline), STEP),
+        "no DECLINE: {:?}",
+        srv.seen()
+    );
+    assert!(srv.declined().contains(&POOL_START));
+    // After the client's DECLINE_WAIT (10 s) a new address comes, and the daemon puts it on
+    // the interface itself; the declined one is gone from it.
+    assert!(
+        eventually(Duration::from_secs(40), || {
+            let on = ipv6_of(&lab, &ns);
+            on.len() == 1 && on[0] != address
+        }),
+        "no new address configured: {:?}\n{}",
+        ipv6_of(&lab, &ns),
+        record6(&daemon, "dup6")
+    );
+    let rec = record6(&daemon, "dup6");
+    assert_eq!(rec["state"], "BOUND", "{rec}");
+    assert_ne!(rec["lease6"]["address"], POOL_START.to_string(), "{rec}");
+    assert!(cni(DHCP, "DEL", "dup6", &ns, "eth0", &config).0);
+}

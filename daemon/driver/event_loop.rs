@@ -33,6 +33,11 @@ pub(super) async fn drive<C: LeaseClient>(
     let mut suspend = ctx.shared.suspend.subscribe();
     loop {
         let now = clock::now();
+        if client.upkeep_due(now)
+            && let Some(Next::Stop) = Box::pin(client.upkeep(&mut ctx, &mut socket, now)).await
+        {
+            return;
+        }
         while let Some(tx) = client.poll_transmit(now) {
             if socket.is_none() {
                 match Box::pin(C::open(&ctx, true)).await {

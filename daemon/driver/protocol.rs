@@ -203,6 +203,22 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     /// A reply was just accepted: the protocol's own checks (DHCPv4: an offer that proves the
     /// server keys leases by MAC is refused, [`super::siblings::on_offer`]).
     fn after_heard(&mut self, ctx: &mut Ctx, heard: &Heard, now: Instant) -> Next;
+    /// Whether [`LeaseClient::upkeep`] has something to do at `now` (cheap; the loop asks every
+    /// turn). Its time is part of [`LeaseClient::poll_at`].
+    fn upkeep_due(&self, _now: Instant) -> bool {
+        false
+    }
+    /// The protocol's own upkeep of a bound lease, when [`LeaseClient::upkeep_due`] says so
+    /// (DHCPv6: DECLINE an address whose duplicate address detection failed); `Some` stops the
+    /// loop there with what it does next.
+    fn upkeep(
+        &mut self,
+        _ctx: &mut Ctx,
+        _socket: &mut Option<Self::Socket>,
+        _now: Instant,
+    ) -> impl Future<Output = Option<Next>> + Send {
+        async { None }
+    }
     /// A lease was just bound, before it is recorded or answered: `Some` stops there with what
     /// the loop does next (DHCPv4: an address another live lease holds is declined or
     /// dropped, [`super::siblings::refuse_duplicate`]). It may complete the lease (DHCPv6:

@@ -58,6 +58,15 @@ pub(crate) const DAD_WAIT: Duration = Duration::from_secs(4);
 /// How often the link-local address is looked at during [`DAD_WAIT`].
 const DAD_POLL: Duration = Duration::from_millis(50);
 
+/// How long after a binding, and then how often, the daemon looks whether the leased address
+/// (put on the interface by the main plugin after ADD, or by the daemon after a lost lease came
+/// back) failed duplicate address detection: DAD takes 1-2 s (RFC 4862 §5.4).
+const DAD_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// How many times: the main plugin configures the address after the ADD's answer, which may
+/// take a while; an address still absent after that is left alone.
+const DAD_CHECKS: u32 = 5;
+
 /// What the link's Router Advertisement gave for the lease: on-link prefix length, router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct OnLink {
@@ -76,6 +85,8 @@ pub(super) struct Dhcpv6 {
     /// What the RA gave, once heard (or the persisted lease's): kept for renewals and for
     /// leases acquired again on the same link.
     on_link: Option<OnLink>,
+    /// The next look (lease clock) at the bound address's DAD state and how many are left.
+    dad_check: Option<(Instant, u32)>,
 }
 
 impl std::fmt::Debug for Dhcpv6 {
@@ -84,6 +95,7 @@ impl std::fmt::Debug for Dhcpv6 {
             .field("client", &self.client)
             .field("ra", &self.ra.is_some())
             .field("on_link", &self.on_link)
+            .field("dad_check", &self.dad_check)
             .finish()
     }
 }
@@ -233,7 +245,7 @@ impl LeaseClient for Dhcpv6 {
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.client.poll_at()
+        crate::dhcp::timing::min_opt(self.client.poll_at(), self.dad_check.map(|(at, _)| at))
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
@@ -368,6 +380,60 @@ impl LeaseClient for Dhcpv6 {
 
     fn on_transmit(&mut self, _now: Instant) {}
 
+    fn upkeep_due(&self, now: Instant) -> bool {
+        self.dad_check.is_some_and(|(at, _)| at <= now)
+    }
+
+    /// DAD of the bound address: failed, it is DECLINEd (RFC 8415 §18.2.8), taken off the
+    /// interface and a new one acquired in the background (after the client's DECLINE_WAIT);
+    /// still tentative or not configured yet, looked at again.
+    async fn upkeep(
+        &mut self,
+        ctx: &mut Ctx,
+        socket: &mut Option<Udp6Socket>,
+        now: Instant,
+    ) -> Option<Next> {
+        let (_, left) = self.dad_check.take()?;
+        let address = self.client.lease()?.address;
+        let ifindex = ctx.identity.ifindex;
+        let state = ctx
+            .ns
+            .run_async(move || ra_listen::address_here(ifindex, address))
+            .await;
+        match state {
+            Ok(LinkLocal::DadFailed) => {}
+            Ok(LinkLocal::Ready(_)) => return None,
+            Ok(LinkLocal::Tentative | LinkLocal::Missing) | Err(_) => {
+                if left > 1 {
+                    self.dad_check = now
+                        .checked_add(DAD_CHECK_EVERY)
+                        .map(|at| (at, left.saturating_sub(1)));
+                }
+                return None;
+            }
+        }
+        let why = format!(
+            "{address} failed duplicate address detection on {}: DECLINE sent, acquiring another",
+            ctx.ifname
+        );
+        tracing::warn!(%address, "DAD failed for the leased address; declining it");
+        let tx = self.client.decline(now)?;
+        ctx.shared.metrics.decline();
+        if socket.is_none() {
+            match Self::open(ctx, true).await {
+                Ok(s) => *socket = Some(s),
+                Err(_) => debug!("cannot open the socket for the DECLINE"),
+            }
+        }
+        if let Some(s) = socket.as_ref() {
+            super::send::send::<Self>(s, &tx, ctx).await;
+        }
+        match super::upkeep::lose_address(ctx, self, socket, &why).await {
+            Next::Stop => Some(Next::Stop),
+            Next::Continue => None,
+        }
+    }
+
     fn after_heard(&mut self, _ctx: &mut Ctx, _heard: &Heard, _now: Instant) -> Next {
         Next::Continue
     }
@@ -390,6 +456,9 @@ impl LeaseClient for Dhcpv6 {
         self.ra = None;
         lease.prefix_len = on_link.prefix_len;
         lease.router = on_link.router;
+        self.dad_check = clock::now()
+            .checked_add(DAD_CHECK_EVERY)
+            .map(|at| (at, DAD_CHECKS));
         None
     }
 }
@@ -519,6 +588,7 @@ pub(crate) async fn start(
         ra,
         ra_until,
         on_link: None,
+        dad_check: None,
     };
     launch(shared, ctx, client, socket, bound_rx).await
 }
@@ -547,6 +617,7 @@ pub(super) async fn resume(shared: &Arc<Shared>, record: Record6) -> Resumed {
             prefix_len: record.lease.prefix_len,
             router: record.lease.router,
         }),
+        dad_check: None,
     };
     let slot = shared.table.slot(&record.attachment, Family::Ipv6);
     let op = slot.op.lock().await;
