@@ -16,15 +16,17 @@
 //! | `source` | string | `"daemon"` (live) or `"state-dir"` (offline, read from the files) |
 //! | `attachment` | object | `container_id` (full), `network`, `ifname` |
 //! | `netns` | string | `CNI_NETNS` given at ADD |
-//! | `client_id` | string | option 61 as sent, lower-case hex, no separators |
-//! | `state` | string | RFC 2131 client state, upper case (`BOUND`, `RENEWING`, ...); offline: as last saved, or `EXPIRED` when the lease has run out since |
+//! | `family` | string | `"ipv4"` (DHCPv4) or `"ipv6"` (DHCPv6); an attachment with both has one record of each, IPv4 first |
+//! | `client_id` | string | lower-case hex, no separators: option 61 as sent (IPv4), the DUID (IPv6) |
+//! | `state` | string | the client's state, upper case (RFC 2131's `BOUND`, `RENEWING`, ...; DHCPv6 uses the same names, plus `SOLICITING`); offline: as last saved, or `EXPIRED` when the lease has run out since |
 //! | `broadcast` | bool | the BOOTP broadcast flag in use |
 //! | `broadcast_reason` | string | why (`ipam`, `daemon`, `auto: ...`) |
 //! | `lease` | object or null | the last DHCPACK: `address`, `prefix_len`, `routers`, `dns_servers`, `domain_name`, `domain_search`, `classless_routes`, `static_routes`, `mtu`, `broadcast_address`, `server_id`, `lease_time`, `renewal_time`, `rebinding_time` (seconds) |
+//! | `lease6` | object or null | the last DHCPv6 lease: `address`, `prefix_len` (from the RA, 128 without one), `router` (the RA's link-local source, or absent), `preferred_lifetime`, `valid_lifetime`, `t1`, `t2` (seconds), `iaid`, `server_id` (hex bytes as an array), `dns_servers`, `domain_search` |
 //! | `granted` | string or null | RFC 3339 UTC, milliseconds (`2025-06-01T12:00:00.000Z`): when the lease's times count from |
 //! | `t1`, `t2`, `expiry` | string or null | RFC 3339 UTC: T1 (renew), T2 (rebind), expiry; `null` when not bound or infinite. Live: the daemon's schedule (with its random fuzz); offline: from the lease times |
 //! | `t1_in`, `t2_in`, `expires_in` | integer or null | seconds from the listing to T1, T2, expiry (0 once passed) |
-//! | `renewals` | integer | DHCPACKs received in RENEWING or REBINDING |
+//! | `renewals` | integer | DHCPACKs (DHCPv6: REPLYs) received in RENEWING or REBINDING |
 //! | `previous_address` | string or null | the address held before the server gave another one |
 //! | `last_error` | string or null | the daemon's last error for this lease (live only) |
 //! | `history` | array or null | `show` against a live daemon: the last 32 transactions, oldest first, each `{"at": RFC 3339, "direction": "sent" \| "received" \| "event", "message": string}`; `null` in listings and offline (the daemon keeps it in memory only) |
@@ -866,12 +868,14 @@ mod tests {
             "schema_version",
             "source",
             "attachment",
+            "family",
             "netns",
             "client_id",
             "state",
             "broadcast",
             "broadcast_reason",
             "lease",
+            "lease6",
             "granted",
             "t1",
             "t2",

@@ -252,8 +252,9 @@ pub struct LeaseCore {
     pub attachment: Attachment,
     /// `CNI_NETNS` at ADD time.
     pub netns: String,
-    /// Which protocol the lease is of; absent in JSON for IPv4.
-    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    /// Which protocol the lease is of (`"ipv4"`, `"ipv6"`); read as IPv4 when absent (from a
+    /// daemon of before DHCPv6).
+    #[serde(default)]
     pub family: Family,
     /// Lower-case hex without separators: option 61 bytes as sent (IPv4), the DUID of the
     /// Client Identifier option 1 (IPv6, RFC 8415 §21.2).
@@ -273,7 +274,7 @@ pub struct LeaseCore {
     pub lease: Option<Lease>,
     /// The DHCPv6 lease as last granted, with what Router Advertisements told of its link;
     /// `None` before the first REPLY (and for IPv4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub lease6: Option<Leased6>,
 }
 
@@ -617,8 +618,9 @@ mod tests {
             json,
             concat!(
                 r#"{"attachment":{"container_id":"c1","network":"net","ifname":"eth0"},"#,
-                r#""netns":"/x","client_id":"00","state":"BOUND","broadcast":false,"#,
-                r#""broadcast_reason":"auto","lease":null,"t1_in":1,"t2_in":2,"expires_in":3,"#,
+                r#""netns":"/x","family":"ipv4","client_id":"00","state":"BOUND","#,
+                r#""broadcast":false,"broadcast_reason":"auto","lease":null,"lease6":null,"#,
+                r#""t1_in":1,"t2_in":2,"expires_in":3,"#,
                 r#""renewals":0,"previous_address":"198.18.0.9","last_error":null,"#,
                 r#""warnings":["w"],"granted_unix_ms":4,"t1_unix_ms":5,"t2_unix_ms":6,"#,
                 r#""expires_unix_ms":7,"history":[]}"#

@@ -3,8 +3,9 @@
 //! the scriptable fake DHCPv6 server of tests/common for what dnsmasq will not do (a T1 of
 //! seconds). Dual-stack ADD: both addresses in the result (and, through the reference macvlan
 //! plugin, on the interface), the IPv6 one with the RA's /64 and the router's link-local
-//! address as its gateway (the kernel's default route via it), DNS from options 6 and 23 merged; CHECK; DEL sends RELEASE and
-//! dnsmasq drops the binding; a restarted daemon resumes the lease; an IPv6-only network.
+//! address as its gateway (the kernel's default route via it), DNS from options 6 and 23
+//! merged; CHECK; DEL and GC send RELEASE and dnsmasq drops the binding; a restarted daemon
+//! resumes the lease; `dhcp-leases`; an IPv6-only network.
 //!
 //! ```text
 //!  netns <p>-srv : s0 198.18.0.1/24, fd00:cd::1/64; dnsmasq DHCPv4 + DHCPv6 ::100-::1ff + RA
@@ -105,8 +106,8 @@ fn server_has(lab: &Lab, addr: Ipv6Addr) -> bool {
 }
 
 #[test]
-fn dual_stack_add_through_the_reference_macvlan_check_and_del() {
-    let name = "dual_stack_add_through_the_reference_macvlan_check_and_del";
+fn dual_stack_add_through_the_reference_macvlan_check_and_gc() {
+    let name = "dual_stack_add_through_the_reference_macvlan_check_and_gc";
     let reference = Path::new("/usr/lib/cni/macvlan");
     let Some(lab) = dual_lab(name) else { return };
     if !reference.exists() {
@@ -166,16 +167,33 @@ fn dual_stack_add_through_the_reference_macvlan_check_and_del() {
     let (ok, out) = cni_in(cmd, "CHECK", "dual-c1", &ns, "eth0", &with_prev);
     assert!(ok, "CHECK: {out}");
 
-    // DEL: RELEASE, and dnsmasq drops the binding.
+    // A prevResult that lists another IPv6 address fails CHECK.
+    let mut wrong = result.clone();
+    for ip in wrong["ips"].as_array_mut().unwrap() {
+        if ip["address"].as_str().is_some_and(|a| a.contains(':')) {
+            ip["address"] = json!("fd00:cd::99/64");
+        }
+    }
+    with_prev["prevResult"] = wrong;
     let cmd = lab.command_in(lab.host_ns(), reference);
-    let (ok, out) = cni_in(cmd, "DEL", "dual-c1", &ns, "eth0", &config);
+    let (ok, out) = cni_in(cmd, "CHECK", "dual-c1", &ns, "eth0", &with_prev);
+    assert!(!ok && out["code"] == 7, "{out}");
+
+    // GC with the attachment no longer valid releases both leases: dnsmasq drops the binding.
+    let mut gc = conf(&daemon.socket, json!({"dhcp6": true}));
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let (ok, out) = cni(DHCP, "GC", "", &ns, "eth0", &gc);
     assert!(ok, "{out}");
     assert!(
         eventually(STEP, || !server_has(&lab, v6)),
-        "binding kept after RELEASE:\n{}",
+        "binding kept after GC's RELEASE:\n{}",
         lab.lease_file()
     );
     assert_eq!(lease_records(&daemon.socket), json!([]));
+    // DEL after GC: nothing left to release, still a success.
+    let cmd = lab.command_in(lab.host_ns(), reference);
+    let (ok, out) = cni_in(cmd, "DEL", "dual-c1", &ns, "eth0", &config);
+    assert!(ok, "{out}");
 }
 
 fn hex(b: &[u8]) -> String {
@@ -234,6 +252,41 @@ fn dual_stack_on_veth_survives_a_restart_and_v6_only_networks_work() {
     let (ok, again) = cni(DHCP, "ADD", "veth-1", &ns, "eth0", &config);
     assert!(ok, "{again}");
     assert_eq!(ip_of(&again, true), ip_of(&result, true));
+
+    // dhcp-leases: both records, and `show` gives each its own history.
+    let socket = daemon.socket.display().to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::plugin::LEASES)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&run(&["--socket", &socket, "--json"])).unwrap();
+    let fams: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["family"].as_str().unwrap())
+        .collect();
+    assert_eq!(fams, ["ipv4", "ipv6"], "{json}");
+    let shown = run(&["--socket", &socket, "show", "veth-1"]);
+    let v6_part = shown
+        .split("family:")
+        .find(|p| p.trim_start().starts_with("DHCPv6"))
+        .unwrap_or_else(|| panic!("no DHCPv6 record in\n{shown}"));
+    assert!(v6_part.contains(&v6.to_string()), "{shown}");
+    assert!(v6_part.contains("SOLICIT to ff02::1:2"), "{shown}");
+    assert!(v6_part.contains("REPLY"), "{shown}");
+    assert!(
+        !v6_part.contains("DHCPDISCOVER"),
+        "histories kept apart: {shown}"
+    );
 
     // The lease is on disk as a version-2 record; a restarted daemon resumes it.
     let dir = lab.dir().join("state");

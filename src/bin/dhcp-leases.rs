@@ -15,7 +15,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use cni_dhcp::lease_file::{DEFAULT_STATE_DIR, Granted};
 use cni_dhcp::leases_view::{self, Filter, LeaseView};
-use cni_dhcp::rpc::{self, Attachment, CallError, PROTOCOL_VERSION, Request, Response};
+use cni_dhcp::rpc::{self, Attachment, CallError, Family, PROTOCOL_VERSION, Request, Response};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -242,7 +242,7 @@ fn show(args: &Args, id: &str) -> Result<(), Failure> {
         views.push(if args.state_dir.is_some() {
             v.clone()
         } else {
-            with_history(args, &v.core.attachment).unwrap_or_else(|| v.clone())
+            with_history(args, &v.core.attachment, v.core.family).unwrap_or_else(|| v.clone())
         });
     }
     if args.json {
@@ -254,15 +254,19 @@ fn show(args: &Args, id: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The attachment's record with its history (SHOW); `None` when the daemon no longer has it or
-/// predates SHOW (the listing's record is shown then, without history).
-fn with_history(args: &Args, attachment: &Attachment) -> Option<LeaseView> {
+/// The attachment's record of `family` with its history (SHOW answers with every family's);
+/// `None` when the daemon no longer has it or predates SHOW (the listing's record is shown
+/// then, without history).
+fn with_history(args: &Args, attachment: &Attachment, family: Family) -> Option<LeaseView> {
     let request = Request::Show {
         version: PROTOCOL_VERSION,
         attachment: attachment.clone(),
     };
     match call(args, &request) {
-        Ok(Response::Lease { record, .. }) => Some(LeaseView::from_live(*record)),
+        Ok(Response::Lease { record, also, .. }) => std::iter::once(*record)
+            .chain(also)
+            .find(|r| r.core.family == family)
+            .map(LeaseView::from_live),
         _ => None,
     }
 }
