@@ -40,6 +40,18 @@ pub(crate) const SERVER_PORT6: u16 = crate::dhcp6::SERVER_PORT;
 /// jumbograms (65535 less the 8-byte UDP header) fits, so nothing is ever truncated.
 const RECV_MAX: usize = 64 * 1024;
 
+/// Whether IPv6 is switched off on `ifname` (`net.ipv6.conf.<ifname>.disable_ipv6` is 1, in
+/// the calling thread's namespace): no link-local address will come, so a DHCPv6 ADD fails at
+/// once instead of waiting for one. Unreadable (no such interface, IPv6 off in the kernel):
+/// false, and what follows finds out.
+pub(crate) fn ipv6_disabled(ifname: &str) -> bool {
+    if ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == ".." {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"))
+        .is_ok_and(|v| v.trim() == "1")
+}
+
 /// Turns on Optimistic Duplicate Address Detection (RFC 4429) for `ifname`: its link-local
 /// address is usable as a source at once instead of after DAD (1-2 s, RFC 4862 §5.4), so a
 /// DHCPv6 SOLICIT can leave as soon as the link is up. Called only for a link the daemon

@@ -234,3 +234,21 @@ fn an_address_that_fails_dad_is_declined_and_another_one_configured() {
     assert_ne!(rec["lease6"]["address"], POOL_START.to_string(), "{rec}");
     assert!(cni(DHCP, "DEL", "dup6", &ns, "eth0", &config).0);
 }
+
+#[test]
+fn ipv6_disabled_in_the_container_fails_at_once_with_code_7() {
+    let name = "ipv6_disabled_in_the_container_fails_at_once_with_code_7";
+    let Some(lab) = common::fake_lab6(name) else {
+        return;
+    };
+    let _srv = FakeServer6::start(&lab);
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let ns = container(&lab, "nov6");
+    lab.exec_ok(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"]);
+    let config = v6_conf(&daemon);
+    let (ok, out) = cni(DHCP, "ADD", "nov6", &ns, "eth0", &config);
+    assert!(!ok && out["code"] == 7, "{out}");
+    let msg = out["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("disable_ipv6"), "{out}");
+    assert_eq!(lease_records(&daemon.socket), json!([]));
+}

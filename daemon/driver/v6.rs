@@ -553,7 +553,11 @@ pub(crate) async fn start(
             let (fd, link) = udp6::open(ifname, None)?;
             // Without an RA socket the lease is still kept, as a /128 (hear_router says so).
             let ra = ra_listen::open(ifname).ok();
-            let ll = ra_listen::link_local_here(link.ifindex)?;
+            let ll = if udp6::ipv6_disabled(ifname) {
+                None
+            } else {
+                Some(ra_listen::link_local_here(link.ifindex)?)
+            };
             Ok(((fd, ra, ll), link))
         },
     )
@@ -570,6 +574,15 @@ pub(crate) async fn start(
     };
     let (bound_tx, bound_rx) = oneshot::channel();
     let (ctx, (fd, ra_fd, ll)) = new_ctx(shared, &slot, entered, options.priority, bound_tx);
+    let Some(ll) = ll else {
+        return Err(AcquireError::NoLinkLocal {
+            ifname: ctx.ifname.clone(),
+            reason: format!(
+                "IPv6 is disabled on it (net.ipv6.conf.{}.disable_ipv6 = 1)",
+                ctx.ifname
+            ),
+        });
+    };
     let link_local = wait_for_link_local(&ctx.ns, &ctx.ifname, ifindex, ll).await?;
     debug!(%link_local, "link-local address ready");
     // Solicited now (from the link-local address, RFC 4861 §6.3.7), the RA is on its way while
