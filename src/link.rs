@@ -33,7 +33,7 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 #[cfg(test)]
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, IpVlanFlags, LinkAttribute,
     LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
@@ -650,6 +650,126 @@ pub async fn list_addresses(h: &Handle, index: u32) -> io::Result<Vec<IpNet>> {
         .collect())
 }
 
+/// Where an IPv6 address stands in Duplicate Address Detection (RFC 4862 §5.4), from its
+/// `IFA_F_*` flags (`include/uapi/linux/if_addr.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DadState {
+    /// Usable: DAD passed, was never run (`nodad`, IPv4) or is optimistic (RFC 4429).
+    Ready,
+    /// `IFA_F_TENTATIVE` without `IFA_F_OPTIMISTIC`: DAD is running; the address cannot be a
+    /// source and is not answered for.
+    Tentative,
+    /// `IFA_F_DADFAILED`: another node on the link has it. The kernel keeps an address added
+    /// by hand in this state (tentative for ever) rather than removing it.
+    Failed,
+}
+
+impl DadState {
+    /// From the full flag set (`IFA_FLAGS`, or the header's 8 bits on old kernels).
+    pub fn from_flags(flags: u32) -> DadState {
+        let f = AddressFlags::from_bits_retain(flags);
+        if f.contains(AddressFlags::Dadfailed) {
+            DadState::Failed
+        } else if f.contains(AddressFlags::Tentative) && !f.contains(AddressFlags::Optimistic) {
+            DadState::Tentative
+        } else {
+            DadState::Ready
+        }
+    }
+}
+
+/// The addresses of link `index` with their DAD state (IPv4 ones are always
+/// [`DadState::Ready`]).
+pub async fn address_states(h: &Handle, index: u32) -> io::Result<Vec<(IpNet, DadState)>> {
+    let msgs: Vec<AddressMessage> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl_err(format_args!("listing addresses of link {index}"), e))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| m.header.index == index)
+        .filter_map(|m| {
+            let mut local = None;
+            let mut address = None;
+            // IFA_FLAGS (Linux 3.14) carries all 32 bits; the header only the low 8.
+            let mut flags = u32::from(m.header.flags.bits());
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Local(ip) => local = Some(*ip),
+                    AddressAttribute::Address(ip) => address = Some(*ip),
+                    AddressAttribute::Flags(f) => flags = f.bits(),
+                    _ => {}
+                }
+            }
+            let net = IpNet::new(local.or(address)?, m.header.prefix_len).ok()?;
+            Some((net, DadState::from_flags(flags)))
+        })
+        .collect())
+}
+
+/// Waits until every IPv6 address of `addrs` on link `index` has finished Duplicate Address
+/// Detection, polling every 50 ms; IPv4 addresses in `addrs` are ignored. The kernel starts DAD
+/// when the address is added (after a random delay of up to `rtr_solicit_delay`, 1 s, then
+/// `dad_transmits` solicitations `retrans_time` apart: 1-2 s by default); until it ends the
+/// address cannot be used as a source, so a container would fail its first connections.
+///
+/// Errors: `AddrInUse` naming the address when DAD failed (a duplicate on the link);
+/// `NotFound` when an address is not on the link (any more); `TimedOut` when one is still
+/// tentative after `timeout`; netlink errors.
+pub async fn wait_for_dad(
+    h: &Handle,
+    index: u32,
+    addrs: &[IpNet],
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    let wanted: Vec<IpNet> = addrs
+        .iter()
+        .copied()
+        .filter(|a| a.addr().is_ipv6())
+        .collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let states = address_states(h, index).await?;
+        let mut pending = None;
+        for a in &wanted {
+            match states.iter().find(|(n, _)| n == a).map(|(_, s)| *s) {
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("address {a} is not on link {index}"),
+                    ));
+                }
+                Some(DadState::Failed) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "duplicate address detection failed for {a} on link {index}: \
+                             another node on the link uses it"
+                        ),
+                    ));
+                }
+                Some(DadState::Tentative) => pending = Some(*a),
+                Some(DadState::Ready) => {}
+            }
+        }
+        let Some(a) = pending else { return Ok(()) };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "address {a} on link {index} still tentative (duplicate address detection) \
+                     after {timeout:?}"
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Removes `addr` (address and prefix length) from link `index` (`ip addr del`). The kernel
 /// drops the routes that depended on it (the prefix route, routes using it as source).
 ///
@@ -840,6 +960,20 @@ mod tests {
         assert!("".parse::<IpvlanFlag>().is_err());
         assert!(!IpvlanMode::L2.blocks_broadcast());
         assert!(IpvlanMode::L3.blocks_broadcast() && IpvlanMode::L3s.blocks_broadcast());
+    }
+
+    #[test]
+    fn dad_state_from_flags() {
+        // IFA_F_PERMANENT (0x80) alone, IPv4 or DAD over; nodad (0x02).
+        assert_eq!(DadState::from_flags(0x80), DadState::Ready);
+        assert_eq!(DadState::from_flags(0x82), DadState::Ready);
+        assert_eq!(DadState::from_flags(0xc0), DadState::Tentative);
+        // Optimistic (RFC 4429) is usable while tentative.
+        assert_eq!(DadState::from_flags(0xc4), DadState::Ready);
+        // DAD failed: set together with tentative.
+        assert_eq!(DadState::from_flags(0xc8), DadState::Failed);
+        // Flags above bit 7 (IFA_F_NOPREFIXROUTE 0x200) change nothing.
+        assert_eq!(DadState::from_flags(0x240), DadState::Tentative);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::net::Ipv6Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::plugin::{DHCP, Daemon, cni, cni_in, conf, eventually, lease_records};
+use common::plugin::{DHCP, Daemon, cni, cni_in, conf, daemon_log, eventually, lease_records};
 use common::{Lab, skip_unless_available};
 use serde_json::{Value, json};
 
@@ -190,6 +190,17 @@ fn dual_stack_add_through_the_reference_macvlan_check_and_gc() {
         lab.lease_file()
     );
     assert_eq!(lease_records(&daemon.socket), json!([]));
+    // The log names what was given back, for each family (a DHCPv6 RELEASE's source is the
+    // link-local address: the log once said "released address=::").
+    let log = daemon_log(lab.dir());
+    for addr in [v4.split('/').next().unwrap().to_string(), v6.to_string()] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("released") && l.contains(&format!("address={addr}"))),
+            "no release of {addr} in the log:\n{log}"
+        );
+    }
+    assert!(!log.contains("address=::\n"), "{log}");
     // DEL after GC: nothing left to release, still a success.
     let cmd = lab.command_in(lab.host_ns(), reference);
     let (ok, out) = cni_in(cmd, "DEL", "dual-c1", &ns, "eth0", &config);

@@ -162,8 +162,16 @@ fn wrong_typed_keys_are_code_7_naming_the_key() {
 fn dhcp_in_l3_is_code_7_before_touching_anything() {
     let t = TempNs::new();
     let before = t.links();
-    for mode in ["l3", "l3s"] {
-        let extra = format!(r#","master":"lo","mode":"{mode}","ipam":{{"type":"dhcp"}}"#);
+    let ipams = [
+        r#"{"type":"dhcp"}"#,
+        r#"{"type":"dhcp","dhcp6":true}"#,
+        r#"{"type":"dhcp","dhcp4":false,"dhcp6":true}"#,
+    ];
+    for (mode, ipam) in ["l3", "l3s"]
+        .into_iter()
+        .flat_map(|m| ipams.iter().map(move |i| (m, i)))
+    {
+        let extra = format!(r#","master":"lo","mode":"{mode}","ipam":{ipam}"#);
         // A real netns and an empty CNI_PATH: any attempt to go further would fail otherwise.
         let o = run(&add_env(&t.path(), "/nonexistent"), &conf(&extra));
         assert_eq!(code(&o), 7, "{}", o.stdout);

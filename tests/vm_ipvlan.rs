@@ -5,7 +5,8 @@
 //! ping each other; `"broadcast": false` fails naming the cause; L3 mode is refused; DEL leaves
 //! no link and dnsmasq sees the releases; our ipvlan works with the reference host-local and
 //! static IPAM. A second VM runs the same plugins behind busybox udhcpd, a server that keys
-//! leases by MAC. Needs root and scripts/deps.sh's packages; under CI=true missing ones fail.
+//! leases by MAC; a third the dual-stack (DHCPv6) scenario of tests/vm/guest-ipvlan6.sh.
+//! Needs root and scripts/deps.sh's packages; under CI=true missing ones fail.
 
 mod common;
 
@@ -62,6 +63,18 @@ fn run_guest(guest: &str, min_passed: u32) {
 #[test]
 fn ipvlan_l2_three_containers_in_vm() {
     run_guest("guest-ipvlan.sh", 20);
+}
+
+/// Dual stack on ipvlan L2 (issue 12): three slaves sharing the master's MAC get three DHCPv6
+/// bindings under three DUIDs from dnsmasq (DHCPv6 range + `--enable-ra`) and three IPv6
+/// addresses, usable when ADD returns (out of DAD), with the RA's /64 and the router's
+/// link-local as gateway; they ping each other over IPv6; the kernel's RA default route is on
+/// every slave; `dhcp-leases --json` lists the ipv6 records; CHECK; an IPv6-only network; l3/l3s
+/// with `dhcp6` refused with code 7 creating nothing; DEL releases both families.
+/// tests/vm/guest-ipvlan6.sh; its console prints each ADD's time (`ADD-MS`).
+#[test]
+fn ipvlan_l2_dual_stack_three_containers_in_vm() {
+    run_guest("guest-ipvlan6.sh", 39);
 }
 
 /// busybox udhcpd keys leases by MAC and ignores option 61: behind ipvlan, where every slave

@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::ctx::{Ctx, OpenError};
-use super::protocol::LeaseClient;
+use super::protocol::{DriverLease, LeaseClient};
 use super::send::send;
 use crate::daemon::table::{DriverCommand, Handle};
 
@@ -32,6 +32,10 @@ pub(super) async fn release_now<C: LeaseClient>(
     client: &mut C,
     socket: &mut Option<C::Socket>,
 ) {
+    // The address given back is the held lease's: a DHCPv6 RELEASE goes out from the
+    // link-local address (its transmission's source is `::`, the kernel picks it), so only
+    // DHCPv4's source is the leased address.
+    let held = C::Lease::current(&ctx.slot.status()).map(|l| l.address());
     let Some(tx) = client.release() else {
         return;
     };
@@ -46,7 +50,7 @@ pub(super) async fn release_now<C: LeaseClient>(
     }
     if let Some(s) = socket.as_ref() {
         send::<C>(s, &tx, ctx).await;
-        let (address, _, _) = C::summary(&tx);
+        let address = held.unwrap_or_else(|| C::summary(&tx).0);
         info!(%address, "released");
     }
 }

@@ -18,8 +18,12 @@
 //! ADD: create the slave directly inside the container namespace under a temporary name;
 //! on kernels that do not give ipvlan slaves distinct link-locals set IPv6 `addrgenmode
 //! random`; rename it to `CNI_IFNAME`; bring it up; run the IPAM plugin with the same stdin
-//! and environment; put its addresses and routes on the slave; print the result. Any failure
-//! once the slave exists deletes it and runs IPAM DEL, so nothing leaks.
+//! and environment; put its addresses and routes on the slave (IPv6 switched on for the slave
+//! first if the result has an IPv6 address and it is off; a route that already exists, such as
+//! the kernel's default route from a Router Advertisement, is skipped); wait (up to 10 s) for
+//! the IPv6 addresses to pass duplicate address detection; print the result. Any failure
+//! once the slave exists, a DAD failure included, deletes it and runs IPAM DEL, so nothing
+//! leaks.
 //! DEL: IPAM DEL (always), then delete the slave; an absent namespace or link is success.
 //! CHECK: IPAM CHECK, then the slave must exist with kind ipvlan, the configured mode (and
 //! flag when the kernel reports it) and master, and carry `prevResult`'s addresses.
@@ -247,17 +251,13 @@ fn setup(
     }
 
     let addrs: Vec<_> = ipam.ips.iter().map(|ip| ip.address).collect();
+    if addrs.iter().any(|a| a.addr().is_ipv6()) {
+        enable_ipv6(ns, ifname)
+            .map_err(|e| internal(format!("failed to enable IPv6 on {ifname:?}"), &e))?;
+    }
     let routes = routes_from(&ipam);
-    link::with_handle_in(ns, |h| async move {
-        for a in addrs {
-            link::add_address(&h, index, a).await?;
-        }
-        for r in &routes {
-            link::add_route(&h, index, r).await?;
-        }
-        Ok(())
-    })
-    .map_err(|e| internal("failed to configure the ipvlan interface", &e))?;
+    configure(ns, index, &addrs, &routes, DAD_TIMEOUT)
+        .map_err(|e| internal("failed to configure the ipvlan interface", &e))?;
 
     let dns = if ipam.dns.is_empty() {
         conf.net.dns.clone().unwrap_or_default()
@@ -282,6 +282,57 @@ fn setup(
             .collect(),
         routes: ipam.routes.clone(),
         dns,
+    })
+}
+
+/// How long ADD waits for the IPv6 addresses of the result to pass duplicate address
+/// detection (1-2 s with the kernel's defaults), as the reference plugins' `SettleAddresses`.
+const DAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Makes sure IPv6 is on for `ifname` in `ns` (`net.ipv6.conf.IFNAME.disable_ipv6 = 0`), as the
+/// reference plugins do before adding an IPv6 address: with it off the kernel refuses the
+/// address (`EACCES`). A namespace whose `default.disable_ipv6` is 1 gives new links IPv6 off.
+/// Returns whether it had to switch it on. No `/proc/sys/net/ipv6` at all (IPv6 not built or
+/// `ipv6.disable=1`) is an error: the address cannot be added then either.
+fn enable_ipv6(ns: &NetNs, ifname: &str) -> io::Result<bool> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    // /proc/sys/net is the namespace of the thread that opens it: NetNs::run's.
+    ns.run(move || {
+        let value = std::fs::read_to_string(&path)?;
+        if value.trim() == "0" {
+            return Ok(false);
+        }
+        std::fs::write(&path, "0")?;
+        Ok(true)
+    })
+}
+
+/// Puts `addrs` and `routes` on link `index` in `ns`, then waits for the IPv6 addresses to
+/// pass duplicate address detection.
+///
+/// A route that already exists (`EEXIST`: the kernel's default route from a Router
+/// Advertisement, which has the same destination and metric, a prefix route, a duplicate in the
+/// result) is skipped: the first one wins, as in the reference plugins. An IPv6 address is
+/// tentative until DAD ends, unusable as a source; the container gets it usable, or the ADD
+/// fails (and its caller releases the lease) when another node on the link holds it.
+fn configure(
+    ns: &NetNs,
+    index: u32,
+    addrs: &[ipnet::IpNet],
+    routes: &[RouteSpec],
+    dad_timeout: std::time::Duration,
+) -> io::Result<()> {
+    link::with_handle_in(ns, |h| async move {
+        for a in addrs {
+            link::add_address(&h, index, *a).await?;
+        }
+        for r in routes {
+            match link::add_route(&h, index, r).await {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
+        }
+        link::wait_for_dad(&h, index, addrs, dad_timeout).await
     })
 }
 
@@ -574,6 +625,20 @@ mod tests {
             assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
             assert!(e.msg.contains("broadcast") && e.msg.contains("l2"), "{e}");
         }
+        // Whatever the families: DHCPv6 is multicast to ff02::1:2, which L3 modes drop too.
+        for ipam in [
+            r#"{"type":"dhcp","dhcp6":true}"#,
+            r#"{"type":"dhcp","dhcp4":false,"dhcp6":true}"#,
+        ] {
+            for mode in ["l3", "l3s"] {
+                let e = conf(&format!(r#","mode":"{mode}","ipam":{ipam}"#))
+                    .err()
+                    .unwrap_or_else(|| panic!("{mode} {ipam} accepted"));
+                assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{mode} {ipam}");
+                assert!(e.msg.contains("multicast"), "{e}");
+            }
+            assert!(conf(&format!(r#","mode":"l2","ipam":{ipam}"#)).is_ok());
+        }
         assert!(conf(r#","mode":"l2","ipam":{"type":"dhcp"}"#).is_ok());
         assert!(conf(r#","mode":"l3","ipam":{"type":"host-local"}"#).is_ok());
         // DEL does not refuse, so a stale configuration can always be cleaned up.
@@ -598,6 +663,145 @@ mod tests {
         assert_eq!(r[1].gw, Some("198.18.0.254".parse().unwrap()));
         assert_eq!(r[1].metric, Some(7));
         assert_eq!(r[2].gw, None);
+    }
+
+    /// A named network namespace (`ip netns add`) holding a veth pair `v0`/`v1`, both up;
+    /// deleted on drop. `None` (skip) without IPv6 in this kernel.
+    struct TempNs {
+        name: String,
+        ns: NetNs,
+    }
+
+    impl TempNs {
+        fn new(tag: &str) -> Option<TempNs> {
+            if !Path::new("/proc/sys/net/ipv6").exists() {
+                eprintln!("SKIP: no IPv6 in this kernel");
+                return None;
+            }
+            let name = format!("cnidhcp-ipvl-{tag}-{}", std::process::id());
+            sh(&["netns", "add", &name]);
+            let ns = NetNs::open(format!("/run/netns/{name}")).unwrap();
+            let t = TempNs { name, ns };
+            t.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+            t.ip(&["link", "set", "v0", "up"]);
+            t.ip(&["link", "set", "v1", "up"]);
+            Some(t)
+        }
+
+        fn ip(&self, args: &[&str]) -> String {
+            let mut all = vec!["-n", &self.name];
+            all.extend_from_slice(args);
+            sh(&all)
+        }
+
+        fn index(&self, ifname: &str) -> u32 {
+            let name = ifname.to_owned();
+            link::with_handle_in(&self.ns, |h| async move {
+                link::link_by_name(&h, &name).await.map(|l| l.index)
+            })
+            .unwrap()
+        }
+    }
+
+    impl Drop for TempNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
+    }
+
+    fn sh(args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn net(s: &str) -> ipnet::IpNet {
+        s.parse().unwrap()
+    }
+
+    /// A dual-stack result applied to a link: both addresses, the IPv4 routes, a route the
+    /// kernel already has (a Router Advertisement's IPv6 default: same destination, same
+    /// metric 1024) and a duplicate skipped, and the IPv6 address out of DAD on return.
+    #[test]
+    fn configure_applies_both_families_skips_existing_routes_and_waits_for_dad() {
+        let Some(t) = TempNs::new("cfg") else { return };
+        // What the kernel installs from an RA (proto ra, metric 1024), before the plugin runs.
+        t.ip(&[
+            "-6", "route", "add", "default", "via", "fe80::1", "dev", "v0",
+        ]);
+        let index = t.index("v0");
+        let addrs = [net("198.18.9.2/24"), net("fd00:9::2/64")];
+        let default4 = RouteSpec {
+            dst: net("0.0.0.0/0"),
+            gw: Some("198.18.9.1".parse().unwrap()),
+            metric: None,
+        };
+        let default6 = RouteSpec {
+            dst: net("::/0"),
+            gw: Some("fe80::1".parse().unwrap()),
+            metric: None,
+        };
+        let routes = [default4.clone(), default4, default6];
+        let started = std::time::Instant::now();
+        configure(&t.ns, index, &addrs, &routes, DAD_TIMEOUT).unwrap();
+        eprintln!("configure with DAD: {:?}", started.elapsed());
+        let shown = t.ip(&["-o", "addr", "show", "dev", "v0"]);
+        assert!(shown.contains("198.18.9.2/24"), "{shown}");
+        let v6 = shown
+            .lines()
+            .find(|l| l.contains("fd00:9::2/64"))
+            .unwrap_or_else(|| panic!("{shown}"));
+        assert!(
+            !v6.contains("tentative"),
+            "DAD still running on return: {v6}"
+        );
+        let r4 = t.ip(&["-4", "route", "show", "default"]);
+        assert!(r4.contains("via 198.18.9.1"), "{r4}");
+        let r6 = t.ip(&["-6", "route", "show", "default"]);
+        assert_eq!(r6.lines().count(), 1, "{r6}");
+    }
+
+    /// An IPv6 address that another node on the link holds fails DAD: configure says so
+    /// (AddrInUse, naming the address) instead of handing the container a dead address.
+    #[test]
+    fn configure_fails_when_dad_finds_the_address_on_the_link() {
+        let Some(t) = TempNs::new("dad") else { return };
+        let Some(peer) = TempNs::new("dadpeer") else {
+            return;
+        };
+        // t's v1 goes to the peer namespace (in place of its own pair) and holds the address
+        // already (no DAD of its own).
+        peer.ip(&["link", "del", "v0"]);
+        t.ip(&["link", "set", "v1", "netns", &peer.name]);
+        peer.ip(&["link", "set", "v1", "up"]);
+        peer.ip(&["addr", "add", "fd00:9::7/64", "dev", "v1", "nodad"]);
+        let index = t.index("v0");
+        let err = configure(&t.ns, index, &[net("fd00:9::7/64")], &[], DAD_TIMEOUT).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(err.to_string().contains("fd00:9::7/64"), "{err}");
+    }
+
+    #[test]
+    fn enable_ipv6_switches_a_disabled_link_on() {
+        let Some(t) = TempNs::new("en6") else { return };
+        let path = "/proc/sys/net/ipv6/conf/v0/disable_ipv6";
+        t.ns.run(|| std::fs::write(path, "1")).unwrap();
+        assert!(enable_ipv6(&t.ns, "v0").unwrap(), "it was off");
+        let now = t.ns.run(|| std::fs::read_to_string(path)).unwrap();
+        assert_eq!(now.trim(), "0");
+        assert!(!enable_ipv6(&t.ns, "v0").unwrap(), "already on");
+        assert!(enable_ipv6(&t.ns, "nosuch0").is_err());
+        let index = t.index("v0");
+        configure(&t.ns, index, &[net("fd00:9::3/64")], &[], DAD_TIMEOUT).unwrap();
     }
 
     #[test]

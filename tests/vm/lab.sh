@@ -3,6 +3,9 @@
 #
 # Topology (same as tests/common/mod.rs on the host):
 #   netns lab-srv:  s0 198.18.0.1/24, dnsmasq (DHCP only, range .100-.250, 1h leases)
+#                   with LAB_SERVER_IP6 set: also s0 $LAB_SERVER_IP6/64 (nodad, DAD off and IPv6
+#                   forwarding on for s0, so its NAs say "router"),
+#                   dnsmasq DHCPv6 on $LAB_RANGE6 + Router Advertisements (--enable-ra)
 #        |  veth
 #   root netns:     m0, up, no address: the master for ipvlan/macvlan slaves
 #   lab_container NAME: a fresh netns /var/run/netns/NAME for a container
@@ -14,14 +17,18 @@
 #   lab_ipvlan NETNS IFNAME [MODE]     ipvlan slave of m0 (mode l2 default) moved into NETNS, down
 #   lab_macvlan NETNS IFNAME           macvlan (bridge) slave of m0 moved into NETNS, down
 #   lab_udhcpc NETNS IFNAME CLIENTID_HEX  busybox udhcpc -B with option 61, configures the address
-#   lab_leases                         print dnsmasq's lease file
+#   lab_router6                        s0's IPv6 link-local address: the router of the RAs
+#   lab_leases                         print dnsmasq's lease file (DHCPv6 bindings after the
+#                                      "duid SERVER-DUID" line: EXPIRY IAID ADDR HOST CLIENT-DUID)
 #   lab_log                            print dnsmasq's log
 #   lab_wait_log PATTERN [TIMEOUT_S]   wait until grep -E PATTERN matches the log (default 10 s)
 #   lab_cleanup                        kill dnsmasq, delete every netns made (also run on EXIT)
 #   pass MSG / fail MSG                print "PASS: MSG" / "FAIL: MSG" (fail also counts)
 #   lab_summary                        print "N passed, M failed"; returns 1 if any failed
 #
-# Variables: LAB_DIR (/tmp/lab), LAB_SRV (lab-srv), LAB_MASTER (m0), LAB_SERVER_IP (198.18.0.1)
+# Variables: LAB_DIR (/tmp/lab), LAB_SRV (lab-srv), LAB_MASTER (m0), LAB_SERVER_IP (198.18.0.1),
+#   LAB_SERVER_IP6 (empty: IPv4 only; e.g. fd00:cd::1), LAB_RANGE6 (fd00:cd::100,fd00:cd::1ff,64,12h),
+#   LAB_DNS6 (fd00:cd::53, DHCPv6 option 23)
 
 # Debian's static busybox shell prefers its applets to PATH; its ip lacks netns and ipvlan.
 ip() { /usr/sbin/ip "$@"; }
@@ -32,6 +39,9 @@ LAB_MASTER=${LAB_MASTER:-m0}
 LAB_SERVER_IP=${LAB_SERVER_IP:-198.18.0.1}
 LAB_RANGE=${LAB_RANGE:-198.18.0.100,198.18.0.250,255.255.255.0,1h}
 LAB_DOMAIN=${LAB_DOMAIN:-lab.test}
+LAB_SERVER_IP6=${LAB_SERVER_IP6:-}
+LAB_RANGE6=${LAB_RANGE6:-fd00:cd::100,fd00:cd::1ff,64,12h}
+LAB_DNS6=${LAB_DNS6:-fd00:cd::53}
 LAB_NETNS=""
 LAB_PASSED=0
 LAB_FAILED=0
@@ -65,6 +75,19 @@ lab_setup() {
     ip link set "$LAB_MASTER" up
     ip -n "$LAB_SRV" link set lo up
     ip -n "$LAB_SRV" addr add "$LAB_SERVER_IP/24" dev s0
+    if [ -n "$LAB_SERVER_IP6" ]; then
+        # Before s0 goes up, so neither its link-local nor this address is ever tentative:
+        # dnsmasq can send RAs and answer DHCPv6 at once.
+        ip netns exec "$LAB_SRV" sh -c 'echo 0 >/proc/sys/net/ipv6/conf/s0/accept_dad'
+        # A router's kernel sets the Router flag in its Neighbor Advertisements. With s0 a host
+        # (forwarding 0), the first NUD probe of dnsmasq's link-local from a container gets an
+        # NA with R=0 and the container drops the RA's default route (RFC 4861 §7.2.5, Linux
+        # rt6_clean_tohost): seconds after ADD, at random, the slaves lost it.
+        ip netns exec "$LAB_SRV" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/s0/forwarding'
+        ip -n "$LAB_SRV" addr add "$LAB_SERVER_IP6/64" dev s0 nodad
+        set -- --dhcp-range="$LAB_RANGE6" --enable-ra \
+            --dhcp-option=option6:dns-server,"[$LAB_DNS6]" "$@"
+    fi
     ip -n "$LAB_SRV" link set s0 up
     ip netns exec "$LAB_SRV" dnsmasq \
         --conf-file=/dev/null --port=0 --user=root --group=root \
@@ -120,6 +143,10 @@ lab_udhcpc() {
     ip -n "$1" link set "$2" up
     ip netns exec "$1" busybox udhcpc -i "$2" -f -q -n -B -t 5 -T 2 -A 1 \
         -x "0x3d:$3" -s "$LAB_DIR/udhcpc.script"
+}
+
+lab_router6() {
+    ip -n "$LAB_SRV" -6 -o addr show dev s0 scope link | awk '{ sub("/.*", "", $4); print $4; exit }'
 }
 
 lab_leases() { cat "$LAB_DIR/dnsmasq.leases"; }
