@@ -79,9 +79,11 @@ struct Args {
     /// Where the Markdown report goes (relative to the repository root).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
-    /// Where the chart goes (SVG).
-    #[arg(long, default_value = "docs/benchmarks-add-latency.svg")]
-    chart: PathBuf,
+    /// Where the chart goes (SVG); by default next to the report, named after it
+    /// (`docs/benchmarks.md`: `docs/benchmarks-add-latency.svg`), so a run with `--out /tmp/b.md`
+    /// leaves the committed chart alone.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// A command put before our daemon's, for profiling (e.g. "heaptrack -o /tmp/ht" or
     /// "perf record -g -o /tmp/perf.data"); its resource figures are then the wrapper's.
     #[arg(long)]
@@ -199,7 +201,15 @@ fn main() {
             tmp.path().join("chart.svg"),
         )
     } else {
-        (root.join(&args.out), root.join(&args.chart))
+        let out = root.join(&args.out);
+        let chart = match &args.chart {
+            Some(c) => root.join(c),
+            None => {
+                let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+                out.with_file_name(format!("{stem}-add-latency.svg"))
+            }
+        };
+        (out, chart)
     };
     let ours_bin = PathBuf::from(env!("CARGO_BIN_EXE_dhcp"));
     let mut impls = Vec::new();
