@@ -163,6 +163,9 @@ pub struct Batch {
     /// Router Solicitations dnsmasq logged during the ADDs (dual stack only: the daemon's one per
     /// ADD and the kernel's when a link comes up).
     pub router_solicits: usize,
+    /// Successful dual-stack ADDs whose IPv6 address came back as a /128 without a gateway: no
+    /// Router Advertisement reached the daemon within its 2 s (README, *Dual stack*).
+    pub no_ra: usize,
     /// DHCPDISCOVERs dnsmasq logged during the ADDs (more than `n`: retransmissions reached it).
     pub discovers: usize,
     /// DHCPREQUESTs dnsmasq logged during the ADDs.
@@ -741,6 +744,12 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             if o.ok {
                 b.ok += 1;
                 b.latencies.push(o.latency);
+                if o.addresses
+                    .iter()
+                    .any(|a| a.contains(':') && a.ends_with("/128"))
+                {
+                    b.no_ra += 1;
+                }
             } else if b.first_failure.is_none() {
                 b.first_failure = Some(o.detail.clone());
             }
@@ -761,8 +770,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             b.requests,
             if imp.dual {
                 format!(
-                    " {} SOLICITs {} Router Solicitations",
-                    b.solicits, b.router_solicits
+                    " {} SOLICITs {} Router Solicitations, {} IPv6 addresses without an RA (/128)",
+                    b.solicits, b.router_solicits, b.no_ra
                 )
             } else {
                 String::new()

@@ -340,6 +340,15 @@ impl Report<'_> {
                     )
                     .no_ratio(),
                 );
+                rows.push(
+                    Row::num(
+                        format!("{n} parallel ADDs: IPv6 /128 without a router (no RA in 2 s)"),
+                        dual_count(&|b| b.no_ra),
+                        "",
+                        0,
+                    )
+                    .no_ratio(),
+                );
             }
             if Some(n) == largest {
                 let mut rss = Row::num(
