@@ -120,7 +120,7 @@ impl Row {
 
     /// Target for ours-dual: `values[dual] / values[ours]` at most `max`.
     fn dual_ratio_at_most(mut self, ours: usize, dual: usize, max: f64, shown: &str) -> Row {
-        if dual < self.values.len() {
+        if dual < self.values.len() && ours < self.values.len() {
             let met = match (self.value(ours), self.value(dual)) {
                 (Some(o), Some(d)) if o > 0.0 => d / o <= max,
                 _ => false,
