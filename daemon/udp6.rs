@@ -412,7 +412,7 @@ mod tests {
             .block_on(async { crate::daemon::ra_listen::RaSocket::new(ra_fd) })
             .unwrap();
         // A Router Solicitation alike: the kernel does not fall back to `::` as its source.
-        let err = ra.solicit(ifindex).unwrap_err();
+        let err = ra.solicit(ifindex, A_MAC).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
 
         let LinkLocal::Ready(ll) = poll(|s| matches!(s, LinkLocal::Ready(_))) else {
@@ -421,7 +421,7 @@ mod tests {
         assert!(ll.is_unicast_link_local());
         rt.block_on(async { sock.send_to(b"late", crate::dhcp6::ALL_SERVERS_SOCKET) })
             .unwrap();
-        ra.solicit(ifindex).unwrap();
+        ra.solicit(ifindex, A_MAC).unwrap();
         let mut buf = [0u8; 64];
         let (n, src) = listener
             .recv_from(&mut buf)

@@ -23,6 +23,9 @@ pub struct Plugin {
     pub socket: PathBuf,
     /// Directories for `CNI_PATH`.
     pub cni_path: String,
+    /// Dual stack: `"dhcp6": true` in the ipam config, and an ADD counts only with an IPv4
+    /// and an IPv6 address in its result.
+    pub dual: bool,
 }
 
 /// One container attachment to act on.
@@ -38,22 +41,29 @@ pub struct Attachment {
 pub struct Outcome {
     /// When the process was spawned, from the start of the batch.
     pub spawned: Duration,
-    /// Exit 0 and, for ADD, a result with at least one IP.
+    /// Exit 0 and, for ADD, a result with an IPv4 address (and an IPv6 one when dual).
     pub ok: bool,
     /// Spawn to exit.
     pub latency: Duration,
     /// The first IP's address for a good ADD; the error message otherwise.
     pub detail: String,
+    /// Every address of a good ADD's result (`198.18.1.7/20`, `fd00:cd::1234/64`), in order.
+    pub addresses: Vec<String>,
 }
 
 /// The network configuration both implementations accept: CNI 1.0.0 (the newest the reference
-/// 1.1.1 speaks), network `benchnet`, `ipam.type` `dhcp` with the daemon's socket.
-pub fn config(socket: &Path) -> Value {
+/// 1.1.1 speaks), network `benchnet`, `ipam.type` `dhcp` with the daemon's socket; with `dual`
+/// also `"dhcp6": true` (ours only).
+pub fn config(socket: &Path, dual: bool) -> Value {
+    let mut ipam = json!({"type": "dhcp", "daemonSocketPath": socket});
+    if dual {
+        ipam["dhcp6"] = json!(true);
+    }
     json!({
         "cniVersion": "1.0.0",
         "name": "benchnet",
         "type": "macvlan",
-        "ipam": {"type": "dhcp", "daemonSocketPath": socket},
+        "ipam": ipam,
     })
 }
 
@@ -64,7 +74,7 @@ async fn invoke(
     batch_start: Instant,
     deadline: Instant,
 ) -> Outcome {
-    let stdin = serde_json::to_vec(&config(&plugin.socket)).expect("config JSON");
+    let stdin = serde_json::to_vec(&config(&plugin.socket, plugin.dual)).expect("config JSON");
     let start = Instant::now();
     let spawned = start - batch_start;
     let child = tokio::process::Command::new(&plugin.program)
@@ -88,6 +98,7 @@ async fn invoke(
                 ok: false,
                 latency: start.elapsed(),
                 detail: format!("spawn: {e}"),
+                addresses: Vec::new(),
             };
         }
     };
@@ -102,6 +113,7 @@ async fn invoke(
                 ok: false,
                 latency: start.elapsed(),
                 detail: format!("wait: {e}"),
+                addresses: Vec::new(),
             };
         }
         Err(_) => {
@@ -110,15 +122,33 @@ async fn invoke(
                 ok: false,
                 latency: start.elapsed(),
                 detail: "killed at the batch deadline".into(),
+                addresses: Vec::new(),
             };
         }
     };
     let latency = start.elapsed();
     let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let address = result["ips"][0]["address"].as_str().map(str::to_string);
-    let ok = out.status.success() && (command != "ADD" || address.is_some());
+    let addresses: Vec<String> = result["ips"]
+        .as_array()
+        .map(|ips| {
+            ips.iter()
+                .filter_map(|ip| ip["address"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let has = |v6: bool| addresses.iter().any(|a| a.contains(':') == v6);
+    let ok =
+        out.status.success() && (command != "ADD" || (has(false) && (!plugin.dual || has(true))));
     let detail = if ok {
-        address.unwrap_or_default()
+        addresses.first().cloned().unwrap_or_default()
+    } else if out.status.success() {
+        format!(
+            "ADD succeeded without the addresses asked for: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+        .chars()
+        .take(300)
+        .collect()
     } else {
         let msg = result["msg"].as_str().unwrap_or_default();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -133,6 +163,7 @@ async fn invoke(
         ok,
         latency,
         detail,
+        addresses: if ok { addresses } else { Vec::new() },
     }
 }
 

@@ -4,7 +4,16 @@
 //! ```text
 //! cargo bench --bench scale                 # the full run; writes docs/benchmarks.md and the chart
 //! cargo bench --bench scale -- --impls ours --parallel 1000 --out /tmp/b.md
+//! cargo bench --bench scale -- --impls ours,ours-dual --parallel 100,1000 --no-renewal --out /tmp/d.md
 //! ```
+//!
+//! The implementations: `ours`, `reference`, and `ours-dual`: our binaries with `"dhcp6": true`
+//! in the ipam config, so every ADD acquires a DHCPv4 and a DHCPv6 lease at once, in a lab whose
+//! dnsmasq also serves DHCPv6 (a range of 61440 addresses, 12 h) and Router Advertisements on
+//! `fd00:cd::/64`, with IPv6 forwarding on s0 as on the router it advertises (see
+//! [`bench_lab`]). It runs the same steps as `ours` except the renewal cycle (its DHCPv6 leases
+//! would not renew within the run), and the report compares it with `ours` (DHCPv4 only, same
+//! run): the cost of dual stack.
 //!
 //! For each implementation it builds a fresh netns lab (dnsmasq `--no-ping` with 2-minute leases
 //! on a /20, so thousands fit; the lab code is `tests/common`), starts that implementation's
@@ -58,8 +67,12 @@ struct Args {
     /// Passed by `cargo bench`: run the full benchmark (without it: a quick smoke run).
     #[arg(long, hide = true)]
     bench: bool,
-    /// Which implementations, comma-separated: ours, reference.
-    #[arg(long, value_delimiter = ',', default_value = "ours,reference")]
+    /// Which implementations, comma-separated: ours, ours-dual (ours with DHCPv6 too), reference.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ours,ours-dual,reference"
+    )]
     impls: Vec<String>,
     /// Sequential single ADDs per implementation.
     #[arg(long, default_value_t = 20)]
@@ -79,9 +92,11 @@ struct Args {
     /// Where the Markdown report goes (relative to the repository root).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
-    /// Where the chart goes (SVG).
-    #[arg(long, default_value = "docs/benchmarks-add-latency.svg")]
-    chart: PathBuf,
+    /// Where the chart goes (SVG); by default next to the report, named after it
+    /// (`docs/benchmarks.md`: `docs/benchmarks-add-latency.svg`), so a run with `--out /tmp/b.md`
+    /// leaves the committed chart alone.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// A command put before our daemon's, for profiling (e.g. "heaptrack -o /tmp/ht" or
     /// "perf record -g -o /tmp/perf.data"); its resource figures are then the wrapper's.
     #[arg(long)]
@@ -100,10 +115,19 @@ const SETTLE: Duration = Duration::from_secs(6);
 /// Lease time handed out by the lab's dnsmasq, seconds (dnsmasq's minimum).
 const LEASE_SECS: u64 = 120;
 
+/// The lab's DHCPv6 range for `ours-dual` (61440 addresses: every batch of a run fits), its
+/// lease time, and s0's static address on the RA's on-link prefix.
+const DUAL_SERVER6: &str = "fd00:cd::1/64";
+const DUAL_RANGE6: &str = "fd00:cd::1000,fd00:cd::ffff,64,12h";
+
 /// One implementation under test.
 struct Impl {
-    /// `ours` or `reference`.
+    /// `ours`, `ours-dual` or `reference`.
     name: String,
+    /// Our binaries (`ours`, `ours-dual`): our daemon's flags and probe.
+    ours: bool,
+    /// DHCPv6 on too (`ours-dual`).
+    dual: bool,
     /// Its `dhcp` binary (plugin and daemon).
     dhcp: PathBuf,
     /// Directories for CNI_PATH.
@@ -129,8 +153,19 @@ pub struct Batch {
     pub first_failure: Option<String>,
     pub del_wall: Duration,
     pub del_ok: usize,
-    /// DHCPRELEASEs dnsmasq logged for this batch's DELs.
+    /// DHCPv4 DHCPRELEASEs dnsmasq logged for this batch's DELs.
     pub releases: usize,
+    /// DHCPv6 RELEASEs dnsmasq logged for this batch's DELs (dual stack only).
+    pub releases6: usize,
+    /// DHCPv6 SOLICITs dnsmasq logged during the ADDs (dual stack only; more than `n`:
+    /// retransmissions reached it).
+    pub solicits: usize,
+    /// Router Solicitations dnsmasq logged during the ADDs (dual stack only: the daemon's one per
+    /// ADD and the kernel's when a link comes up).
+    pub router_solicits: usize,
+    /// Successful dual-stack ADDs whose IPv6 address came back as a /128 without a gateway: no
+    /// Router Advertisement reached the daemon within its 2 s (README, *Dual stack*).
+    pub no_ra: usize,
     /// DHCPDISCOVERs dnsmasq logged during the ADDs (more than `n`: retransmissions reached it).
     pub discovers: usize,
     /// DHCPREQUESTs dnsmasq logged during the ADDs.
@@ -159,6 +194,8 @@ pub struct Renewal {
 #[derive(Debug, Clone, Default)]
 pub struct Results {
     pub name: String,
+    /// Dual stack (`ours-dual`): its batches count DHCPv6 messages too.
+    pub dual: bool,
     /// Latencies of the sequential ADDs that succeeded.
     pub singles: Vec<Duration>,
     pub singles_failed: usize,
@@ -199,17 +236,34 @@ fn main() {
             tmp.path().join("chart.svg"),
         )
     } else {
-        (root.join(&args.out), root.join(&args.chart))
+        let out = root.join(&args.out);
+        let chart = match &args.chart {
+            Some(c) => root.join(c),
+            None => {
+                let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+                out.with_file_name(format!("{stem}-add-latency.svg"))
+            }
+        };
+        (out, chart)
     };
     let ours_bin = PathBuf::from(env!("CARGO_BIN_EXE_dhcp"));
     let mut impls = Vec::new();
     for name in &args.impls {
         match name.as_str() {
-            "ours" => impls.push(Impl {
-                name: "ours".into(),
-                cni_path: ours_bin.parent().unwrap().display().to_string(),
-                dhcp: ours_bin.clone(),
-            }),
+            "ours" | "ours-dual" => {
+                let dual = name == "ours-dual";
+                if dual && !common::ipv6_available() {
+                    eprintln!("scale: ours-dual skipped: IPv6 is disabled in this kernel");
+                    continue;
+                }
+                impls.push(Impl {
+                    name: name.clone(),
+                    ours: true,
+                    dual,
+                    cni_path: ours_bin.parent().unwrap().display().to_string(),
+                    dhcp: ours_bin.clone(),
+                })
+            }
             "reference" => {
                 let dhcp = args.reference_dir.join("dhcp");
                 if !dhcp.exists() {
@@ -220,11 +274,13 @@ fn main() {
                 }
                 impls.push(Impl {
                     name: "reference".into(),
+                    ours: false,
+                    dual: false,
                     cni_path: args.reference_dir.display().to_string(),
                     dhcp,
                 });
             }
-            other => panic!("unknown implementation {other:?} (ours, reference)"),
+            other => panic!("unknown implementation {other:?} (ours, ours-dual, reference)"),
         }
     }
 
@@ -272,18 +328,25 @@ fn main() {
     eprintln!("wrote {} and {}", out.display(), chart.display());
 
     if quick {
-        // The smoke run is a test: our implementation must not lose an ADD at this size, and the
-        // report must hold what was measured.
-        let ours = all.iter().find(|r| r.name == "ours");
-        if let Some(ours) = ours {
-            assert_eq!(ours.singles_failed, 0, "sequential ADDs failed");
+        // The smoke run is a test: our implementation, DHCPv4 only and dual stack, must not lose
+        // an ADD at this size, and the report must hold what was measured.
+        for ours in all.iter().filter(|r| r.name.starts_with("ours")) {
+            let name = &ours.name;
+            assert_eq!(ours.singles_failed, 0, "{name}: sequential ADDs failed");
             for b in &ours.batches {
-                assert_eq!(b.ok, b.n, "{} parallel ADDs: {:?}", b.n, b.first_failure);
-                assert_eq!(b.del_ok, b.n, "{} parallel DELs", b.n);
+                assert_eq!(
+                    b.ok, b.n,
+                    "{name}: {} parallel ADDs: {:?}",
+                    b.n, b.first_failure
+                );
+                assert_eq!(b.del_ok, b.n, "{name}: {} parallel DELs", b.n);
             }
         }
         let md = std::fs::read_to_string(&out).unwrap();
         assert!(md.contains("| single ADD p50"), "{md}");
+        if all.iter().any(|r| r.dual) {
+            assert!(md.contains("ours-dual / ours"), "{md}");
+        }
         let svg = std::fs::read_to_string(&chart).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
     }
@@ -309,20 +372,33 @@ fn raise_fd_limit() {
 /// run, the three thresholds are raised to 8192/16384/32768 (never lowered) for both
 /// implementations alike, and put back on drop (a run killed by a signal leaves them raised:
 /// `sysctl -w net.ipv4.neigh.default.gc_thresh1=128 ...2=512 ...3=1024` puts the defaults back).
+///
+/// IPv6's neighbour table (`ndisc_cache`, `net.ipv6.neigh.default.gc_thresh*`, the same
+/// defaults) is one for all namespaces too, and a dual-stack container fills it faster: even
+/// multicast destinations get an entry, so each container holds one for `ff02::2` (its Router
+/// Solicitations), `ff02::1:2` (SOLICIT), `ff02::16` (MLD reports) and its solicited-node group
+/// (DAD), and the server's namespace one per client's link-local address. Past 1024 every send
+/// that needs a new entry fails with `EINVAL` (`ip6_finish_output2`; "ndisc_cache: neighbor
+/// table overflow!" in dmesg): measured, 2555 failed sends and 96 of 1000 dual-stack ADDs. Its
+/// thresholds are raised alike (`net.ipv6.neigh.default.gc_thresh1=128 ...` puts them back).
 struct NeighbourTable {
     saved: Vec<(&'static str, String)>,
 }
 
 impl NeighbourTable {
-    const SETTINGS: [(&'static str, u64); 3] = [
+    const SETTINGS: [(&'static str, u64); 6] = [
         ("/proc/sys/net/ipv4/neigh/default/gc_thresh1", 8192),
         ("/proc/sys/net/ipv4/neigh/default/gc_thresh2", 16384),
         ("/proc/sys/net/ipv4/neigh/default/gc_thresh3", 32768),
+        ("/proc/sys/net/ipv6/neigh/default/gc_thresh1", 8192),
+        ("/proc/sys/net/ipv6/neigh/default/gc_thresh2", 16384),
+        ("/proc/sys/net/ipv6/neigh/default/gc_thresh3", 32768),
     ];
 
     fn enlarge() -> NeighbourTable {
         let mut saved = Vec::new();
-        // Largest first going up, so gc_thresh1 <= gc_thresh2 <= gc_thresh3 holds throughout.
+        // Largest first going up, so gc_thresh1 <= gc_thresh2 <= gc_thresh3 holds throughout
+        // (for each family: the list is IPv4's three, then IPv6's).
         for (path, want) in Self::SETTINGS.iter().rev() {
             let Ok(old) = std::fs::read_to_string(path) else {
                 continue;
@@ -360,7 +436,7 @@ impl Daemon {
         let socket = dir.join(format!("{}.sock", imp.name));
         let log = std::fs::File::create(dir.join(format!("{}-daemon.log", imp.name))).unwrap();
         let mut cmd = match wrapper.map(|w| w.split_whitespace().collect::<Vec<_>>()) {
-            Some(w) if !w.is_empty() && imp.name == "ours" => {
+            Some(w) if !w.is_empty() && imp.ours => {
                 let mut c = Command::new(w[0]);
                 c.args(&w[1..]).arg(&imp.dhcp);
                 c
@@ -368,12 +444,12 @@ impl Daemon {
             _ => Command::new(&imp.dhcp),
         };
         cmd.arg("daemon").arg("-socketpath").arg(&socket);
-        let wrapped = wrapper.is_some() && imp.name == "ours";
+        let wrapped = wrapper.is_some() && imp.ours;
         if wrapped {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        if imp.name == "ours" {
+        if imp.ours {
             // Our daemon keeps leases on disk; the reference keeps none. Info logging, as an
             // operator would run it.
             cmd.arg("-state-dir").arg(dir.join("state")).env(
@@ -387,7 +463,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn daemon");
-        let probe = if imp.name == "ours" {
+        let probe = if imp.ours {
             Probe::Ours
         } else {
             Probe::Reference
@@ -462,19 +538,81 @@ fn descendants(pid: u32) -> Vec<u32> {
 }
 
 /// The lab for one implementation: dnsmasq without its ping check, 2-minute leases, on a /20
-/// with 3839 addresses so every batch of a run fits even when DELs leak leases.
-fn bench_lab(name: &str) -> Lab {
-    Lab::builder(name)
+/// with 3839 addresses so every batch of a run fits even when DELs leak leases. With `dual`,
+/// dnsmasq also serves DHCPv6 ([`DUAL_RANGE6`]) and sends Router Advertisements on s0
+/// (`--enable-ra`: the on-link /64 and s0's link-local as the default router).
+fn bench_lab(name: &str, dual: bool) -> Lab {
+    let mut b = Lab::builder(name)
         .no_ping(true)
         .lease_time("2m")
         .subnet(20, "198.18.1.0", "198.18.15.254")
         .log_dhcp(false)
-        .dnsmasq_arg("--dhcp-lease-max=10000")
-        .build()
+        .dnsmasq_arg("--dhcp-lease-max=10000");
+    if dual {
+        b = b
+            .server_ipv6(DUAL_SERVER6)
+            .dnsmasq_arg(&format!("--dhcp-range={DUAL_RANGE6}"))
+            .dnsmasq_arg("--enable-ra");
+    }
+    let lab = b.build();
+    if dual {
+        // s0 is the link's IPv6 router (dnsmasq advertises it as the default router), so it
+        // forwards, as a router does. With forwarding on, its kernel learns each container's
+        // MAC from the container's Router Solicitation (RFC 4861 §6.2.6); dnsmasq looks every
+        // DHCPv6 client up in that neighbour table and, on a miss, sends a Neighbor
+        // Solicitation and sleeps 100 ms before answering anyone, DHCPv4 included
+        // (`get_client_mac`, dnsmasq 2.90). Measured without it: 0 of 100 parallel dual-stack
+        // ADDs within the daemon's 10 s.
+        let srv = lab.srv_ns().to_string();
+        lab.exec_ok(
+            &srv,
+            &["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/s0/forwarding"],
+        );
+    }
+    lab
 }
 
 fn count_log(lab: &Lab, pattern: &str) -> usize {
     lab.dnsmasq_log().matches(pattern).count()
+}
+
+/// Which protocol a dnsmasq log line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    V4,
+    V6,
+}
+
+/// dnsmasq's lines for DHCP message `name` (`DHCPRELEASE`) of protocol `proto`: both protocols
+/// log `NAME(iface) ...`, under the same names for REQUEST and RELEASE ([`proto_of_line`]).
+fn count_msgs(lab: &Lab, name: &str, proto: Proto) -> usize {
+    let pattern = format!("{name}(");
+    lab.dnsmasq_log()
+        .lines()
+        .filter(|l| proto_of_line(l, &pattern) == Some(proto))
+        .count()
+}
+
+/// The protocol of a dnsmasq log line holding `pattern` (`DHCPRELEASE(`), from the first word
+/// after `NAME(iface) `: DHCPv4 lines name an IPv4 address or the client's MAC
+/// (`DHCPRELEASE(s0) 198.18.5.207 1e:2f:4c:96:78:18`, `DHCPDISCOVER(s0) 1e:2f:...`), DHCPv6
+/// lines an IPv6 address or the client's DUID, colon-separated hex longer than a MAC
+/// (`DHCPREPLY(s0) fd00:cd::6fb0 00:04:30:62:...`, `DHCPRELEASE(s0) 00:04:30:62:...`).
+/// Without `--log-dhcp` (as in the benchmark) no transaction ID comes first.
+fn proto_of_line(line: &str, pattern: &str) -> Option<Proto> {
+    let rest = &line[line.find(pattern)? + pattern.len()..];
+    let first = rest.split_once(") ")?.1.split_whitespace().next()?;
+    let hex_octets = first
+        .split(':')
+        .all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| first.split(':').count());
+    if first.parse::<std::net::Ipv4Addr>().is_ok() || hex_octets == Some(6) {
+        Some(Proto::V4)
+    } else if first.parse::<std::net::Ipv6Addr>().is_ok() || hex_octets.is_some_and(|n| n > 6) {
+        Some(Proto::V6)
+    } else {
+        None
+    }
 }
 
 /// Waits until `count_log(pattern)` stops changing for `quiet`, at most `limit`; returns it.
@@ -511,17 +649,19 @@ fn attachments(lab: &Lab, tag: &str, n: usize) -> (Vec<String>, Vec<cni::Attachm
 }
 
 fn run_impl(imp: &Impl, args: &Args) -> Results {
-    let lab = bench_lab(&format!("bench-{}", imp.name));
+    let lab = bench_lab(&format!("bench-{}", imp.name), imp.dual);
     let daemon = Daemon::start(imp, lab.dir(), args.daemon_wrapper.as_deref());
     let plugin = cni::Plugin {
         program: imp.dhcp.clone(),
         socket: daemon.socket.clone(),
         cni_path: imp.cni_path.clone(),
+        dual: imp.dual,
     };
     let limit = Duration::from_secs(args.batch_limit_secs);
     let dnsmasq = lab.dnsmasq_pid().expect("dnsmasq pid");
     let mut res = Results {
         name: imp.name.clone(),
+        dual: imp.dual,
         idle: procstat::read(daemon.pid()).unwrap_or_default(),
         ..Results::default()
     };
@@ -549,9 +689,10 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
     let largest = args.parallel.iter().copied().max().unwrap_or(0);
     for &n in &args.parallel {
         let (names, atts) = attachments(&lab, &format!("p{n}"), n);
-        let releases_before = count_log(&lab, "DHCPRELEASE(");
         let discovers_before = count_log(&lab, "DHCPDISCOVER(");
-        let requests_before = count_log(&lab, "DHCPREQUEST(");
+        let requests_before = count_msgs(&lab, "DHCPREQUEST", Proto::V4);
+        let solicits_before = count_log(&lab, "DHCPSOLICIT(");
+        let rs_before = count_log(&lab, "RTR-SOLICIT(");
         let server_cpu0 = procstat::cpu_secs(dnsmasq).unwrap_or(0.0);
         let daemon_cpu0 = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0);
         let busy0 = procstat::machine_busy_secs();
@@ -590,7 +731,9 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             machine_busy,
             plugins_cpu,
             discovers: count_log(&lab, "DHCPDISCOVER(") - discovers_before,
-            requests: count_log(&lab, "DHCPREQUEST(") - requests_before,
+            requests: count_msgs(&lab, "DHCPREQUEST", Proto::V4) - requests_before,
+            solicits: count_log(&lab, "DHCPSOLICIT(") - solicits_before,
+            router_solicits: count_log(&lab, "RTR-SOLICIT(") - rs_before,
             peak,
             after: procstat::read(daemon.pid()).unwrap_or_default(),
             server_cpu,
@@ -601,12 +744,18 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             if o.ok {
                 b.ok += 1;
                 b.latencies.push(o.latency);
+                if o.addresses
+                    .iter()
+                    .any(|a| a.contains(':') && a.ends_with("/128"))
+                {
+                    b.no_ra += 1;
+                }
             } else if b.first_failure.is_none() {
                 b.first_failure = Some(o.detail.clone());
             }
         }
         eprintln!(
-            "  {n} parallel ADDs: {} ok in {:?}, p50 {:?}, p99 {:?}, machine busy {:.2} CPU-s, plugins {:.2} CPU-s, daemon {:.2} CPU-s, dnsmasq {:.2} CPU-s, peak threads {}, rss {} KiB, dnsmasq saw {} DISCOVERs {} REQUESTs{}",
+            "  {n} parallel ADDs: {} ok in {:?}, p50 {:?}, p99 {:?}, machine busy {:.2} CPU-s, plugins {:.2} CPU-s, daemon {:.2} CPU-s, dnsmasq {:.2} CPU-s, peak threads {}, rss {} KiB, dnsmasq saw {} DISCOVERs {} REQUESTs{}{}",
             b.ok,
             wall,
             report::percentile(&b.latencies, 50.0),
@@ -619,6 +768,14 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             b.after.rss_bytes / 1024,
             b.discovers,
             b.requests,
+            if imp.dual {
+                format!(
+                    " {} SOLICITs {} Router Solicitations, {} IPv6 addresses without an RA (/128)",
+                    b.solicits, b.router_solicits, b.no_ra
+                )
+            } else {
+                String::new()
+            },
             b.first_failure
                 .as_ref()
                 .map(|f| format!(", first failure: {f}"))
@@ -632,23 +789,35 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             eprintln!("  pausing {secs} s (daemon pid {})", daemon.pid());
             std::thread::sleep(Duration::from_secs(secs));
         }
-        if n == largest && !args.no_renewal && b.ok > 0 {
+        // Not for dual stack: its DHCPv6 leases (12 h) would not renew within the run.
+        if n == largest && !args.no_renewal && !imp.dual && b.ok > 0 {
             res.renewal = Some(renewal_cycle(&lab, &daemon, b.ok));
         }
 
+        // Counted from here: a dual-stack ADD that failed released the half it had got.
+        let releases_before = count_msgs(&lab, "DHCPRELEASE", Proto::V4);
+        let releases6_before = count_msgs(&lab, "DHCPRELEASE", Proto::V6);
         let (dels, del_wall) = cni::batch(&plugin, "DEL", &atts, limit);
         b.del_wall = del_wall;
         b.del_ok = dels.iter().filter(|o| o.ok).count();
-        b.releases = settle_count(
+        settle_count(
             &lab,
             "DHCPRELEASE(",
             Duration::from_secs(2),
             Duration::from_secs(30),
-        )
-        .saturating_sub(releases_before);
+        );
+        b.releases = count_msgs(&lab, "DHCPRELEASE", Proto::V4).saturating_sub(releases_before);
+        b.releases6 = count_msgs(&lab, "DHCPRELEASE", Proto::V6).saturating_sub(releases6_before);
         eprintln!(
-            "  {n} parallel DELs: {} ok in {:?}, {} DHCPRELEASEs seen by dnsmasq",
-            b.del_ok, del_wall, b.releases
+            "  {n} parallel DELs: {} ok in {:?}, {} DHCPRELEASEs seen by dnsmasq{}",
+            b.del_ok,
+            del_wall,
+            b.releases,
+            if imp.dual {
+                format!(", {} DHCPv6 RELEASEs", b.releases6)
+            } else {
+                String::new()
+            }
         );
         lab.remove_containers(&names);
         res.batches.push(b);
@@ -664,18 +833,21 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
     res
 }
 
-/// Does the main plugin's part after each successful ADD, untimed: puts the leased address on
-/// the container's interface and sets it up, as macvlan or ipvlan would. Without it nobody in the
-/// containers answers ARP for their addresses, so the server's unicast DHCPACKs to RENEWING
-/// clients (RFC 2131 §4.4.5) could never be delivered. Eight `ip` processes at a time.
+/// Does the main plugin's part after each successful ADD, untimed: puts the leased addresses (both
+/// families for dual stack) on the container's interface and sets it up, as macvlan or ipvlan
+/// would. Without it nobody in the containers answers ARP for their addresses, so the server's
+/// unicast DHCPACKs to RENEWING clients (RFC 2131 §4.4.5) could never be delivered. Eight `ip`
+/// processes at a time.
 fn configure_addresses(atts: &[cni::Attachment], outs: &[cni::Outcome]) {
     let jobs: Vec<(String, String, String)> = atts
         .iter()
         .zip(outs)
         .filter(|(_, o)| o.ok)
-        .map(|(a, o)| {
+        .flat_map(|(a, o)| {
             let ns = a.netns.file_name().unwrap().to_string_lossy().into_owned();
-            (ns, a.ifname.clone(), o.detail.clone())
+            o.addresses
+                .iter()
+                .map(move |addr| (ns.clone(), a.ifname.clone(), addr.clone()))
         })
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);

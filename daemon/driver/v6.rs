@@ -196,11 +196,11 @@ impl Dhcpv6 {
     async fn hear_router(&mut self, ctx: &Ctx, address: Ipv6Addr) -> OnLink {
         if self.ra.is_none() {
             let ifname = ctx.ifname.clone();
-            let ifindex = ctx.identity.ifindex;
+            let (ifindex, mac) = (ctx.identity.ifindex, ctx.identity.mac);
             match ctx.ns.run_async(move || ra_listen::open(&ifname)).await {
                 Ok(fd) => match RaSocket::new(fd) {
                     Ok(sock) => {
-                        if let Err(e) = sock.solicit(ifindex) {
+                        if let Err(e) = sock.solicit(ifindex, mac) {
                             debug!(error = %e, "cannot send a Router Solicitation");
                         }
                         self.ra = Some(sock);
@@ -589,7 +589,7 @@ pub(crate) async fn start(
     // the SOLICIT is.
     let ra = ra_fd.and_then(|fd| RaSocket::new(fd).ok());
     if let Some(sock) = &ra
-        && let Err(e) = sock.solicit(ifindex)
+        && let Err(e) = sock.solicit(ifindex, mac)
     {
         debug!(error = %e, "cannot send a Router Solicitation");
     }
