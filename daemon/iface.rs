@@ -46,7 +46,11 @@ where
 ///
 /// Errors: the link is gone (`NotFound`), netlink failures.
 pub(crate) async fn withdraw(ns: Arc<NetNs>, ifindex: u32, lease: &Lease) -> io::Result<bool> {
-    let addr = IpNet::V4(lease.address_net());
+    withdraw_address(ns, ifindex, IpNet::V4(lease.address_net())).await
+}
+
+/// Deletes `addr` from link `ifindex` of `ns`; whether it was there.
+async fn withdraw_address(ns: Arc<NetNs>, ifindex: u32, addr: IpNet) -> io::Result<bool> {
     in_netns(ns, ifindex, move |h, index| async move {
         link::delete_address(&h, index, addr).await
     })
@@ -84,7 +88,17 @@ pub(crate) async fn apply(
     metric: Option<u32>,
 ) -> io::Result<Vec<String>> {
     let addr = IpNet::V4(lease.address_net());
-    let routes = routes_of(lease, metric);
+    apply_address(ns, ifindex, addr, routes_of(lease, metric)).await
+}
+
+/// Adds `addr` (present already is fine) and `routes` to link `ifindex` of `ns`; returns the
+/// routes that failed, as text. Errors: the address could not be added.
+async fn apply_address(
+    ns: Arc<NetNs>,
+    ifindex: u32,
+    addr: IpNet,
+    routes: Vec<RouteSpec>,
+) -> io::Result<Vec<String>> {
     in_netns(ns, ifindex, move |h, index| async move {
         ignore_exists(link::add_address(&h, index, addr).await)?;
         let mut failed = Vec::new();
@@ -100,11 +114,7 @@ pub(crate) async fn apply(
 
 /// [`withdraw`] of a DHCPv6 lease: its address (and with it the kernel's prefix route).
 pub(crate) async fn withdraw6(ns: Arc<NetNs>, ifindex: u32, lease: &Leased6) -> io::Result<bool> {
-    let addr = IpNet::V6(lease.address_net());
-    in_netns(ns, ifindex, move |h, index| async move {
-        link::delete_address(&h, index, addr).await
-    })
-    .await
+    withdraw_address(ns, ifindex, IpNet::V6(lease.address_net())).await
 }
 
 /// [`apply`] of a DHCPv6 lease: its address with the on-link prefix length the RA gave (the
@@ -126,17 +136,7 @@ pub(crate) async fn apply6(
         })
         .into_iter()
         .collect();
-    in_netns(ns, ifindex, move |h, index| async move {
-        ignore_exists(link::add_address(&h, index, addr).await)?;
-        let mut failed = Vec::new();
-        for route in &routes {
-            if let Err(e) = ignore_exists(link::add_route(&h, index, route).await) {
-                failed.push(format!("{}: {e}", route.dst));
-            }
-        }
-        Ok(failed)
-    })
-    .await
+    apply_address(ns, ifindex, addr, routes).await
 }
 
 fn ignore_exists(r: io::Result<()>) -> io::Result<()> {

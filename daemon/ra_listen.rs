@@ -59,14 +59,6 @@ const ICMP6_FILTER: libc::c_int = 1;
 /// Longer ones (reported by `MSG_TRUNC`) are dropped, not parsed cut short.
 const RECV_MAX: usize = 64 * 1024;
 
-/// `IFA_F_OPTIMISTIC` (linux/if_addr.h): an Optimistic DAD address (RFC 4429), usable while DAD
-/// runs.
-const IFA_F_OPTIMISTIC: u32 = 0x04;
-/// `IFA_F_DADFAILED`: Duplicate Address Detection found another node with the address.
-const IFA_F_DADFAILED: u32 = 0x08;
-/// `IFA_F_TENTATIVE`: Duplicate Address Detection has not finished; not usable as a source.
-const IFA_F_TENTATIVE: u32 = 0x40;
-
 /// Where the calling thread's namespace lists its IPv6 addresses (proc(5); `/proc/net` would
 /// show the namespace of the process's main thread, not this thread's).
 const IF_INET6: &str = "/proc/thread-self/net/if_inet6";
@@ -169,12 +161,10 @@ fn parse_if_inet6_for(text: &str, ifindex: u32, wanted: impl Fn(Ipv6Addr) -> boo
         if index != ifindex || !wanted(addr) {
             continue;
         }
-        let state = if flags & IFA_F_DADFAILED != 0 {
-            LinkLocal::DadFailed
-        } else if flags & IFA_F_TENTATIVE != 0 && flags & IFA_F_OPTIMISTIC == 0 {
-            LinkLocal::Tentative
-        } else {
-            LinkLocal::Ready(addr)
+        let state = match crate::link::DadState::from_flags(flags) {
+            crate::link::DadState::Failed => LinkLocal::DadFailed,
+            crate::link::DadState::Tentative => LinkLocal::Tentative,
+            crate::link::DadState::Ready => LinkLocal::Ready(addr),
         };
         if state.rank() > best.rank() {
             best = state;

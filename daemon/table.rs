@@ -106,6 +106,22 @@ pub(crate) struct Timers {
     pub(crate) expires_at: Instant,
 }
 
+impl Timers {
+    /// From a client's T1, T2 and expiry: `None` unless all three are set (no lease, or an
+    /// infinite one, `u32::MAX` seconds).
+    pub(crate) fn of(
+        renew_at: Option<Instant>,
+        rebind_at: Option<Instant>,
+        expires_at: Option<Instant>,
+    ) -> Option<Timers> {
+        Some(Timers {
+            renew_at: renew_at?,
+            rebind_at: rebind_at?,
+            expires_at: expires_at?,
+        })
+    }
+}
+
 /// One attachment's slot.
 #[derive(Debug)]
 pub(crate) struct Slot {

@@ -45,11 +45,16 @@ const RECV_MAX: usize = 64 * 1024;
 /// once instead of waiting for one. Unreadable (no such interface, IPv6 off in the kernel):
 /// false, and what follows finds out.
 pub(crate) fn ipv6_disabled(ifname: &str) -> bool {
-    if ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == ".." {
-        return false;
-    }
-    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"))
-        .is_ok_and(|v| v.trim() == "1")
+    conf_path(ifname, "disable_ipv6")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|v| v.trim() == "1")
+}
+
+/// `/proc/sys/net/ipv6/conf/<ifname>/<knob>` (ip-sysctl.rst), `None` when `ifname` could name
+/// another directory (empty, `.`, `..`, a `/`).
+fn conf_path(ifname: &str, knob: &str) -> Option<String> {
+    let bad = ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == "..";
+    (!bad).then(|| format!("/proc/sys/net/ipv6/conf/{ifname}/{knob}"))
 }
 
 /// Turns on Optimistic Duplicate Address Detection (RFC 4429) for `ifname`: its link-local
@@ -64,14 +69,14 @@ pub(crate) fn ipv6_disabled(ifname: &str) -> bool {
 /// Must be called on a thread inside the target namespace. Errors: a write refused other than
 /// by the file's absence.
 pub(crate) fn optimistic_dad(ifname: &str) -> io::Result<()> {
-    if ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == ".." {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{ifname:?} is not an interface name"),
-        ));
-    }
     for knob in ["optimistic_dad", "use_optimistic"] {
-        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/{knob}"), "1") {
+        let path = conf_path(ifname, knob).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{ifname:?} is not an interface name"),
+            )
+        })?;
+        match std::fs::write(path, "1") {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             other => other?,
         }

@@ -623,30 +623,10 @@ pub async fn add_address(h: &Handle, index: u32, addr: IpNet) -> io::Result<()> 
 /// Lists the addresses of link `index`, both families, in kernel order (IPv6 link-locals
 /// included).
 pub async fn list_addresses(h: &Handle, index: u32) -> io::Result<Vec<IpNet>> {
-    let msgs: Vec<AddressMessage> = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| nl_err(format_args!("listing addresses of link {index}"), e))?;
-    Ok(msgs
-        .iter()
-        .filter(|m| m.header.index == index)
-        .filter_map(|m| {
-            // IFA_LOCAL is the local address; IFA_ADDRESS is the peer on point-to-point links
-            // and equal to IFA_LOCAL otherwise (IPv6 sends only IFA_ADDRESS).
-            let local = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Local(ip) => Some(*ip),
-                _ => None,
-            });
-            let address = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(ip) => Some(*ip),
-                _ => None,
-            });
-            IpNet::new(local.or(address)?, m.header.prefix_len).ok()
-        })
+    Ok(address_states(h, index)
+        .await?
+        .into_iter()
+        .map(|(net, _)| net)
         .collect())
 }
 

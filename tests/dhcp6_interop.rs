@@ -22,13 +22,10 @@ use std::time::{Duration, Instant};
 use cni_dhcp::dhcp6::{self, Client, ClientConfig, Event, Lease6, State, identity};
 use cni_dhcp::netns::NetNs;
 use cni_dhcp::ra;
-use common::{Lab, skip_unless_available};
+use common::Lab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-const SERVER_ADDR: &str = "fd00:cd::1";
-const RANGE_FIRST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x100);
-const RANGE_LAST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x1ff);
-const DNS: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x53);
+use common::v6::{DNS, RANGE_FIRST, RANGE_LAST};
 /// dnsmasq's lease time for the range, in seconds (`12h`).
 const LEASE_SECS: u32 = 12 * 3600;
 const NETWORK: &str = "labnet6";
@@ -36,34 +33,9 @@ const IFNAME: &str = "eth0";
 /// Overall budget of one test step (acquisition, release, RA) on a busy 2-core machine.
 const STEP: Duration = Duration::from_secs(40);
 
-/// A lab whose dnsmasq also serves DHCPv6 (stateful range: RA with M and O, no A) and RAs on
-/// s0, `--dhcp-authoritative` (ADVERTISE with Preference 255) or not; `None` when the test must
-/// skip.
+/// The lab of [`common::dhcpv6_lab`].
 fn v6_lab(name: &str, authoritative: bool) -> Option<Lab> {
-    if skip_unless_available(name) {
-        return None;
-    }
-    if !Path::new("/proc/net/if_inet6").exists() {
-        // IPv6 disabled in this kernel (ipv6.disable=1): as `skip_unless_available`, a failure
-        // under CI, a skip elsewhere.
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{name}: no IPv6"
-        );
-        eprintln!("SKIP {name}: IPv6 is disabled in this kernel");
-        return None;
-    }
-    Some(
-        Lab::builder(name)
-            .no_ping(true)
-            .authoritative(authoritative)
-            .server_ipv6(&format!("{SERVER_ADDR}/64"))
-            .dnsmasq_arg(&format!("--dhcp-range={RANGE_FIRST},{RANGE_LAST},64,12h"))
-            .dnsmasq_arg("--enable-ra")
-            .dnsmasq_arg(&format!("--dhcp-option=option6:dns-server,[{DNS}]"))
-            .build(),
-    )
+    common::dhcpv6_lab(name, authoritative)
 }
 
 fn deadline(step: Duration) -> Instant {

@@ -20,38 +20,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::plugin::{DHCP, Daemon, cni, cni_in, conf, daemon_log, eventually, lease_records};
-use common::{Lab, skip_unless_available};
+use common::Lab;
 use serde_json::{Value, json};
 
-const SERVER6: &str = "fd00:cd::1";
-const RANGE_FIRST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x100);
-const RANGE_LAST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x1ff);
+use common::v6::{RANGE_FIRST, RANGE_LAST};
 const DNS6: &str = "fd00:cd::53";
 const STEP: Duration = Duration::from_secs(30);
 
-/// A lab whose dnsmasq serves DHCPv4 as usual plus DHCPv6 and RAs on s0; None: skip.
+/// A lab whose dnsmasq serves DHCPv4 as usual plus DHCPv6 and RAs on s0
+/// ([`common::dhcpv6_lab`]); None: skip.
 fn dual_lab(name: &str) -> Option<Lab> {
-    if skip_unless_available(name) {
-        return None;
-    }
-    if !common::ipv6_available() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{name}: no IPv6"
-        );
-        eprintln!("SKIP {name}: IPv6 is disabled in this kernel");
-        return None;
-    }
-    Some(
-        Lab::builder(name)
-            .no_ping(true)
-            .server_ipv6(&format!("{SERVER6}/64"))
-            .dnsmasq_arg(&format!("--dhcp-range={RANGE_FIRST},{RANGE_LAST},64,12h"))
-            .dnsmasq_arg("--enable-ra")
-            .dnsmasq_arg(&format!("--dhcp-option=option6:dns-server,[{DNS6}]"))
-            .build(),
-    )
+    common::dhcpv6_lab(name, false)
 }
 
 /// s0's link-local address: the router of dnsmasq's RAs.

@@ -77,19 +77,6 @@ pub(super) fn kind_of(t: MessageType) -> MessageKind {
     }
 }
 
-/// The lease's timers, if it has finite ones.
-fn timers(client: &Client) -> Option<Timers> {
-    match (client.renew_at(), client.rebind_at(), client.expires_at()) {
-        (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
-            renew_at,
-            rebind_at,
-            expires_at,
-        }),
-        // No lease, or an infinite one (u32::MAX seconds): no timers.
-        _ => None,
-    }
-}
-
 impl DriverLease for Lease {
     fn address(&self) -> IpAddr {
         IpAddr::V4(self.address)
@@ -193,7 +180,8 @@ impl LeaseClient for Dhcpv4 {
     }
 
     fn timers(&self) -> Option<Timers> {
-        timers(&self.client)
+        let c = &self.client;
+        Timers::of(c.renew_at(), c.rebind_at(), c.expires_at())
     }
 
     fn to_record(&self, ctx: &Ctx) -> Option<Stored> {

@@ -302,18 +302,8 @@ impl LeaseClient for Dhcpv6 {
     }
 
     fn timers(&self) -> Option<Timers> {
-        match (
-            self.client.renew_at(),
-            self.client.rebind_at(),
-            self.client.expires_at(),
-        ) {
-            (Some(renew_at), Some(rebind_at), Some(expires_at)) => Some(Timers {
-                renew_at,
-                rebind_at,
-                expires_at,
-            }),
-            _ => None,
-        }
+        let c = &self.client;
+        Timers::of(c.renew_at(), c.rebind_at(), c.expires_at())
     }
 
     fn to_record(&self, ctx: &Ctx) -> Option<Stored> {

@@ -112,6 +112,53 @@ pub fn ipv6_available() -> bool {
     Path::new("/proc/net/if_inet6").exists()
 }
 
+/// The DHCPv6 side of [`dhcpv6_lab`]: s0's address, dnsmasq's range, its DNS server option.
+pub mod v6 {
+    use std::net::Ipv6Addr;
+    /// s0's address (a /64 with `nodad`).
+    pub const SERVER_ADDR: &str = "fd00:cd::1";
+    /// First address of dnsmasq's DHCPv6 range.
+    pub const RANGE_FIRST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x100);
+    /// Last address of the range.
+    pub const RANGE_LAST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x1ff);
+    /// The DNS server dnsmasq hands out (option 23).
+    pub const DNS: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xcd, 0, 0, 0, 0, 0, 0x53);
+}
+
+/// A lab whose dnsmasq also serves DHCPv6 on [`v6::SERVER_ADDR`]'s /64 (stateful range
+/// [`v6::RANGE_FIRST`]..=[`v6::RANGE_LAST`], 12 h, DNS [`v6::DNS`]) and sends RAs (`--enable-ra`:
+/// M and O set, no A), `--dhcp-authoritative` (ADVERTISE with Preference 255) or not. `None`
+/// when the test must skip (as [`skip_unless_available`], and when the kernel has no IPv6: a
+/// failure under CI).
+pub fn dhcpv6_lab(name: &str, authoritative: bool) -> Option<Lab> {
+    if skip_unless_available(name) {
+        return None;
+    }
+    if !ipv6_available() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{name}: no IPv6"
+        );
+        eprintln!("SKIP {name}: IPv6 is disabled in this kernel");
+        return None;
+    }
+    Some(
+        Lab::builder(name)
+            .no_ping(true)
+            .authoritative(authoritative)
+            .server_ipv6(&format!("{}/64", v6::SERVER_ADDR))
+            .dnsmasq_arg(&format!(
+                "--dhcp-range={},{},64,12h",
+                v6::RANGE_FIRST,
+                v6::RANGE_LAST
+            ))
+            .dnsmasq_arg("--enable-ra")
+            .dnsmasq_arg(&format!("--dhcp-option=option6:dns-server,[{}]", v6::DNS))
+            .build(),
+    )
+}
+
 /// A lab for the fake DHCPv6 server ([`fake_server6::FakeServer6::start`]): no dnsmasq, s0 also
 /// holds [`fake_server6::SERVER_ADDR`]/64 ([`LabBuilder::server_ipv6`]: no duplicate address
 /// detection on s0, so its link-local is usable at once). `None` (the test skips) as for
