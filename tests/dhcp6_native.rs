@@ -19,8 +19,8 @@ use std::net::Ipv6Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::plugin::{DHCP, Daemon, cni, cni_in, conf, daemon_log, eventually, lease_records};
 use common::Lab;
+use common::plugin::{DHCP, Daemon, cni, cni_in, conf, daemon_log, eventually, lease_records};
 use serde_json::{Value, json};
 
 use common::v6::{RANGE_FIRST, RANGE_LAST};
