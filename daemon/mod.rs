@@ -20,6 +20,7 @@
 //!   format: [`crate::lease_file`]), so a restarted daemon resumes its leases;
 //! - `metrics.rs`: Prometheus counters and the optional `/metrics` HTTP endpoint;
 //! - `pacer.rs`: send turns, so broadcasts do not overflow the kernel's queues at scale;
+//! - `known_servers.rs`: each network's DHCPv4 server MAC, for first sends as Ethernet unicast;
 //! - `packet.rs`: the filtered `AF_PACKET` socket the driver sends and receives through;
 //! - `udp6.rs`: the DHCPv6 client's UDP socket (port 546, from the link-local address);
 //! - `ra_listen.rs`: Router Advertisements (raw ICMPv6 socket, Router Solicitation) and the
@@ -41,6 +42,7 @@ pub(crate) mod command;
 pub(crate) mod driver;
 pub(crate) mod identity;
 pub(crate) mod iface;
+pub(crate) mod known_servers;
 pub(crate) mod metrics;
 pub(crate) mod pacer;
 pub(crate) mod packet;

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::Config;
+use super::known_servers::KnownServers;
 use super::metrics::Metrics;
 use super::pacer::Pacer;
 use super::store::Store;
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Send discipline for every lease's driver (window per network, spaced no-reply sends).
     pub(crate) pacer: Pacer,
+    /// Each network's DHCPv4 server MAC, learnt from replies: where a first DHCPDISCOVER goes
+    /// as an Ethernet unicast.
+    pub(crate) known_servers: KnownServers,
     /// Connections being served now.
     pub(crate) connections: AtomicUsize,
     /// Connections accepted since start.
@@ -51,6 +55,7 @@ impl Shared {
             store,
             metrics: Metrics::default(),
             pacer: Pacer::default(),
+            known_servers: KnownServers::default(),
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             mac_keyed: Default::default(),

@@ -405,6 +405,7 @@ mod tests {
             server_mac: Some([0x02, 0, 0, 0, 0, 0xfe]),
             identity: None,
             priority: None,
+            no_unicast_discover: false,
         }
     }
 

@@ -58,6 +58,12 @@ pub struct IpamConf {
     /// installs routes with it.
     #[serde(default)]
     pub priority: Option<u32>,
+    /// Send the first DHCPDISCOVER and DHCPREQUEST of an exchange as an Ethernet unicast to
+    /// the network's known server (default `true`; the IP datagram stays a broadcast and every
+    /// retransmission is an Ethernet broadcast: docs/design.md, *Ethernet unicast to a known
+    /// server*). `false`: always broadcast.
+    #[serde(default)]
+    pub unicast_discover: Option<bool>,
     /// DHCPv4 on this network (default `true`); `false` with `dhcp6: true` makes an
     /// IPv6-only network.
     #[serde(default)]
@@ -453,6 +459,7 @@ impl Plugin for DhcpPlugin {
                 provided: extras.provided,
                 parameter_request_list: extras.parameter_request_list,
                 priority: conf.ipam.priority,
+                no_unicast_discover: conf.ipam.unicast_discover == Some(false),
                 no_dhcp4: !families.contains(&rpc::Family::Ipv4),
                 dhcp6,
             },

@@ -84,6 +84,10 @@
 //!   A restarted daemon resumes the lease only when all of them still hold.
 //! - `priority` (integer, optional): the ipam `priority`, the metric of the routes the daemon
 //!   puts back on the interface after a lost lease comes back.
+//! - `no_unicast_discover` (bool, optional, written only when `true`): the ipam
+//!   `"unicastDiscover": false`, every DHCPDISCOVER and DHCPREQUEST of the lease an Ethernet
+//!   broadcast (docs/design.md, *Ethernet unicast to a known server*). Added without a version
+//!   bump: an older daemon ignores it and unicasts.
 //!
 //! A DHCPv6 lease ([`Record6`], format version 2) lives in `<hash>.v6.json` ([`file_name_of`])
 //! beside its attachment's DHCPv4 record: `version` 2, `family` `"ipv6"`, `attachment`,
@@ -175,6 +179,11 @@ pub struct Record {
     /// back, as in the ADD result. Absent: the kernel's default metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// The ipam key `unicastDiscover: false`: this lease's first DHCPDISCOVER and DHCPREQUEST
+    /// are broadcast like their retransmissions. Absent (the default, and every older file):
+    /// they go as Ethernet unicasts to a known server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_unicast_discover: bool,
 }
 
 /// What a lease was granted on: persisted with the lease (field `identity`) and compared by

@@ -964,6 +964,7 @@ mod tests {
             server_mac: None,
             identity: None,
             priority: None,
+            no_unicast_discover: false,
         }
     }
 

@@ -141,6 +141,10 @@ pub struct AddOptions {
     /// daemon puts back after a lost lease returns are the same ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// The ipam key `unicastDiscover: false`: send every DHCPDISCOVER and DHCPREQUEST as an
+    /// Ethernet broadcast, also the first one to a server the daemon knows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_unicast_discover: bool,
     /// The ipam key `dhcp4: false`: no DHCPv4 lease (an IPv6-only network).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_dhcp4: bool,
@@ -544,6 +548,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             attachment: attachment(),
             options: AddOptions {
+                no_unicast_discover: true,
                 no_dhcp4: false,
                 dhcp6: None,
                 netns: "/var/run/netns/x".into(),

@@ -869,3 +869,153 @@ fn metrics_endpoint_counts_known_traffic() {
         0.0
     );
 }
+
+/// The history lines of `container_id`'s DHCPv4 lease that `dhcp-leases show --json` gives.
+fn history_of(socket: &Path, container_id: &str) -> Vec<String> {
+    let out = Command::new(LEASES)
+        .arg("--socket")
+        .arg(socket)
+        .args(["show", container_id, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = shown
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![shown.clone()]);
+    let v4 = records
+        .iter()
+        .find(|r| r["family"] != "ipv6")
+        .unwrap_or_else(|| panic!("no DHCPv4 record: {shown}"));
+    v4["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history: {v4}"))
+        .iter()
+        .map(|h| h["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 14's Ethernet unicast to a known server, against dnsmasq on macvlan: the first ADD
+/// broadcasts (no server known yet); the next one's DHCPDISCOVER and DHCPREQUEST go to the
+/// server's MAC only, so a neighbour slave sees neither, and dnsmasq grants the lease all the
+/// same; after the server's MAC changes, the stale first DHCPDISCOVER is lost and the broadcast
+/// retransmission gets the lease; `"unicastDiscover": false` broadcasts every time.
+#[test]
+fn first_requests_go_to_the_known_server_mac_and_fall_back_to_broadcast() {
+    if common::skip_unless_available("first_requests_go_to_the_known_server_mac") {
+        return;
+    }
+    let lab = Lab::builder("ucast").no_ping(true).build();
+    let daemon = Daemon::start(lab.dir(), &[]);
+    let config = conf(&daemon.socket, json!({}));
+    let neighbour = lab.container("sniff");
+    lab.add_macvlan(&neighbour, "eth0");
+    lab.exec_ok(&neighbour, &["ip", "link", "set", "eth0", "up"]);
+    let sniffer = common::sniffer::Sniffer::start(&neighbour);
+    let server_mac = lab.mac_of(lab.srv_ns(), "s0");
+    let add = |name: &str, config: &Value| {
+        let ns = lab.container(name);
+        let mac = lab.add_macvlan(&ns, "eth0");
+        let (ok, result) = cni(DHCP, "ADD", name, &ns, "eth0", config);
+        assert!(ok, "ADD {name} failed: {result}");
+        let ip = result["ips"][0]["address"].as_str().unwrap().to_string();
+        // Let the last frames reach the neighbour before counting.
+        std::thread::sleep(Duration::from_millis(200));
+        (mac, ip, sniffer.take())
+    };
+    let requests_from = |seen: &[common::sniffer::Seen], mac: &str| -> Vec<bool> {
+        seen.iter()
+            .filter(|s| format_mac(&s.src) == mac)
+            .map(|s| s.is_broadcast())
+            .collect()
+    };
+
+    // Nothing known yet: the DHCPDISCOVER is broadcast (the neighbour sees it), the
+    // SELECTING DHCPREQUEST goes to the MAC the DHCPOFFER came from.
+    let (mac1, _, seen) = add("c1", &config);
+    assert_eq!(requests_from(&seen, &mac1), [true], "{seen:?}");
+    let history = history_of(&daemon.socket, "c1");
+    let via = format!("to 255.255.255.255 via {server_mac}");
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("DHCPDISCOVER") && !h.contains(" via ")),
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("DHCPREQUEST") && h.contains(&via)),
+        "{history:?}"
+    );
+
+    // Known now: neither reaches the neighbour, the server grants the lease.
+    let (mac2, ip2, seen) = add("c2", &config);
+    assert_eq!(requests_from(&seen, &mac2), Vec::<bool>::new(), "{seen:?}");
+    let history = history_of(&daemon.socket, "c2");
+    for msg in ["DHCPDISCOVER", "DHCPREQUEST"] {
+        assert!(
+            history
+                .iter()
+                .any(|h| h.starts_with(msg) && h.contains(&via)),
+            "no {msg} {via} in {history:?}"
+        );
+    }
+    let ip2 = ip2.split('/').next().unwrap().to_string();
+    assert!(lab.leases().iter().any(|l| l.ip == ip2 && l.mac == mac2));
+
+    // The server moves to another MAC: the first DHCPDISCOVER goes to the stale one and is
+    // lost, the retransmission is a broadcast and gets the lease; the new MAC is learnt.
+    let new_mac = "02:5e:00:00:00:42";
+    lab.exec_ok(
+        lab.srv_ns(),
+        &["ip", "link", "set", "s0", "address", new_mac],
+    );
+    let (mac3, _, seen) = add("c3", &config);
+    assert_eq!(
+        requests_from(&seen, &mac3),
+        [true],
+        "only the retransmitted DHCPDISCOVER is broadcast: {seen:?}"
+    );
+    let history = history_of(&daemon.socket, "c3");
+    let discovers: Vec<&String> = history
+        .iter()
+        .filter(|h| h.starts_with("DHCPDISCOVER"))
+        .collect();
+    assert!(discovers.len() >= 2, "{history:?}");
+    assert!(
+        discovers[0].contains(&format!("via {server_mac}")),
+        "{history:?}"
+    );
+    assert!(!discovers[1].contains(" via "), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("DHCPREQUEST") && h.contains(&format!("via {new_mac}"))),
+        "the SELECTING DHCPREQUEST goes to the offering server's new MAC: {history:?}"
+    );
+    let (mac4, _, seen) = add("c4", &config);
+    assert_eq!(requests_from(&seen, &mac4), Vec::<bool>::new(), "{seen:?}");
+
+    // Switched off: broadcast as before.
+    let off = conf(&daemon.socket, json!({"unicastDiscover": false}));
+    let (mac5, _, seen) = add("c5", &off);
+    assert_eq!(requests_from(&seen, &mac5), [true, true], "{seen:?}");
+    assert!(
+        history_of(&daemon.socket, "c5")
+            .iter()
+            .all(|h| !h.contains(" via "))
+    );
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -59,6 +59,9 @@ pub fn config(socket: &Path, dual: bool) -> Value {
     if dual {
         ipam["dhcp6"] = json!(true);
     }
+    if std::env::var_os("BENCH_NO_UNICAST").is_some() {
+        ipam["unicastDiscover"] = json!(false);
+    }
     json!({
         "cniVersion": "1.0.0",
         "name": "benchnet",

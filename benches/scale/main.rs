@@ -39,7 +39,9 @@
 //! `BENCH_DUMP=PREFIX` writes `PREFIX-<impl>-<N>.csv` (spawn offset, latency in seconds, ok per
 //! ADD); `BENCH_KEEP_LOGS=DIR` copies the daemon's and dnsmasq's logs there before the lab goes;
 //! `BENCH_RUST_LOG=debug` sets our daemon's `RUST_LOG`; `BENCH_PAUSE_SECS=N` pauses after each
-//! batch with the daemon's pid printed (for gdb or /proc).
+//! batch with the daemon's pid printed (for gdb or /proc); `BENCH_NO_UNICAST=1` puts
+//! `"unicastDiscover": false` in our ipam config (every DHCPDISCOVER and DHCPREQUEST an Ethernet
+//! broadcast, as before issue 14), to measure what the unicast saves in the same build.
 
 #[path = "../../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -101,6 +103,12 @@ struct Args {
     /// "perf record -g -o /tmp/perf.data"); its resource figures are then the wrapper's.
     #[arg(long)]
     daemon_wrapper: Option<String>,
+    /// Run every lab's dnsmasq with `--leasefile-ro` (no lease file): dnsmasq rewrites its
+    /// whole lease file at every lease change, which at a thousand dual-stack leases on a
+    /// two-core machine is most of its CPU (docs/performance.md, *Dual stack*). The server of
+    /// a real network runs elsewhere; this takes its bookkeeping off the clients' cores.
+    #[arg(long)]
+    leasefile_ro: bool,
     /// Give up on a batch of ADDs or DELs after this many seconds (stragglers count as failures).
     #[arg(long, default_value_t = 240)]
     batch_limit_secs: u64,
@@ -292,7 +300,7 @@ fn main() {
     }
     let server = (args.server_leases > 0).then(|| {
         eprintln!("== server only: {} leases", args.server_leases);
-        server::measure(args.server_leases)
+        server::measure(args.server_leases, args.leasefile_ro)
     });
     let command = if quick {
         "cargo test --bench scale (quick smoke run)".to_string()
@@ -312,6 +320,7 @@ fn main() {
         server: server.as_ref(),
         command: &command,
         lease_secs: LEASE_SECS,
+        leasefile_ro: args.leasefile_ro,
         took: started.elapsed(),
         chart_name: chart
             .file_name()
@@ -541,13 +550,16 @@ fn descendants(pid: u32) -> Vec<u32> {
 /// with 3839 addresses so every batch of a run fits even when DELs leak leases. With `dual`,
 /// dnsmasq also serves DHCPv6 ([`DUAL_RANGE6`]) and sends Router Advertisements on s0
 /// (`--enable-ra`: the on-link /64 and s0's link-local as the default router).
-fn bench_lab(name: &str, dual: bool) -> Lab {
+fn bench_lab(name: &str, dual: bool, leasefile_ro: bool) -> Lab {
     let mut b = Lab::builder(name)
         .no_ping(true)
         .lease_time("2m")
         .subnet(20, "198.18.1.0", "198.18.15.254")
         .log_dhcp(false)
         .dnsmasq_arg("--dhcp-lease-max=10000");
+    if leasefile_ro {
+        b = b.dnsmasq_arg("--leasefile-ro");
+    }
     if dual {
         b = b
             .server_ipv6(DUAL_SERVER6)
@@ -649,7 +661,7 @@ fn attachments(lab: &Lab, tag: &str, n: usize) -> (Vec<String>, Vec<cni::Attachm
 }
 
 fn run_impl(imp: &Impl, args: &Args) -> Results {
-    let lab = bench_lab(&format!("bench-{}", imp.name), imp.dual);
+    let lab = bench_lab(&format!("bench-{}", imp.name), imp.dual, args.leasefile_ro);
     let daemon = Daemon::start(imp, lab.dir(), args.daemon_wrapper.as_deref());
     let plugin = cni::Plugin {
         program: imp.dhcp.clone(),

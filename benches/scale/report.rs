@@ -40,6 +40,8 @@ pub struct Report<'a> {
     pub server: Option<&'a ServerOnly>,
     pub command: &'a str,
     pub lease_secs: u64,
+    /// Every lab's dnsmasq ran with `--leasefile-ro` (the bench's `--leasefile-ro`).
+    pub leasefile_ro: bool,
     pub took: Duration,
     pub chart_name: String,
 }
@@ -551,6 +553,13 @@ impl Report<'_> {
              daemons run with their defaults (ours: `-state-dir` in the lab, `RUST_LOG=info`).",
             self.lease_secs
         );
+        if self.leasefile_ro {
+            m.push_str(
+                "- Every dnsmasq (every implementation's, and the server-only step's) ran with \
+                 `--leasefile-ro`: no lease file, so the server does not rewrite it at each lease \
+                 change (docs/performance.md, *Dual stack*).\n",
+            );
+        }
         m.push_str(
             "- After each batch the harness does the main plugin's part, untimed: the leased address on \
              the container's interface, link up (so containers answer the server's ARP at renewal). \

@@ -40,8 +40,8 @@ pub struct ServerOnly {
 }
 
 /// Builds a fresh lab like the benchmark's and asks its dnsmasq for `n` leases.
-pub fn measure(n: usize) -> ServerOnly {
-    let lab = crate::bench_lab("bench-server", false);
+pub fn measure(n: usize, leasefile_ro: bool) -> ServerOnly {
+    let lab = crate::bench_lab("bench-server", false, leasefile_ro);
     let names = vec!["loadgen".to_string()];
     let ns = lab.containers_with_macvlan(&names, "eth0").remove(0);
     let ns_name = ns.file_name().unwrap().to_string_lossy().into_owned();

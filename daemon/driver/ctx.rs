@@ -67,6 +67,9 @@ pub(super) struct Ctx {
     pub(super) priority: Option<u32>,
     /// Link-layer destination of unicasts to the server: the source MAC of its last reply.
     pub(super) server_mac: Option<[u8; 6]>,
+    /// Whether a first DHCPDISCOVER or DHCPREQUEST may go as an Ethernet unicast to a known
+    /// server (ipam `unicastDiscover`, default on; never for DHCPv6).
+    pub(super) unicast_discover: bool,
     /// Whether the leased address is on the interface as far as we know: the main plugin puts
     /// it there after ADD; we take it off on expiry or NAK and put it back.
     pub(super) configured: bool,

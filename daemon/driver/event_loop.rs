@@ -162,8 +162,12 @@ pub(super) async fn on_received<C: LeaseClient>(
                 Some(Completes::Rebind) => metrics.rebind(),
                 None => {}
             }
-            if r.src_mac.is_some() {
-                ctx.server_mac = r.src_mac;
+            if let Some(mac) = r.src_mac {
+                ctx.server_mac = Some(mac);
+                // The network's server for the next first DHCPDISCOVER (known_servers.rs).
+                ctx.shared
+                    .known_servers
+                    .learn(&ctx.slot.attachment.network, mac);
             }
             ctx.slot.push_history(
                 Direction::Received,

@@ -187,15 +187,17 @@ pub(super) trait LeaseClient: Send + Sized + 'static {
     ) -> impl Future<Output = Result<Self::Socket, OpenError>> + Send;
     /// The next datagram for the client's port on `socket`.
     fn recv(socket: &Self::Socket) -> impl Future<Output = io::Result<Received>> + Send;
-    /// Puts `tx` on the wire through `socket`; `server_mac` is the link-layer source of the
-    /// server's last reply, the destination of unicasts to it (broadcast when unknown).
+    /// Puts `tx` on the wire through `socket` for the lease of `ctx` (whose `server_mac` is the
+    /// link-layer source of its server's last reply, the destination of unicasts to it).
+    /// Returns the MAC an IP broadcast was sent to as an Ethernet unicast, if it was
+    /// (DHCPv4's first DHCPDISCOVER or DHCPREQUEST to a known server), for the history.
     ///
     /// Errors: the socket's send error (`ENETDOWN`, `ENOBUFS`... are retried by the caller).
     fn send_on(
         socket: &Self::Socket,
         tx: &Self::Transmit,
-        server_mac: Option<[u8; 6]>,
-    ) -> io::Result<()>;
+        ctx: &Ctx,
+    ) -> io::Result<Option<[u8; 6]>>;
 
     /// Called just before the transmission of `tx` at `now` (DHCPv4 notes when a
     /// DHCPDISCOVER's transaction began).

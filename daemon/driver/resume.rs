@@ -42,6 +42,8 @@ pub(super) struct Persisted {
     pub(super) chaddr: Option<[u8; 6]>,
     pub(super) priority: Option<u32>,
     pub(super) server_mac: Option<[u8; 6]>,
+    /// The lease's ipam `unicastDiscover` (DHCPv4; false for DHCPv6).
+    pub(super) unicast_discover: bool,
     /// The leased address.
     pub(super) address: IpAddr,
 }
@@ -58,6 +60,7 @@ impl Persisted {
             chaddr: Some(r.chaddr),
             priority: r.priority,
             server_mac: r.server_mac,
+            unicast_discover: !r.no_unicast_discover,
             address: IpAddr::V4(r.lease.address),
         }
     }
@@ -73,6 +76,7 @@ impl Persisted {
             chaddr: None,
             priority: r.priority,
             server_mac: None,
+            unicast_discover: false,
             address: IpAddr::V6(r.lease.lease.address),
         }
     }
@@ -313,6 +317,7 @@ pub(super) fn resumed_ctx(
         link_kind: attached.entered.link.kind,
         priority: record.priority,
         server_mac: record.server_mac,
+        unicast_discover: record.unicast_discover,
         // An expired lease's address was (or should have been) withdrawn already.
         configured: !expired,
         last_address: Some(record.address),

@@ -38,7 +38,7 @@ pub(super) async fn send<C: LeaseClient>(socket: &C::Socket, tx: &C::Transmit, c
             .await;
     }
     let give_up = Instant::now() + LINK_UP_WAIT;
-    let mut result = C::send_on(socket, tx, ctx.server_mac);
+    let mut result = C::send_on(socket, tx, ctx);
     loop {
         let errno = result.as_ref().err().and_then(|e| e.raw_os_error());
         if Instant::now() >= give_up {
@@ -56,17 +56,23 @@ pub(super) async fn send<C: LeaseClient>(socket: &C::Socket, tx: &C::Transmit, c
             }
             _ => break,
         }
-        result = C::send_on(socket, tx, ctx.server_mac);
+        result = C::send_on(socket, tx, ctx);
     }
     let (src, dst, bytes) = C::summary(tx);
     match result {
-        Ok(()) => {
+        Ok(via) => {
             ctx.trace.sent += 1;
             ctx.shared.metrics.message_sent(ctx.slot.family, kind.label);
             let state = ctx.slot.status().state.clone();
-            ctx.slot
-                .push_history(Direction::Sent, format!("{} to {dst} ({state})", kind.name));
-            debug!(%src, %dst, bytes, "sent");
+            // An IP broadcast sent as an Ethernet unicast says so: "... to 255.255.255.255
+            // via 52:54:00:12:34:56 (SELECTING)".
+            let via = via.map(|mac| format!(" via {}", crate::lease_file::mac::to_string(&mac)));
+            let via = via.unwrap_or_default();
+            ctx.slot.push_history(
+                Direction::Sent,
+                format!("{} to {dst}{via} ({state})", kind.name),
+            );
+            debug!(%src, %dst, via, bytes, "sent");
         }
         Err(e) => {
             // The retransmission timer tries again. No reply can come: free the window permit.

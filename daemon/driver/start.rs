@@ -40,6 +40,9 @@ pub(super) struct Asks {
     pub(super) parameter_request_list: Option<Vec<u8>>,
     /// Route metric (ipam `priority`) for routes the daemon installs itself.
     pub(super) priority: Option<u32>,
+    /// First DHCPDISCOVER and DHCPREQUEST as Ethernet unicasts to a known server (ipam
+    /// `unicastDiscover`, default on).
+    pub(super) unicast_discover: bool,
 }
 
 impl Asks {
@@ -66,6 +69,7 @@ impl Asks {
             provided: options.provided.clone(),
             parameter_request_list: options.parameter_request_list.clone(),
             priority: options.priority,
+            unicast_discover: !options.no_unicast_discover,
         })
     }
 
@@ -77,6 +81,7 @@ impl Asks {
             provided: record.provided.clone(),
             parameter_request_list: record.parameter_request_list.clone(),
             priority: record.priority,
+            unicast_discover: !record.no_unicast_discover,
         }
     }
 }
@@ -209,6 +214,7 @@ pub(super) fn new_ctx<T>(
     slot: &Arc<Slot>,
     entered: Entered<T>,
     priority: Option<u32>,
+    unicast_discover: bool,
     bound_tx: oneshot::Sender<Result<(), AcquireError>>,
 ) -> (Ctx, T) {
     let ctx = Ctx {
@@ -222,6 +228,7 @@ pub(super) fn new_ctx<T>(
         link_kind: entered.link_kind,
         priority,
         server_mac: None,
+        unicast_discover,
         configured: false,
         last_address: None,
         bound_tx: Some(bound_tx),
@@ -310,7 +317,14 @@ pub(crate) async fn start(
         ifindex: entered.identity.ifindex,
         mac,
     };
-    let (ctx, fd) = new_ctx(shared, &slot, entered, asks.priority, bound_tx);
+    let (ctx, fd) = new_ctx(
+        shared,
+        &slot,
+        entered,
+        asks.priority,
+        asks.unicast_discover,
+        bound_tx,
+    );
     let socket =
         PacketSocket::new(fd, link).map_err(|e| AcquireError::io("cannot register socket", e))?;
     launch(shared, ctx, Dhcpv4::new(client), socket, bound_rx).await

@@ -211,6 +211,7 @@ impl LeaseClient for Dhcpv4 {
             server_mac: ctx.server_mac,
             identity: Some(ctx.identity.clone()),
             priority: ctx.priority,
+            no_unicast_discover: !ctx.unicast_discover,
         }))
     }
 
@@ -240,17 +241,14 @@ impl LeaseClient for Dhcpv4 {
         })
     }
 
-    fn send_on(
-        socket: &PacketSocket,
-        tx: &Transmit,
-        server_mac: Option<[u8; 6]>,
-    ) -> io::Result<()> {
-        let dst_mac = if tx.dst == Ipv4Addr::BROADCAST {
-            BROADCAST_MAC
-        } else {
-            server_mac.unwrap_or(BROADCAST_MAC)
-        };
-        socket.send(tx.src, tx.dst, dst_mac, &tx.payload)
+    fn send_on(socket: &PacketSocket, tx: &Transmit, ctx: &Ctx) -> io::Result<Option<[u8; 6]>> {
+        let known = ctx
+            .unicast_discover
+            .then(|| ctx.shared.known_servers.get(&ctx.slot.attachment.network))
+            .flatten();
+        let dst_mac = ethernet_destination(tx, ctx.unicast_discover, ctx.server_mac, known);
+        socket.send(tx.src, tx.dst, dst_mac, &tx.payload)?;
+        Ok((tx.dst == Ipv4Addr::BROADCAST && dst_mac != BROADCAST_MAC).then_some(dst_mac))
     }
 
     fn on_transmit(&mut self, now: Instant) {
@@ -288,9 +286,92 @@ impl LeaseClient for Dhcpv4 {
     }
 }
 
+/// The Ethernet destination of `tx` (docs/design.md, *Ethernet unicast to a known server*):
+///
+/// - an IP unicast (RENEWING DHCPREQUEST, DHCPRELEASE) goes to `own`, the source MAC of this
+///   lease's server's last reply (broadcast when unknown);
+/// - with `unicast` on, the *first* transmission of a DHCPDISCOVER goes to `known`, the MAC the
+///   network's server last answered any lease from (else `own`), and the first SELECTING or
+///   INIT-REBOOT DHCPREQUEST to `own` (the offering server's, or the one this lease was
+///   granted by; else `known`): the IP datagram is unchanged, 0.0.0.0 to 255.255.255.255, so
+///   the server treats it as the broadcast it is at the IP layer;
+/// - everything else is an Ethernet broadcast: every retransmission (so a stale MAC costs one
+///   retransmission timeout, never the lease), the REBINDING DHCPREQUEST (RFC 2131 §4.4.5: to
+///   any server, its source is the leased address) and DHCPDECLINE.
+pub(super) fn ethernet_destination(
+    tx: &Transmit,
+    unicast: bool,
+    own: Option<[u8; 6]>,
+    known: Option<[u8; 6]>,
+) -> [u8; 6] {
+    if tx.dst != Ipv4Addr::BROADCAST {
+        return own.unwrap_or(BROADCAST_MAC);
+    }
+    if !unicast || tx.attempt != 1 || tx.src != Ipv4Addr::UNSPECIFIED {
+        return BROADCAST_MAC;
+    }
+    let to = match tx.message_type {
+        MessageType::Discover => known.or(own),
+        MessageType::Request => own.or(known),
+        _ => None,
+    };
+    to.filter(is_unicast_mac).unwrap_or(BROADCAST_MAC)
+}
+
+/// Whether `mac` can name one station: not all-zero, not a group address (I/G bit, IEEE 802
+/// §8.2). A reply's source is one already; this keeps a damaged lease file from turning a
+/// first DHCPDISCOVER into a multicast.
+fn is_unicast_mac(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 0 && *mac != [0; 6]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tx(message_type: MessageType, src: Ipv4Addr, dst: Ipv4Addr, attempt: u32) -> Transmit {
+        Transmit {
+            src,
+            dst,
+            payload: Vec::new(),
+            message_type,
+            attempt,
+        }
+    }
+
+    /// Which sends go to which MAC: first DISCOVER to the network's server, first SELECTING
+    /// REQUEST to the offering one, retransmissions, REBINDING and DECLINE broadcast, IP
+    /// unicasts to the lease's own server, and nothing unicast with the switch off.
+    #[test]
+    fn only_first_transmissions_go_to_a_known_server() {
+        let (zero, bcast) = (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+        let (leased, server) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 1));
+        let (own_mac, known_mac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let (own, known) = (Some(own_mac), Some(known_mac));
+        let d = |t: &Transmit, unicast, own, known| ethernet_destination(t, unicast, own, known);
+        let discover = tx(MessageType::Discover, zero, bcast, 1);
+        assert_eq!(d(&discover, true, own, known), known_mac);
+        assert_eq!(d(&discover, true, own, None), own_mac);
+        assert_eq!(d(&discover, true, None, None), BROADCAST_MAC);
+        assert_eq!(d(&discover, false, own, known), BROADCAST_MAC);
+        let again = tx(MessageType::Discover, zero, bcast, 2);
+        assert_eq!(d(&again, true, own, known), BROADCAST_MAC);
+        let select = tx(MessageType::Request, zero, bcast, 1);
+        assert_eq!(d(&select, true, own, known), own_mac);
+        assert_eq!(d(&select, true, None, known), known_mac);
+        let select2 = tx(MessageType::Request, zero, bcast, 2);
+        assert_eq!(d(&select2, true, own, known), BROADCAST_MAC);
+        let rebind = tx(MessageType::Request, leased, bcast, 1);
+        assert_eq!(d(&rebind, true, own, known), BROADCAST_MAC);
+        let decline = tx(MessageType::Decline, zero, bcast, 1);
+        assert_eq!(d(&decline, true, own, known), BROADCAST_MAC);
+        let renew = tx(MessageType::Request, leased, server, 3);
+        assert_eq!(d(&renew, false, own, known), own_mac);
+        assert_eq!(d(&renew, true, None, known), BROADCAST_MAC);
+        let group = Some([3, 0, 0, 0, 0, 1]);
+        assert_eq!(d(&discover, true, None, group), BROADCAST_MAC);
+        assert_eq!(d(&discover, true, None, Some([0; 6])), BROADCAST_MAC);
+    }
 
     /// The counters' labels are the metrics' own, requests are paced as exchanges and
     /// DHCPRELEASE/DHCPDECLINE as messages without a reply; an unknown type is `OTHER`.

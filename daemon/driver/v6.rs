@@ -364,8 +364,8 @@ impl LeaseClient for Dhcpv6 {
         })
     }
 
-    fn send_on(socket: &Udp6Socket, tx: &Transmit, _server_mac: Option<[u8; 6]>) -> io::Result<()> {
-        socket.send_to(&tx.payload, tx.dst)
+    fn send_on(socket: &Udp6Socket, tx: &Transmit, _ctx: &Ctx) -> io::Result<Option<[u8; 6]>> {
+        socket.send_to(&tx.payload, tx.dst).map(|()| None)
     }
 
     fn on_transmit(&mut self, _now: Instant) {}
@@ -563,7 +563,15 @@ pub(crate) async fn start(
         ..Status::default()
     };
     let (bound_tx, bound_rx) = oneshot::channel();
-    let (ctx, (fd, ra_fd, ll)) = new_ctx(shared, &slot, entered, options.priority, bound_tx);
+    let (ctx, (fd, ra_fd, ll)) = new_ctx(
+        shared,
+        &slot,
+        entered,
+        options.priority,
+        // DHCPv6 has no broadcast to replace: its SOLICIT goes to a multicast group.
+        false,
+        bound_tx,
+    );
     let Some(ll) = ll else {
         return Err(AcquireError::NoLinkLocal {
             ifname: ctx.ifname.clone(),

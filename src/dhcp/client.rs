@@ -165,6 +165,12 @@ pub struct Transmit {
     /// Its option 53 (RFC 2132 §9.6): DHCPDISCOVER, DHCPREQUEST, DHCPDECLINE or DHCPRELEASE, so
     /// that a driver can count, pace and name what it sends without parsing `payload`.
     pub message_type: MessageType,
+    /// Which transmission of this message it is within its state: 1 for the first, 2 for the
+    /// first retransmission, and so on; 1 for DHCPDECLINE and DHCPRELEASE, sent once. A driver
+    /// may send a first transmission differently from its retransmissions (the daemon sends a
+    /// first DHCPDISCOVER or DHCPREQUEST as an Ethernet unicast to a known server and every
+    /// retransmission as a broadcast: docs/design.md, *Ethernet unicast to a known server*).
+    pub attempt: u32,
 }
 
 /// A reply [`Client::handle`] accepted: what a driver records about it (history, metrics), so
@@ -813,16 +819,26 @@ impl Client {
         self.state = state;
         let secs =
             u16::try_from(now.saturating_duration_since(started).as_secs()).unwrap_or(u16::MAX);
-        Some(self.transmit(kind, src, dst, secs))
+        let attempt = self.state.retransmit().map_or(1, |r| r.attempts.max(1));
+        Some(self.transmit(kind, src, dst, secs, attempt))
     }
 
-    /// The datagram of a `kind` message from `src` to `dst`, with the current xid and `secs`.
-    fn transmit(&self, kind: Kind, src: Ipv4Addr, dst: Ipv4Addr, secs: u16) -> Transmit {
+    /// The datagram of a `kind` message from `src` to `dst`, with the current xid and `secs`,
+    /// transmission number `attempt` of its state.
+    fn transmit(
+        &self,
+        kind: Kind,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        secs: u16,
+        attempt: u32,
+    ) -> Transmit {
         Transmit {
             src,
             dst,
             payload: message::build(&self.config, kind, self.xid, secs),
             message_type: kind.message_type(),
+            attempt,
         }
     }
 
@@ -1094,7 +1110,7 @@ impl Client {
             requested,
             server_id,
         };
-        let transmit = self.transmit(kind, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 0);
+        let transmit = self.transmit(kind, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 0, 1);
         self.give_up_offer(now, ClientState::Declined);
         Some(transmit)
     }
@@ -1164,7 +1180,7 @@ impl Client {
         let (ciaddr, server_id) = held?;
         self.xid = self.rng.random();
         let kind = Kind::Release { ciaddr, server_id };
-        Some(self.transmit(kind, ciaddr, server_id, 0))
+        Some(self.transmit(kind, ciaddr, server_id, 0, 1))
     }
 }
 
@@ -1430,7 +1446,12 @@ mod tests {
         let xid = parsed(&c.poll_transmit(t0).unwrap()).xid;
         c.handle(t0, &reply(MessageType::Offer, xid, &Srv::default()))
             .unwrap();
-        c.poll_transmit(t0).unwrap();
+        let select = c.poll_transmit(t0).unwrap();
+        assert_eq!(
+            (select.message_type, select.attempt),
+            (MessageType::Request, 1),
+            "the SELECTING DHCPREQUEST is a first transmission of its own"
+        );
         let t = t0 + secs(2);
         c.handle(t, &reply(MessageType::Nak, xid, &Srv::default()))
             .unwrap();
@@ -1445,6 +1466,10 @@ mod tests {
         assert_eq!(dr.message_type, Some(MessageType::Discover));
         assert_eq!(dr.xid, c.xid());
         assert_eq!(dr.secs, 2, "secs counts from the start of the acquisition");
+        assert_eq!(
+            d.attempt, 1,
+            "the DHCPDISCOVER after a NAK starts a new exchange"
+        );
         // The budget is the original one: timeout at t0 + 10 s.
         assert!(c.poll_at().unwrap() <= t0 + secs(10));
         assert!(c.poll_transmit(t0 + secs(10)).is_none());
@@ -1468,6 +1493,11 @@ mod tests {
                 assert_eq!(r.message_type, Some(MessageType::Discover));
                 assert_eq!(r.xid, c.xid(), "retransmissions keep the xid");
                 assert_eq!(u64::from(r.secs), (now - t0).as_secs());
+                assert_eq!(
+                    usize::try_from(t.attempt).unwrap(),
+                    sent.len() + 1,
+                    "the first DHCPDISCOVER is attempt 1, each retransmission one more"
+                );
                 sent.push(now - t0);
             }
             assert!(sent.len() < 100, "runaway");

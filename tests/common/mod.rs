@@ -33,6 +33,7 @@
 pub mod fake_server;
 pub mod fake_server6;
 pub mod plugin;
+pub mod sniffer;
 
 use std::ffi::OsStr;
 use std::fs;
