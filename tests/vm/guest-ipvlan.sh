@@ -56,6 +56,12 @@ else fail "client ID of c1 not found"; fi
 if $BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -q '"broadcast":true,"broadcast_reason":"auto:linkkindipvlan"'; then
     pass "automatic policy set the broadcast flag on ipvlan slaves"
 else fail "broadcast policy: $($BIN/dhcp-leases --socket $SOCK --json)"; fi
+# Issue 14: once the server is known, a slave's first DHCPDISCOVER goes as an Ethernet unicast
+# to its MAC through the master (ipvlan l2 sends a frame for a foreign MAC out of the master).
+SERVER_MAC=$(ip netns exec "$LAB_SRV" cat /sys/class/net/s0/address)
+if $BIN/dhcp-leases --socket $SOCK show cid-c3 | grep -q "DHCPDISCOVER to 255.255.255.255 via $SERVER_MAC"; then
+    pass "c3's first DHCPDISCOVER went to the server's MAC $SERVER_MAC"
+else fail "no unicast DHCPDISCOVER in c3's history: $($BIN/dhcp-leases --socket $SOCK show cid-c3)"; fi
 
 # --- IPv6 link-locals: distinct per slave, no DAD failure
 sleep 2
