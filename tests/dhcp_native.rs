@@ -872,18 +872,7 @@ fn metrics_endpoint_counts_known_traffic() {
 
 /// The history lines of `container_id`'s DHCPv4 lease that `dhcp-leases show --json` gives.
 fn history_of(socket: &Path, container_id: &str) -> Vec<String> {
-    let out = Command::new(LEASES)
-        .arg("--socket")
-        .arg(socket)
-        .args(["show", container_id, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = leases_json(socket, &["show", container_id, "--json"]);
     let records = shown
         .as_array()
         .cloned()
@@ -930,7 +919,7 @@ fn first_requests_go_to_the_known_server_mac_and_fall_back_to_broadcast() {
     };
     let requests_from = |seen: &[common::sniffer::Seen], mac: &str| -> Vec<bool> {
         seen.iter()
-            .filter(|s| format_mac(&s.src) == mac)
+            .filter(|s| cni_dhcp::lease_file::mac::to_string(&s.src) == mac)
             .map(|s| s.is_broadcast())
             .collect()
     };
@@ -1011,11 +1000,4 @@ fn first_requests_go_to_the_known_server_mac_and_fall_back_to_broadcast() {
             .iter()
             .all(|h| !h.contains(" via "))
     );
-}
-
-fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

@@ -149,10 +149,15 @@ fn reference_answers(socket: &Path) -> bool {
 
 /// `dhcp-leases --json` against the daemon: the records as JSON.
 pub fn lease_records(socket: &Path) -> Value {
+    leases_json(socket, &["--json"])
+}
+
+/// `dhcp-leases --socket SOCKET ARGS...` (a `--json` form), its output parsed.
+pub fn leases_json(socket: &Path, args: &[&str]) -> Value {
     let out = Command::new(LEASES)
         .arg("--socket")
         .arg(socket)
-        .arg("--json")
+        .args(args)
         .output()
         .unwrap();
     assert!(
