@@ -178,6 +178,13 @@ pub struct Batch {
     pub discovers: usize,
     /// DHCPREQUESTs dnsmasq logged during the ADDs.
     pub requests: usize,
+    /// UDP datagrams the server's netns dropped for want of socket receive-buffer room during
+    /// the ADDs (`RcvbufErrors` of IPv4 and IPv6): requests that reached dnsmasq's host but
+    /// not dnsmasq.
+    pub server_rcvbuf_drops: u64,
+    /// The master's `rx_dropped` during the ADDs: on macvlan, mostly broadcast and multicast
+    /// frames from the wire its broadcast queue (`bcqueuelen`, 1000) had no room for.
+    pub master_rx_dropped: u64,
     /// CPU seconds the whole machine was busy during the ADDs (all cores).
     pub machine_busy: f64,
     /// CPU seconds of the plugin processes of the ADDs.
@@ -584,6 +591,41 @@ fn bench_lab(name: &str, dual: bool, leasefile_ro: bool) -> Lab {
     lab
 }
 
+/// UDP datagrams `netns` dropped so far for want of socket receive-buffer room: IPv4's
+/// `RcvbufErrors` (`/proc/net/snmp`, a header line then a value line) plus IPv6's
+/// `Udp6RcvbufErrors` (`/proc/net/snmp6`, absent without IPv6). 0 when unreadable.
+fn rcvbuf_errors(lab: &Lab, netns: &str) -> u64 {
+    let snmp = lab.exec_in(netns, &["cat", "/proc/net/snmp"]);
+    let snmp = String::from_utf8_lossy(&snmp.stdout);
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let v4: u64 = match (udp.next(), udp.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let snmp6 = lab.exec_in(netns, &["cat", "/proc/net/snmp6"]);
+    let v6: u64 = String::from_utf8_lossy(&snmp6.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    v4.saturating_add(v6)
+}
+
+/// The lab master's `rx_dropped` so far (sysfs of the host netns). 0 when unreadable.
+fn master_rx_dropped(lab: &Lab) -> u64 {
+    let path = format!("/sys/class/net/{}/statistics/rx_dropped", lab.master());
+    let out = lab.exec_in(lab.host_ns(), &["cat", &path]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 fn count_log(lab: &Lab, pattern: &str) -> usize {
     lab.dnsmasq_log().matches(pattern).count()
 }
@@ -705,6 +747,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
         let requests_before = count_msgs(&lab, "DHCPREQUEST", Proto::V4);
         let solicits_before = count_log(&lab, "DHCPSOLICIT(");
         let rs_before = count_log(&lab, "RTR-SOLICIT(");
+        let rcvbuf_before = rcvbuf_errors(&lab, lab.srv_ns());
+        let rx_dropped_before = master_rx_dropped(&lab);
         let server_cpu0 = procstat::cpu_secs(dnsmasq).unwrap_or(0.0);
         let daemon_cpu0 = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0);
         let busy0 = procstat::machine_busy_secs();
@@ -715,6 +759,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
         let plugins_cpu = procstat::children_cpu_secs() - children0;
         let server_cpu = procstat::cpu_secs(dnsmasq).unwrap_or(0.0) - server_cpu0;
         let daemon_cpu = procstat::cpu_secs(daemon.pid()).unwrap_or(0.0) - daemon_cpu0;
+        let server_rcvbuf_drops = rcvbuf_errors(&lab, lab.srv_ns()).saturating_sub(rcvbuf_before);
+        let master_rx_dropped = master_rx_dropped(&lab).saturating_sub(rx_dropped_before);
         if let Some(dump) = std::env::var_os("BENCH_DUMP") {
             let csv: String = outs
                 .iter()
@@ -742,6 +788,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             wall,
             machine_busy,
             plugins_cpu,
+            server_rcvbuf_drops,
+            master_rx_dropped,
             discovers: count_log(&lab, "DHCPDISCOVER(") - discovers_before,
             requests: count_msgs(&lab, "DHCPREQUEST", Proto::V4) - requests_before,
             solicits: count_log(&lab, "DHCPSOLICIT(") - solicits_before,
@@ -767,7 +815,7 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             }
         }
         eprintln!(
-            "  {n} parallel ADDs: {} ok in {:?}, p50 {:?}, p99 {:?}, machine busy {:.2} CPU-s, plugins {:.2} CPU-s, daemon {:.2} CPU-s, dnsmasq {:.2} CPU-s, peak threads {}, rss {} KiB, dnsmasq saw {} DISCOVERs {} REQUESTs{}{}",
+            "  {n} parallel ADDs: {} ok in {:?}, p50 {:?}, p99 {:?}, machine busy {:.2} CPU-s, plugins {:.2} CPU-s, daemon {:.2} CPU-s, dnsmasq {:.2} CPU-s, peak threads {}, rss {} KiB, dnsmasq saw {} DISCOVERs {} REQUESTs, drops: server rcvbuf {} master rx {}{}{}",
             b.ok,
             wall,
             report::percentile(&b.latencies, 50.0),
@@ -780,6 +828,8 @@ fn run_impl(imp: &Impl, args: &Args) -> Results {
             b.after.rss_bytes / 1024,
             b.discovers,
             b.requests,
+            b.server_rcvbuf_drops,
+            b.master_rx_dropped,
             if imp.dual {
                 format!(
                     " {} SOLICITs {} Router Solicitations, {} IPv6 addresses without an RA (/128)",

@@ -317,6 +317,24 @@ impl Report<'_> {
                 )
                 .no_ratio(),
             );
+            rows.push(
+                Row::num(
+                    format!("{n} parallel ADDs: server UDP receive-buffer drops"),
+                    per(&|b| Some(b.server_rcvbuf_drops as f64)),
+                    "",
+                    0,
+                )
+                .no_ratio(),
+            );
+            rows.push(
+                Row::num(
+                    format!("{n} parallel ADDs: master rx_dropped (broadcast queue)"),
+                    per(&|b| Some(b.master_rx_dropped as f64)),
+                    "",
+                    0,
+                )
+                .no_ratio(),
+            );
             if has_dual {
                 let dual_count = |f: &dyn Fn(&Batch) -> usize| -> Vec<Option<f64>> {
                     self.results
