@@ -108,6 +108,21 @@ pub fn fake_lab(name: &str) -> Option<Lab> {
     Some(Lab::builder(name).without_dnsmasq().build())
 }
 
+/// Whether test `name` can run its IPv6 part: true when IPv6 is on in this kernel; otherwise
+/// says SKIP and gives false, except under CI (CI=true), where a kernel without IPv6 fails.
+pub fn ipv6_or_skip(name: &str) -> bool {
+    if ipv6_available() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "{name}: no IPv6"
+    );
+    eprintln!("SKIP {name}: IPv6 is disabled in this kernel");
+    false
+}
+
 /// Whether this kernel has IPv6 at all (not booted with `ipv6.disable=1`).
 pub fn ipv6_available() -> bool {
     Path::new("/proc/net/if_inet6").exists()
@@ -135,13 +150,7 @@ pub fn dhcpv6_lab(name: &str, authoritative: bool) -> Option<Lab> {
     if skip_unless_available(name) {
         return None;
     }
-    if !ipv6_available() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{name}: no IPv6"
-        );
-        eprintln!("SKIP {name}: IPv6 is disabled in this kernel");
+    if !ipv6_or_skip(name) {
         return None;
     }
     Some(
