@@ -36,6 +36,7 @@ pub mod link;
 pub mod netns;
 pub mod ra;
 pub mod rpc;
+pub mod trunk;
 
 #[path = "../daemon/mod.rs"]
 pub mod daemon;

@@ -35,7 +35,8 @@ use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, IpVlanFlags, LinkAttribute,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, InfoVlan, IpVlanFlags,
+    LinkAttribute,
     LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 #[cfg(test)]
@@ -43,7 +44,7 @@ use netlink_packet_route::route::RouteAddress;
 use netlink_packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType,
 };
-use rtnetlink::{Handle, LinkIpVlan, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkIpVlan, LinkUnspec, LinkVlan, RouteMessageBuilder};
 
 use crate::netns::NetNs;
 
@@ -198,6 +199,11 @@ pub struct LinkInfo {
     pub link_netnsid: Option<i32>,
     /// Administratively up (`IFF_UP` in `ifi_flags`).
     pub up: bool,
+    /// The 802.1q VLAN id (`IFLA_VLAN_ID`, 1-4094) when `kind` is `"vlan"`.
+    pub vlan_id: Option<u16>,
+    /// The interface alias (`IFLA_IFALIAS`, `ip link set dev X alias TEXT`), when set: the
+    /// `ipvlan` plugin marks the VLAN links it makes with one (see [`crate::trunk`]).
+    pub alias: Option<String>,
 }
 
 impl LinkInfo {
@@ -213,6 +219,8 @@ impl LinkInfo {
             link: None,
             link_netnsid: None,
             up: msg.header.flags.contains(LinkFlags::Up),
+            vlan_id: None,
+            alias: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -221,10 +229,17 @@ impl LinkInfo {
                 LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
                 LinkAttribute::Link(idx) => info.link = Some(*idx),
                 LinkAttribute::LinkNetNsId(id) => info.link_netnsid = Some(*id),
+                LinkAttribute::IfAlias(a) if !a.is_empty() => info.alias = Some(a.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for item in infos {
                         match item {
                             NlLinkInfo::Kind(kind) => info.kind = Some(kind.to_string()),
+                            NlLinkInfo::Data(InfoData::Vlan(data)) => {
+                                info.vlan_id = data.iter().find_map(|d| match d {
+                                    InfoVlan::Id(id) => Some(*id),
+                                    _ => None,
+                                });
+                            }
                             NlLinkInfo::Data(InfoData::IpVlan(data)) => {
                                 for d in data {
                                     match d {
@@ -539,6 +554,39 @@ pub async fn create_ipvlan(h: &Handle, spec: &IpvlanSpec<'_>) -> io::Result<()> 
             e,
         )
     })
+}
+
+/// Creates the 802.1q VLAN link `name` with VLAN id `vid` (1-4094) on the link with index
+/// `parent` (`ip link add link PARENT name NAME type vlan id VID`), in the handle's namespace.
+/// The kernel starts it down and gives it the parent's MAC.
+///
+/// Errors: `AlreadyExists` when the name is taken, or the parent already has a VLAN link with
+/// this id; `NotFound` when `parent` does not exist; `EOPNOTSUPP`-kind ("operation not
+/// supported") when the kernel has no 802.1q support (CONFIG_VLAN_8021Q, module `8021q`, which
+/// the kernel loads by itself when it can); `ERANGE`-kind for a VID out of range.
+pub async fn create_vlan(h: &Handle, name: &str, parent: u32, vid: u16) -> io::Result<()> {
+    h.link()
+        .add(LinkVlan::new(name, parent, vid).build())
+        .execute()
+        .await
+        .map_err(|e| {
+            nl_err(
+                format_args!("creating VLAN link {name:?} (id {vid}) on link index {parent}"),
+                e,
+            )
+        })
+}
+
+/// Sets the interface alias of link `index` (`IFLA_IFALIAS`, at most 255 bytes) and brings it
+/// up, in one `RTM_SETLINK`.
+pub async fn set_alias_and_up(h: &Handle, index: u32, alias: &str) -> io::Result<()> {
+    let msg = LinkUnspec::new_with_index(index).alias(alias).up().build();
+    set_link(
+        h,
+        msg,
+        format_args!("setting alias {alias:?} and up on link {index}"),
+    )
+    .await
 }
 
 async fn set_link(h: &Handle, msg: LinkMessage, what: impl fmt::Display) -> io::Result<()> {

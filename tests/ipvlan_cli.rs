@@ -354,3 +354,102 @@ fn del_delegates_to_reference_host_local() {
     assert!(o.ok, "{}", o.stdout);
     assert!(!reserved.exists(), "host-local did not release the address");
 }
+
+/// A veth pair in the host namespace (the side `ipvlan` makes VLAN links on), deleted on drop.
+struct HostVeth {
+    name: String,
+}
+
+impl HostVeth {
+    fn new(tag: char) -> HostVeth {
+        // At most 15 bytes with ".4094" appended: "cdt" + pid (<= 7 digits) + tag.
+        let name = format!("cdt{}{tag}", std::process::id() % 10_000_000);
+        let _ = Command::new("ip")
+            .args(["link", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        let peer = format!("{name}p");
+        sh(
+            "ip",
+            &["link", "add", &name, "type", "veth", "peer", "name", &peer],
+        );
+        HostVeth { name }
+    }
+}
+
+impl Drop for HostVeth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.name]).status();
+    }
+}
+
+fn host_links() -> String {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// 802.1q trunk parents, the failures that need no 8021q (the VM test covers creation): each
+/// error names its cause, nothing is created and IPAM is never called.
+#[test]
+fn trunk_parent_errors_name_the_cause_and_leave_nothing() {
+    let t = TempNs::new();
+    let parent = HostVeth::new('a');
+    let dir = tempfile::tempdir().unwrap();
+    let log = fake_ipam(dir.path(), None);
+    let path = dir.path().to_str().unwrap().to_owned();
+    let p = &parent.name;
+    let cases: Vec<(String, u64, String)> = vec![
+        (format!(r#","master":"{p}.4095""#), 7, "out of range 1-4094".into()),
+        (format!(r#","master":"{p}.0""#), 7, "out of range 1-4094".into()),
+        (format!(r#","master":"{p}","vlanId":5000"#), 7, "out of range 1-4094".into()),
+        (r#","vlanId":50"#.to_owned(), 7, "vlanId needs master".into()),
+        (
+            format!(r#","master":"{p}","vlanId":50,"linkInContainer":true"#),
+            7,
+            "linkInContainer".into(),
+        ),
+        (r#","master":"nosuchpar0.50""#.to_owned(), 7, r#"parent \"nosuchpar0\""#.into()),
+    ];
+    for (extra, want, needle) in cases {
+        let before = host_links();
+        let o = run(
+            &add_env(&t.path(), &path),
+            &conf(&format!(r#"{extra},"ipam":{{"type":"fakeipam"}}"#)),
+        );
+        assert_eq!(code(&o), want, "{extra}: {}", o.stdout);
+        assert!(o.stdout.contains(&needle), "{extra}: {}", o.stdout);
+        assert_eq!(host_links(), before, "{extra}: a host link appeared or went");
+    }
+    assert!(!log.exists(), "IPAM was called");
+
+    // A name taken by a link of another kind, with an explicit vlanId.
+    let taken = format!("{p}.7");
+    sh("ip", &["link", "add", &taken, "type", "veth", "peer", "name", &format!("{p}q")]);
+    let o = run(
+        &add_env(&t.path(), &path),
+        &conf(&format!(r#","master":"{p}","vlanId":7,"ipam":{{"type":"fakeipam"}}"#)),
+    );
+    let _ = Command::new("ip").args(["link", "del", &taken]).status();
+    assert_eq!(code(&o), 7, "{}", o.stdout);
+    assert!(o.stdout.contains("kind veth"), "{}", o.stdout);
+    assert!(!log.exists(), "IPAM was called");
+
+    // The kernel here has no 802.1q: creation fails naming module 8021q, nothing is left.
+    if Path::new("/sys/module/8021q").exists() {
+        return; // this kernel can make VLAN links; the VM test covers that path
+    }
+    let before = host_links();
+    let o = run(
+        &add_env(&t.path(), &path),
+        &conf(&format!(r#","master":"{p}.50","ipam":{{"type":"fakeipam"}}"#)),
+    );
+    assert_eq!(code(&o), 999, "{}", o.stdout);
+    assert!(o.stdout.contains("8021q"), "{}", o.stdout);
+    assert_eq!(host_links(), before, "a host link appeared or went");
+    assert!(!log.exists(), "IPAM was called although no link was made");
+    let users = Path::new(cni_dhcp::trunk::STATE_DIR).join(format!("{p}.50"));
+    assert!(
+        std::fs::read_dir(&users).map_or(true, |mut d| d.next().is_none()),
+        "a user was recorded for a link that was never made"
+    );
+}

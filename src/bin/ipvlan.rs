@@ -9,7 +9,16 @@
 //!   `"vepa"`, default `"bridge"`); both are per master in the kernel: the latest slave sets
 //!   them for all;
 //! - `mtu` (integer, 0 = the master's);
-//! - `linkInContainer` (bool): look `master` up inside the container's namespace.
+//! - `linkInContainer` (bool): look `master` up inside the container's namespace;
+//! - `vlanId` (integer 1-4094): the master is the 802.1q VLAN link `MASTER.VID` on `master`
+//!   (see below); not with `linkInContainer`.
+//!
+//! 802.1q trunk parents ([`cni_dhcp::trunk`], docs/design.md *802.1q trunk parents*): a
+//! `master` of the form `PARENT.VID` that does not exist while `PARENT` does (or `master`
+//! plus `vlanId`) is created as the VLAN link with id VID on PARENT, brought up and marked with
+//! the alias [`trunk::MARK`]; the slave goes on it. It is deleted after its last slave (DEL,
+//! or a failed ADD), the lease released first. An existing link of that name is used as it is
+//! and never deleted (with `vlanId` it must be that VLAN, else error 7).
 //!
 //! A key of the wrong type or value is CNI error 7 naming the key. `ipam.type` `"dhcp"` with
 //! mode `l3`/`l3s` is refused with error 7 before anything is created: L3 modes carry no
@@ -39,6 +48,7 @@ use cni_dhcp::link::{
     self, AddrGenMode, IpvlanFlag, IpvlanMode, IpvlanSpec, LinkInfo, RouteSpec, is_not_found,
 };
 use cni_dhcp::netns::NetNs;
+use cni_dhcp::trunk::{self, AcquireError, Trunk};
 
 /// The parsed network configuration.
 struct Conf {
@@ -48,6 +58,8 @@ struct Conf {
     flag: IpvlanFlag,
     mtu: Option<u32>,
     link_in_container: bool,
+    /// The VLAN link the master may be (see [`Conf::trunk`]).
+    trunk: Option<Result<Trunk, String>>,
     ipam_type: String,
 }
 
@@ -81,6 +93,26 @@ impl Conf {
         };
         let mtu = net.get::<u32>("mtu")?.filter(|&m| m != 0);
         let link_in_container = net.get::<bool>("linkInContainer")?.unwrap_or(false);
+        let trunk = match net.get::<i64>("vlanId")? {
+            Some(vid) => {
+                let Some(parent) = &master else {
+                    return Err(invalid(
+                        "vlanId needs master",
+                        "vlanId: set master to the trunk (parent) interface",
+                    ));
+                };
+                if link_in_container {
+                    return Err(invalid(
+                        "vlanId cannot be used with linkInContainer",
+                        "vlanId: VLAN links are made in the host namespace only",
+                    ));
+                }
+                let t = Trunk::explicit(parent, vid).map_err(|e| invalid("invalid vlanId", e))?;
+                Some(Ok(t))
+            }
+            None if link_in_container => None,
+            None => master.as_deref().and_then(Trunk::parse),
+        };
         let ipam_type = match &net.ipam {
             None => return Err(invalid("missing ipam", "ipam: missing field `ipam`")),
             Some(v) => match v.get("type") {
@@ -113,6 +145,7 @@ impl Conf {
             flag,
             mtu,
             link_in_container,
+            trunk,
             ipam_type,
         })
     }
@@ -128,10 +161,77 @@ fn open_netns(path: &Path) -> Result<NetNs, Error> {
     })
 }
 
+/// The master for ADD: [`find_master`], except that a VLAN link the configuration names
+/// (`vlanId`, or a missing `master` of the form `PARENT.VID`) is made when missing and this
+/// attachment recorded as its user. Returns the master and, when the attachment was recorded
+/// (the link is ours), the trunk to release on failure or DEL.
+fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Option<Trunk>), Error> {
+    let t = match &conf.trunk {
+        None => return find_master(conf, ns).map(|m| (m, None)),
+        Some(Ok(t)) if t.explicit => t,
+        Some(candidate) => match find_master(conf, ns) {
+            // An existing link is used as it is, whatever its name says.
+            Ok(m) if !trunk::made_by_us(&m) => return Ok((m, None)),
+            Ok(_) => candidate.as_ref().map_err(|e| invalid("invalid master", e.clone()))?,
+            Err(e) if e.code != code::INVALID_NETWORK_CONFIG => return Err(e),
+            Err(_) => candidate.as_ref().map_err(|e| invalid("invalid master", e.clone()))?,
+        },
+    };
+    let user = trunk::User {
+        container_id: env.container_id()?.to_owned(),
+        ifname: env.ifname()?.to_owned(),
+        netns: env.netns()?.display().to_string(),
+    };
+    match trunk::acquire(Path::new(trunk::STATE_DIR), t, &user) {
+        Ok(m) => {
+            let ours = trunk::made_by_us(&m);
+            Ok((m, ours.then(|| t.clone())))
+        }
+        Err(AcquireError::ParentMissing(d)) => Err(invalid(
+            format!("master {:?} not found, nor its parent {:?}", t.name, t.parent),
+            format!("master: {d}"),
+        )),
+        Err(AcquireError::NameTaken(d)) => Err(invalid(
+            format!("cannot use {:?} as VLAN {} of {:?}", t.name, t.vid, t.parent),
+            format!("vlanId: {d}"),
+        )),
+        Err(AcquireError::NoVlanSupport(e)) => Err(Error::new(
+            code::INTERNAL,
+            format!(
+                "cannot create VLAN link {:?}: this kernel has no 802.1q support \
+                 (CONFIG_VLAN_8021Q, module 8021q)",
+                t.name
+            ),
+            e.to_string(),
+        )),
+        Err(AcquireError::Other(m, e)) => Err(internal(m, &e)),
+    }
+}
+
+/// After the slave of this attachment is gone (and its lease released): forgets the
+/// attachment as a user of the VLAN link the configuration names, deleting the link when it is
+/// ours and unused. No VLAN in the configuration: nothing to do.
+fn release_trunk(conf: &Conf, env: &Env) -> Result<(), Error> {
+    let Some(Ok(t)) = &conf.trunk else {
+        return Ok(());
+    };
+    let user = trunk::User {
+        container_id: env.container_id()?.to_owned(),
+        ifname: env.ifname()?.to_owned(),
+        netns: String::new(),
+    };
+    trunk::release(Path::new(trunk::STATE_DIR), t, &user)
+        .map(|_| ())
+        .map_err(|e| internal(format!("failed to release VLAN link {:?}", t.name), &e))
+}
+
 /// Finds the master: by name or as the default-route link, in the host namespace or (with
 /// `linkInContainer`) in the container's.
 fn find_master(conf: &Conf, ns: &NetNs) -> Result<LinkInfo, Error> {
-    let name = conf.master.clone();
+    let name = match &conf.trunk {
+        Some(Ok(t)) if t.explicit => Some(t.name.clone()),
+        _ => conf.master.clone(),
+    };
     let lookup = |h: rtnetlink::Handle| async move {
         match &name {
             Some(n) => link::link_by_name(&h, n).await.map(Some),
@@ -365,7 +465,7 @@ impl cni::Plugin for IpvlanPlugin {
         let ifname = env.ifname()?;
         let netns_path = env.netns()?;
         let ns = open_netns(netns_path)?;
-        let master = find_master(&conf, &ns)?;
+        let (master, trunk) = master_for_add(&conf, env, &ns)?;
 
         let tmp = temp_name();
         let spec = IpvlanSpec {
@@ -385,7 +485,11 @@ impl cni::Plugin for IpvlanPlugin {
         } else {
             link::with_handle(|h| async move { link::create_ipvlan(&h, &spec).await })
         };
-        created.map_err(|e| {
+        created.inspect_err(|_| {
+            if trunk.is_some() {
+                let _ = release_trunk(&conf, env);
+            }
+        }).map_err(|e| {
             let unsupported = e.raw_os_error() == Some(libc::EOPNOTSUPP)
                 || e.to_string().contains("Operation not supported");
             if unsupported {
@@ -409,12 +513,12 @@ impl cni::Plugin for IpvlanPlugin {
         }) {
             Ok(i) => i,
             Err(e) => {
-                cleanup(&conf, env, stdin, &ns, None, &tmp);
+                cleanup(&conf, env, stdin, &ns, None, &tmp, trunk.is_some());
                 return Err(internal("created the ipvlan slave but cannot find it", &e));
             }
         };
         setup(&conf, env, stdin, &ns, index, ifname)
-            .inspect_err(|_| cleanup(&conf, env, stdin, &ns, Some(index), &tmp))
+            .inspect_err(|_| cleanup(&conf, env, stdin, &ns, Some(index), &tmp, trunk.is_some()))
     }
 
     fn del(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
@@ -460,7 +564,13 @@ impl cni::Plugin for IpvlanPlugin {
                 }
             },
         };
-        ipam_result.and(link_result)
+        // Only once the lease is released and the slave gone: deleting a VLAN link deletes
+        // every slave on it.
+        let trunk_result = match (&ipam_result, &link_result) {
+            (Ok(()), Ok(())) => release_trunk(&conf, env),
+            _ => Ok(()),
+        };
+        ipam_result.and(link_result).and(trunk_result)
     }
 
     fn check(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
@@ -546,9 +656,18 @@ impl cni::Plugin for IpvlanPlugin {
     }
 }
 
-/// Undoes a failed ADD: deletes the slave (by index, else by its temporary name) and runs
-/// IPAM DEL. Errors are ignored: the ADD's own error is what the runtime needs to see.
-fn cleanup(conf: &Conf, env: &Env, stdin: &[u8], ns: &NetNs, index: Option<u32>, tmp: &str) {
+/// Undoes a failed ADD: deletes the slave (by index, else by its temporary name), runs
+/// IPAM DEL and, with `trunk`, releases the VLAN link it made or used. Errors are ignored: the
+/// ADD's own error is what the runtime needs to see.
+fn cleanup(
+    conf: &Conf,
+    env: &Env,
+    stdin: &[u8],
+    ns: &NetNs,
+    index: Option<u32>,
+    tmp: &str,
+    trunk: bool,
+) {
     match index {
         Some(i) => {
             let _ = delete_slave(ns, i);
@@ -562,6 +681,9 @@ fn cleanup(conf: &Conf, env: &Env, stdin: &[u8], ns: &NetNs, index: Option<u32>,
         }
     }
     let _ = cni::exec_plugin(&conf.ipam_type, Command::Del, stdin, env);
+    if trunk {
+        let _ = release_trunk(conf, env);
+    }
 }
 
 fn main() -> ExitCode {
