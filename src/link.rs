@@ -36,8 +36,7 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, InfoVlan, IpVlanFlags,
-    LinkAttribute,
-    LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 #[cfg(test)]
 use netlink_packet_route::route::RouteAddress;

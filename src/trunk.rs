@@ -99,7 +99,9 @@ impl Trunk {
 
     /// Whether `l` (the link named [`Trunk::name`]) is this VLAN on `parent_index`.
     pub fn matches(&self, l: &LinkInfo, parent_index: u32) -> bool {
-        l.kind.as_deref() == Some("vlan") && l.vlan_id == Some(self.vid) && l.link == Some(parent_index)
+        l.kind.as_deref() == Some("vlan")
+            && l.vlan_id == Some(self.vid)
+            && l.link == Some(parent_index)
     }
 }
 
@@ -127,7 +129,11 @@ impl User {
     pub fn file_name(&self) -> String {
         fn esc(s: &str, out: &mut String) {
             for b in s.bytes() {
-                if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && !out.is_empty()) {
+                if b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || b == b'-'
+                    || (b == b'.' && !out.is_empty())
+                {
                     out.push(b as char);
                 } else {
                     out.push_str(&format!("%{b:02X}"));
@@ -362,7 +368,10 @@ mod tests {
     #[test]
     fn parse_finds_parent_and_vid() {
         let t = Trunk::parse("eth0.50").unwrap().unwrap();
-        assert_eq!((t.name.as_str(), t.parent.as_str(), t.vid), ("eth0.50", "eth0", 50));
+        assert_eq!(
+            (t.name.as_str(), t.parent.as_str(), t.vid),
+            ("eth0.50", "eth0", 50)
+        );
         assert!(!t.explicit);
         let t = Trunk::parse("bond0.10.4094").unwrap().unwrap();
         assert_eq!((t.parent.as_str(), t.vid), ("bond0.10", 4094));
@@ -380,7 +389,11 @@ mod tests {
         let t = Trunk::explicit("eth0", 60).unwrap();
         assert_eq!((t.name.as_str(), t.vid, t.explicit), ("eth0.60", 60, true));
         for bad in [0, 4095, -1, 70000] {
-            assert!(Trunk::explicit("eth0", bad).unwrap_err().contains("out of range"));
+            assert!(
+                Trunk::explicit("eth0", bad)
+                    .unwrap_err()
+                    .contains("out of range")
+            );
         }
         let e = Trunk::explicit("enp0s31f6abcd", 4000).unwrap_err();
         assert!(e.contains("longer than 15"), "{e}");
@@ -412,7 +425,12 @@ mod tests {
         assert!(!t.matches(&link("veth", None, 2, None), 2));
         assert!(made_by_us(&link("vlan", Some(50), 2, Some(MARK))));
         assert!(!made_by_us(&link("vlan", Some(50), 2, None)));
-        assert!(!made_by_us(&link("vlan", Some(50), 2, Some("uplink to rack 4"))));
+        assert!(!made_by_us(&link(
+            "vlan",
+            Some(50),
+            2,
+            Some("uplink to rack 4")
+        )));
         assert!(!made_by_us(&link("veth", None, 2, Some(MARK))));
     }
 

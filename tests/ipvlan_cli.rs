@@ -379,12 +379,17 @@ impl HostVeth {
 
 impl Drop for HostVeth {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
     }
 }
 
 fn host_links() -> String {
-    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -399,16 +404,36 @@ fn trunk_parent_errors_name_the_cause_and_leave_nothing() {
     let path = dir.path().to_str().unwrap().to_owned();
     let p = &parent.name;
     let cases: Vec<(String, u64, String)> = vec![
-        (format!(r#","master":"{p}.4095""#), 7, "out of range 1-4094".into()),
-        (format!(r#","master":"{p}.0""#), 7, "out of range 1-4094".into()),
-        (format!(r#","master":"{p}","vlanId":5000"#), 7, "out of range 1-4094".into()),
-        (r#","vlanId":50"#.to_owned(), 7, "vlanId needs master".into()),
+        (
+            format!(r#","master":"{p}.4095""#),
+            7,
+            "out of range 1-4094".into(),
+        ),
+        (
+            format!(r#","master":"{p}.0""#),
+            7,
+            "out of range 1-4094".into(),
+        ),
+        (
+            format!(r#","master":"{p}","vlanId":5000"#),
+            7,
+            "out of range 1-4094".into(),
+        ),
+        (
+            r#","vlanId":50"#.to_owned(),
+            7,
+            "vlanId needs master".into(),
+        ),
         (
             format!(r#","master":"{p}","vlanId":50,"linkInContainer":true"#),
             7,
             "linkInContainer".into(),
         ),
-        (r#","master":"nosuchpar0.50""#.to_owned(), 7, r#"parent \"nosuchpar0\""#.into()),
+        (
+            r#","master":"nosuchpar0.50""#.to_owned(),
+            7,
+            r#"parent \"nosuchpar0\""#.into(),
+        ),
     ];
     for (extra, want, needle) in cases {
         let before = host_links();
@@ -418,16 +443,34 @@ fn trunk_parent_errors_name_the_cause_and_leave_nothing() {
         );
         assert_eq!(code(&o), want, "{extra}: {}", o.stdout);
         assert!(o.stdout.contains(&needle), "{extra}: {}", o.stdout);
-        assert_eq!(host_links(), before, "{extra}: a host link appeared or went");
+        assert_eq!(
+            host_links(),
+            before,
+            "{extra}: a host link appeared or went"
+        );
     }
     assert!(!log.exists(), "IPAM was called");
 
     // A name taken by a link of another kind, with an explicit vlanId.
     let taken = format!("{p}.7");
-    sh("ip", &["link", "add", &taken, "type", "veth", "peer", "name", &format!("{p}q")]);
+    sh(
+        "ip",
+        &[
+            "link",
+            "add",
+            &taken,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{p}q"),
+        ],
+    );
     let o = run(
         &add_env(&t.path(), &path),
-        &conf(&format!(r#","master":"{p}","vlanId":7,"ipam":{{"type":"fakeipam"}}"#)),
+        &conf(&format!(
+            r#","master":"{p}","vlanId":7,"ipam":{{"type":"fakeipam"}}"#
+        )),
     );
     let _ = Command::new("ip").args(["link", "del", &taken]).status();
     assert_eq!(code(&o), 7, "{}", o.stdout);
@@ -441,7 +484,9 @@ fn trunk_parent_errors_name_the_cause_and_leave_nothing() {
     let before = host_links();
     let o = run(
         &add_env(&t.path(), &path),
-        &conf(&format!(r#","master":"{p}.50","ipam":{{"type":"fakeipam"}}"#)),
+        &conf(&format!(
+            r#","master":"{p}.50","ipam":{{"type":"fakeipam"}}"#
+        )),
     );
     assert_eq!(code(&o), 999, "{}", o.stdout);
     assert!(o.stdout.contains("8021q"), "{}", o.stdout);

@@ -6,6 +6,8 @@
 //! no link and dnsmasq sees the releases; our ipvlan works with the reference host-local and
 //! static IPAM. A second VM runs the same plugins behind busybox udhcpd, a server that keys
 //! leases by MAC; a third the dual-stack (DHCPv6) scenario of tests/vm/guest-ipvlan6.sh.
+//! A fourth runs 802.1q trunk parents (tests/vm/guest-vlan.sh): VLAN links made and deleted by
+//! our `ipvlan` on the trunk, two VLANs with their own dnsmasq.
 //! Needs root and scripts/deps.sh's packages; under CI=true missing ones fail.
 
 mod common;
@@ -83,4 +85,12 @@ fn ipvlan_l2_dual_stack_three_containers_in_vm() {
 #[test]
 fn ipvlan_behind_a_server_keying_by_mac_in_vm() {
     run_guest("guest-udhcpd.sh", 9);
+}
+
+/// 802.1q trunk parents (issue 13 §1): VLAN links made on demand on the trunk m0, five slaves on
+/// two VLANs served by two dnsmasq, the link deleted with its last slave after the lease, an
+/// administrator's m0.70 left alone, errors naming their cause. tests/vm/guest-vlan.sh.
+#[test]
+fn ipvlan_on_802_1q_trunk_parents_in_vm() {
+    run_guest("guest-vlan.sh", 37);
 }

@@ -172,9 +172,13 @@ fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Optio
         Some(candidate) => match find_master(conf, ns) {
             // An existing link is used as it is, whatever its name says.
             Ok(m) if !trunk::made_by_us(&m) => return Ok((m, None)),
-            Ok(_) => candidate.as_ref().map_err(|e| invalid("invalid master", e.clone()))?,
+            Ok(_) => candidate
+                .as_ref()
+                .map_err(|e| invalid("invalid master", e.clone()))?,
             Err(e) if e.code != code::INVALID_NETWORK_CONFIG => return Err(e),
-            Err(_) => candidate.as_ref().map_err(|e| invalid("invalid master", e.clone()))?,
+            Err(_) => candidate
+                .as_ref()
+                .map_err(|e| invalid("invalid master", e.clone()))?,
         },
     };
     let user = trunk::User {
@@ -188,11 +192,17 @@ fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Optio
             Ok((m, ours.then(|| t.clone())))
         }
         Err(AcquireError::ParentMissing(d)) => Err(invalid(
-            format!("master {:?} not found, nor its parent {:?}", t.name, t.parent),
+            format!(
+                "master {:?} not found, nor its parent {:?}",
+                t.name, t.parent
+            ),
             format!("master: {d}"),
         )),
         Err(AcquireError::NameTaken(d)) => Err(invalid(
-            format!("cannot use {:?} as VLAN {} of {:?}", t.name, t.vid, t.parent),
+            format!(
+                "cannot use {:?} as VLAN {} of {:?}",
+                t.name, t.vid, t.parent
+            ),
             format!("vlanId: {d}"),
         )),
         Err(AcquireError::NoVlanSupport(e)) => Err(Error::new(
@@ -485,26 +495,28 @@ impl cni::Plugin for IpvlanPlugin {
         } else {
             link::with_handle(|h| async move { link::create_ipvlan(&h, &spec).await })
         };
-        created.inspect_err(|_| {
-            if trunk.is_some() {
-                let _ = release_trunk(&conf, env);
-            }
-        }).map_err(|e| {
-            let unsupported = e.raw_os_error() == Some(libc::EOPNOTSUPP)
-                || e.to_string().contains("Operation not supported");
-            if unsupported {
-                Error::new(
-                    code::INTERNAL,
-                    "this kernel has no ipvlan support (CONFIG_IPVLAN, module ipvlan)",
-                    e.to_string(),
-                )
-            } else {
-                internal(
-                    format!("failed to create the ipvlan slave of {:?}", master.name),
-                    &e,
-                )
-            }
-        })?;
+        created
+            .inspect_err(|_| {
+                if trunk.is_some() {
+                    let _ = release_trunk(&conf, env);
+                }
+            })
+            .map_err(|e| {
+                let unsupported = e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                    || e.to_string().contains("Operation not supported");
+                if unsupported {
+                    Error::new(
+                        code::INTERNAL,
+                        "this kernel has no ipvlan support (CONFIG_IPVLAN, module ipvlan)",
+                        e.to_string(),
+                    )
+                } else {
+                    internal(
+                        format!("failed to create the ipvlan slave of {:?}", master.name),
+                        &e,
+                    )
+                }
+            })?;
 
         // The slave exists from here on: every failure deletes it and releases the IPAM lease.
         let tmp_owned = tmp.clone();

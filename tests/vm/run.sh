@@ -1,6 +1,6 @@
 #!/bin/bash
 # Boot a Debian cloud kernel under qemu (TCG) with an initramfs that holds busybox, iproute2,
-# dnsmasq, the ipvlan/macvlan/veth modules, our CNI binaries and a guest script; run the script
+# dnsmasq, the ipvlan/macvlan/veth/8021q modules, our CNI binaries and a guest script; run the script
 # and exit with its status. The host kernel has no ipvlan; this is how ipvlan gets tested.
 #
 # Usage: tests/vm/run.sh GUEST_SCRIPT [BIN_DIR]
@@ -101,7 +101,7 @@ add_mod() {
     done
     order+=("$name.ko")
 }
-for m in veth macvlan ipvlan; do add_mod "$m"; done
+for m in veth macvlan ipvlan 8021q; do add_mod "$m"; done
 printf '%s\n' "${order[@]}" >"$root/lib/modules/load.order"
 
 # Our binaries.
