@@ -203,7 +203,7 @@ fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Optio
                 "cannot use {:?} as VLAN {} of {:?}",
                 t.name, t.vid, t.parent
             ),
-            format!("vlanId: {d}"),
+            format!("{}: {d}", if t.explicit { "vlanId" } else { "master" }),
         )),
         Err(AcquireError::NoVlanSupport(e)) => Err(Error::new(
             code::INTERNAL,

@@ -27,6 +27,7 @@
 #   lab_summary                        print "N passed, M failed"; returns 1 if any failed
 #
 # Variables: LAB_DIR (/tmp/lab), LAB_SRV (lab-srv), LAB_MASTER (m0), LAB_SERVER_IP (198.18.0.1),
+#   LAB_PREFIX (24: the prefix length of LAB_SERVER_IP on s0),
 #   LAB_SERVER_IP6 (empty: IPv4 only; e.g. fd00:cd::1), LAB_RANGE6 (fd00:cd::100,fd00:cd::1ff,64,12h),
 #   LAB_DNS6 (fd00:cd::53, DHCPv6 option 23)
 
@@ -74,7 +75,7 @@ lab_setup() {
     ip link add "$LAB_MASTER" type veth peer name s0 netns "$LAB_SRV"
     ip link set "$LAB_MASTER" up
     ip -n "$LAB_SRV" link set lo up
-    ip -n "$LAB_SRV" addr add "$LAB_SERVER_IP/24" dev s0
+    ip -n "$LAB_SRV" addr add "$LAB_SERVER_IP/${LAB_PREFIX:-24}" dev s0
     if [ -n "$LAB_SERVER_IP6" ]; then
         # Before s0 goes up, so neither its link-local nor this address is ever tentative:
         # dnsmasq can send RAs and answer DHCPv6 at once.
