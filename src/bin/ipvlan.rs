@@ -163,15 +163,15 @@ fn open_netns(path: &Path) -> Result<NetNs, Error> {
 
 /// The master for ADD: [`find_master`], except that a VLAN link the configuration names
 /// (`vlanId`, or a missing `master` of the form `PARENT.VID`) is made when missing and this
-/// attachment recorded as its user. Returns the master and, when the attachment was recorded
-/// (the link is ours), the trunk to release on failure or DEL.
-fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Option<Trunk>), Error> {
+/// attachment recorded as its user. Returns the master and whether the attachment was
+/// recorded (the link is ours: release it on failure).
+fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, bool), Error> {
     let t = match &conf.trunk {
-        None => return find_master(conf, ns).map(|m| (m, None)),
+        None => return find_master(conf, ns).map(|m| (m, false)),
         Some(Ok(t)) if t.explicit => t,
         Some(candidate) => match find_master(conf, ns) {
             // An existing link is used as it is, whatever its name says.
-            Ok(m) if !trunk::made_by_us(&m) => return Ok((m, None)),
+            Ok(m) if !trunk::made_by_us(&m) => return Ok((m, false)),
             Ok(_) => candidate
                 .as_ref()
                 .map_err(|e| invalid("invalid master", e.clone()))?,
@@ -181,15 +181,11 @@ fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Optio
                 .map_err(|e| invalid("invalid master", e.clone()))?,
         },
     };
-    let user = trunk::User {
-        container_id: env.container_id()?.to_owned(),
-        ifname: env.ifname()?.to_owned(),
-        netns: env.netns()?.display().to_string(),
-    };
+    let user = trunk_user(env, env.netns()?.display().to_string())?;
     match trunk::acquire(Path::new(trunk::STATE_DIR), t, &user) {
         Ok(m) => {
             let ours = trunk::made_by_us(&m);
-            Ok((m, ours.then(|| t.clone())))
+            Ok((m, ours))
         }
         Err(AcquireError::ParentMissing(d)) => Err(invalid(
             format!(
@@ -218,6 +214,16 @@ fn master_for_add(conf: &Conf, env: &Env, ns: &NetNs) -> Result<(LinkInfo, Optio
     }
 }
 
+/// This attachment as a trunk user (`CNI_CONTAINERID`, `CNI_IFNAME`, and `netns`, which
+/// only ADD records).
+fn trunk_user(env: &Env, netns: String) -> Result<trunk::User, Error> {
+    Ok(trunk::User {
+        container_id: env.container_id()?.to_owned(),
+        ifname: env.ifname()?.to_owned(),
+        netns,
+    })
+}
+
 /// After the slave of this attachment is gone (and its lease released): forgets the
 /// attachment as a user of the VLAN link the configuration names, deleting the link when it is
 /// ours and unused. No VLAN in the configuration: nothing to do.
@@ -225,11 +231,7 @@ fn release_trunk(conf: &Conf, env: &Env) -> Result<(), Error> {
     let Some(Ok(t)) = &conf.trunk else {
         return Ok(());
     };
-    let user = trunk::User {
-        container_id: env.container_id()?.to_owned(),
-        ifname: env.ifname()?.to_owned(),
-        netns: String::new(),
-    };
+    let user = trunk_user(env, String::new())?;
     trunk::release(Path::new(trunk::STATE_DIR), t, &user)
         .map(|_| ())
         .map_err(|e| internal(format!("failed to release VLAN link {:?}", t.name), &e))
@@ -497,7 +499,7 @@ impl cni::Plugin for IpvlanPlugin {
         };
         created
             .inspect_err(|_| {
-                if trunk.is_some() {
+                if trunk {
                     let _ = release_trunk(&conf, env);
                 }
             })
@@ -525,12 +527,12 @@ impl cni::Plugin for IpvlanPlugin {
         }) {
             Ok(i) => i,
             Err(e) => {
-                cleanup(&conf, env, stdin, &ns, None, &tmp, trunk.is_some());
+                cleanup(&conf, env, stdin, &ns, None, &tmp, trunk);
                 return Err(internal("created the ipvlan slave but cannot find it", &e));
             }
         };
         setup(&conf, env, stdin, &ns, index, ifname)
-            .inspect_err(|_| cleanup(&conf, env, stdin, &ns, Some(index), &tmp, trunk.is_some()))
+            .inspect_err(|_| cleanup(&conf, env, stdin, &ns, Some(index), &tmp, trunk))
     }
 
     fn del(&self, env: &Env, stdin: &[u8]) -> Result<(), Error> {
