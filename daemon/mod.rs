@@ -74,6 +74,9 @@ pub struct Config {
     /// on or off for every lease whose ipam config does not say; `None` (flag absent) lets the
     /// daemon decide per link: on for ipvlan slaves, off otherwise.
     pub broadcast: Option<bool>,
+    /// The daemon-wide chaddr policy (`-chaddr link|derived`) for leases whose ipam config does
+    /// not say; `None` (flag absent): `derived` on ipvlan slaves, `link` otherwise.
+    pub chaddr: Option<crate::rpc::ChaddrPolicy>,
     /// Budget for one acquisition (`-timeout`, default 10 s): an ADD fails after it.
     pub timeout: Duration,
     /// How long a first DHCPv6 binding waits for the link's Router Advertisement after the
@@ -114,6 +117,7 @@ impl Default for Config {
             pid_file: None,
             host_prefix: PathBuf::new(),
             broadcast: None,
+            chaddr: None,
             timeout: Duration::from_secs(10),
             ra_wait: driver::RA_WAIT,
             resend_max: Duration::from_secs(62),

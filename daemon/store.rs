@@ -389,6 +389,7 @@ mod tests {
             attachment: a,
             netns: "/var/run/netns/c1".into(),
             chaddr: [0x02, 0, 0, 0, 0, 0x01],
+            derived_chaddr: Some([0x0a, 0x11, 0x22, 0x33, 0x44, 0x55]),
             broadcast: true,
             broadcast_reason: "auto: link kind ipvlan".into(),
             hostname: Some("pod-a".into()),

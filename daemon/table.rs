@@ -63,8 +63,9 @@ pub(crate) struct Status {
     pub(crate) bound_at: Option<Instant>,
     /// Option 61 bytes (IPv4), the DUID (IPv6).
     pub(crate) client_id: Vec<u8>,
-    /// chaddr: the interface's MAC (on ipvlan, the master's). Two live leases with the same
-    /// chaddr and address mean a server keying by MAC.
+    /// chaddr as sent: the interface's MAC (on ipvlan, the master's) or one derived from the
+    /// client identifier ([`crate::rpc::ChaddrPolicy`]). Two live leases with the same chaddr
+    /// and address mean a server keying by MAC.
     pub(crate) chaddr: [u8; 6],
     /// The client's RFC 2131 state, or the daemon's own (`LOST`); [`LeaseState::Unset`] until
     /// the driver sets one.
@@ -230,6 +231,8 @@ impl Slot {
                 family: self.family,
                 netns: s.netns,
                 client_id: hex::encode(&s.client_id),
+                chaddr: (self.family == crate::rpc::Family::Ipv4)
+                    .then(|| crate::lease_file::mac::to_string(&s.chaddr)),
                 state: s.state,
                 broadcast: s.broadcast,
                 broadcast_reason: s.broadcast_reason,

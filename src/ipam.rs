@@ -30,7 +30,8 @@ pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
 
 /// The `ipam` object of a network configuration with `"type": "dhcp"`.
 ///
-/// Keys are the reference plugin's (docs/design.md, *The reference plugin*) plus `broadcast`.
+/// Keys are the reference plugin's (docs/design.md, *The reference plugin*) plus `broadcast`,
+/// `chaddr` and the others documented below.
 /// Unknown keys are ignored as the reference does; known keys of the wrong type are a config error
 /// (code 7).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +47,11 @@ pub struct IpamConf {
     /// daemon decides (its `-broadcast` flag, else on for ipvlan slaves).
     #[serde(default)]
     pub broadcast: Option<bool>,
+    /// What to send as chaddr: `"link"` (the interface's MAC) or `"derived"` (one of the
+    /// lease's own, from its client identifier). Absent: the daemon decides (its `-chaddr`
+    /// flag, else `derived` on ipvlan slaves). See [`rpc::ChaddrPolicy`].
+    #[serde(default)]
+    pub chaddr: Option<rpc::ChaddrPolicy>,
     /// Options to send (the reference's `provide`): `[{"option": "host-name", "fromArg":
     /// "K8S_POD_NAME"}, {"option": "60", "value": "my-vendor"}]`.
     #[serde(default)]
@@ -442,6 +448,15 @@ impl Plugin for DhcpPlugin {
                 "with neither DHCPv4 nor DHCPv6 there is no address to acquire",
             ));
         }
+        if conf.ipam.chaddr == Some(rpc::ChaddrPolicy::Derived)
+            && conf.ipam.broadcast == Some(false)
+        {
+            return Err(Error::new(
+                code::INVALID_NETWORK_CONFIG,
+                "ipam: \"chaddr\": \"derived\" needs the broadcast flag, but \"broadcast\" is false",
+                "a server unicasts its replies to chaddr when the broadcast flag is clear, and a derived chaddr is no interface's address: drop \"broadcast\": false or use \"chaddr\": \"link\"",
+            ));
+        }
         let dhcp6 = families
             .contains(&rpc::Family::Ipv6)
             .then(|| rpc::Dhcp6Options {
@@ -454,6 +469,7 @@ impl Plugin for DhcpPlugin {
             options: AddOptions {
                 netns,
                 broadcast: conf.ipam.broadcast,
+                chaddr: conf.ipam.chaddr,
                 hostname: extras.hostname,
                 client_id: extras.client_id,
                 provided: extras.provided,

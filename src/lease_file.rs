@@ -58,7 +58,12 @@
 //! - `netns` (string): `CNI_NETNS` as the runtime gave it at ADD, without `-hostprefix`.
 //! - `client_id` (string): option 61 bytes as sent, lower-case hex, no separators, at most 255
 //!   bytes.
-//! - `chaddr` (string): the interface's MAC as sent in chaddr, `aa:bb:cc:dd:ee:ff`.
+//! - `chaddr` (string): the interface's MAC, `aa:bb:cc:dd:ee:ff`; also what chaddr carries
+//!   unless `derived_chaddr` says otherwise.
+//! - `derived_chaddr` (string, optional): the chaddr sent when it is not the interface's MAC
+//!   (the `derived` chaddr policy, docs/design.md, *A chaddr per container*). Added without a
+//!   version bump: an older daemon ignores it and sends the interface's MAC, and the server
+//!   still finds the lease by option 61.
 //! - `broadcast` (bool): the BOOTP broadcast flag in use; `broadcast_reason` (string): why.
 //! - `hostname` (string, optional): option 12 sent with renewals.
 //! - `provided` (array of `[code, [bytes]]`, optional): other options sent with renewals.
@@ -141,9 +146,17 @@ pub struct Record {
     /// Option 61 bytes as sent (RFC 2132 §9.14). On disk: lower-case hex.
     #[serde(with = "hex_bytes")]
     pub client_id: Vec<u8>,
-    /// chaddr: the interface's MAC (on ipvlan, the master's). On disk: `aa:bb:cc:dd:ee:ff`.
+    /// The interface's MAC (on ipvlan, the master's), which the lease's interface must still
+    /// have at resume; also the chaddr sent unless [`Record::derived_chaddr`] is set. On
+    /// disk: `aa:bb:cc:dd:ee:ff`.
     #[serde(with = "mac")]
     pub chaddr: [u8; 6],
+    /// The chaddr sent instead of [`Record::chaddr`] when the lease's chaddr policy is
+    /// `derived` ([`crate::rpc::ChaddrPolicy`]); absent otherwise, and in files of before the
+    /// policy (a daemon of then ignores it and sends the interface's MAC: the server still
+    /// finds the lease by option 61). On disk: `aa:bb:cc:dd:ee:ff`.
+    #[serde(default, with = "opt_mac", skip_serializing_if = "Option::is_none")]
+    pub derived_chaddr: Option<[u8; 6]>,
     /// Whether requests carry the BOOTP broadcast flag.
     pub broadcast: bool,
     /// Why [`Record::broadcast`] has its value (ipam config, daemon flag, auto).
@@ -399,6 +412,12 @@ impl Record {
     /// [`Granted::now`].
     pub fn elapsed_since_granted(&self) -> Duration {
         self.granted.elapsed_until(&Granted::now())
+    }
+
+    /// The chaddr the lease's messages carry: [`Record::derived_chaddr`] when set, else the
+    /// interface's MAC ([`Record::chaddr`]).
+    pub fn sent_chaddr(&self) -> [u8; 6] {
+        self.derived_chaddr.unwrap_or(self.chaddr)
     }
 
     /// Whether the lease has run out by now (never for an infinite lease, `u32::MAX`). An

@@ -19,6 +19,7 @@
 //! | `family` | string | `"ipv4"` (DHCPv4) or `"ipv6"` (DHCPv6); an attachment with both has one record of each, IPv4 first |
 //! | `client_id` | string | lower-case hex, no separators: option 61 as sent (IPv4), the DUID (IPv6) |
 //! | `state` | string | the client's state, upper case (RFC 2131's `BOUND`, `RENEWING`, ...; DHCPv6 uses the same names, plus `SOLICITING`); offline: as last saved, or `EXPIRED` when the lease has run out since |
+//! | `chaddr` | string or absent | DHCPv4: the chaddr sent, `aa:bb:cc:dd:ee:ff` (the interface's MAC, or one derived from the client identifier on ipvlan); absent for IPv6 and from daemons of before it |
 //! | `broadcast` | bool | the BOOTP broadcast flag in use |
 //! | `broadcast_reason` | string | why (`ipam`, `daemon`, `auto: ...`) |
 //! | `lease` | object or null | the last DHCPACK: `address`, `prefix_len`, `routers`, `dns_servers`, `domain_name`, `domain_search`, `classless_routes`, `static_routes`, `mtu`, `broadcast_address`, `server_id`, `lease_time`, `renewal_time`, `rebinding_time` (seconds) |
@@ -202,6 +203,7 @@ impl LeaseView {
                     family: crate::rpc::Family::Ipv4,
                     netns: r.netns.clone(),
                     client_id: hex::encode(&r.client_id),
+                    chaddr: Some(lease_file::mac::to_string(&r.sent_chaddr())),
                     state: state(&r.state),
                     broadcast: r.broadcast,
                     broadcast_reason: r.broadcast_reason.clone(),
@@ -216,6 +218,7 @@ impl LeaseView {
                     family: crate::rpc::Family::Ipv6,
                     netns: r.netns.clone(),
                     client_id: hex::encode(&r.duid),
+                    chaddr: None,
                     state: state(&r.state),
                     broadcast: false,
                     broadcast_reason: String::new(),
@@ -566,6 +569,7 @@ pub fn detail(v: &LeaseView) -> String {
     if v.core.family == crate::rpc::Family::Ipv4 {
         rows.extend([
             ("client id", v.core.client_id.clone()),
+            ("chaddr", opt(v.core.chaddr.clone())),
             (
                 "broadcast",
                 format!("{} ({})", v.core.broadcast, v.core.broadcast_reason),
@@ -703,6 +707,7 @@ mod tests {
                 },
                 netns: "/var/run/netns/x".into(),
                 client_id: "0063".into(),
+                chaddr: Some("02:00:00:00:00:01".into()),
                 state: state.into(),
                 broadcast: true,
                 broadcast_reason: "auto: ipvlan slave".into(),
@@ -871,6 +876,7 @@ mod tests {
             "family",
             "netns",
             "client_id",
+            "chaddr",
             "state",
             "broadcast",
             "broadcast_reason",
@@ -952,6 +958,7 @@ mod tests {
             netns: "/x".into(),
             client_id: vec![0, 0x63],
             chaddr: [2, 0, 0, 0, 0, 1],
+            derived_chaddr: None,
             broadcast: false,
             broadcast_reason: "auto: not ipvlan".into(),
             hostname: None,

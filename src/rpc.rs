@@ -93,6 +93,21 @@ impl std::fmt::Display for Family {
     }
 }
 
+/// What a DHCPv4 lease puts in the BOOTP `chaddr` field (RFC 2131 §2): the ipam key `chaddr`
+/// and the daemon's `-chaddr` flag. JSON and flag values `"link"` / `"derived"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChaddrPolicy {
+    /// The interface's MAC, as the reference plugin sends (on ipvlan, the master's, shared by
+    /// every slave). The default except on ipvlan slaves.
+    Link,
+    /// An address of the lease's own derived from its client identifier
+    /// ([`crate::dhcp::message::derived_chaddr`]); Ethernet frames still carry the link's
+    /// MAC. The default on ipvlan slaves: servers that choose or key by chaddr then treat each
+    /// container apart (docs/design.md, *A chaddr per container*).
+    Derived,
+}
+
 /// DHCPv6 parameters of an ADD (the ipam keys `dhcp6` and `provide`'s DHCPv6 entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dhcp6Options {
@@ -123,6 +138,9 @@ pub struct AddOptions {
     /// The ipam key `broadcast`: `Some` overrides the daemon's policy (see the daemon's docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<bool>,
+    /// The ipam key `chaddr`: `Some` overrides the daemon's chaddr policy ([`ChaddrPolicy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaddr: Option<ChaddrPolicy>,
     /// Host name to send as option 12 (RFC 2132 §3.14), when configured (ipam `provide` of
     /// `host-name`, e.g. from CNI_ARGS `K8S_POD_NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,6 +281,11 @@ pub struct LeaseCore {
     /// Lower-case hex without separators: option 61 bytes as sent (IPv4), the DUID of the
     /// Client Identifier option 1 (IPv6, RFC 8415 §21.2).
     pub client_id: String,
+    /// DHCPv4: the chaddr sent (`aa:bb:cc:dd:ee:ff`), the interface's MAC or one derived
+    /// from the client identifier ([`ChaddrPolicy`]); absent for IPv6 and from daemons of
+    /// before the chaddr policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaddr: Option<String>,
     /// The lease's state: the client's RFC 2131 state (`SELECTING`, `REQUESTING`, `BOUND`,
     /// `RENEWING`, `REBINDING`, `EXPIRED`, ...) or the daemon's own (`LOST`); read offline
     /// from a lease file, as last saved or `EXPIRED` once run out. JSON: its name, a string
@@ -553,6 +576,7 @@ mod tests {
                 dhcp6: None,
                 netns: "/var/run/netns/x".into(),
                 broadcast: Some(true),
+                chaddr: Some(ChaddrPolicy::Derived),
                 hostname: Some("web-0".into()),
                 client_id: None,
                 provided: vec![(60, b"acme".to_vec())],
@@ -600,6 +624,7 @@ mod tests {
                 attachment: attachment(),
                 netns: "/x".into(),
                 client_id: "00".into(),
+                chaddr: Some("02:00:00:00:00:01".into()),
                 state: "BOUND".into(),
                 broadcast: false,
                 broadcast_reason: "auto".into(),
@@ -623,7 +648,8 @@ mod tests {
             json,
             concat!(
                 r#"{"attachment":{"container_id":"c1","network":"net","ifname":"eth0"},"#,
-                r#""netns":"/x","family":"ipv4","client_id":"00","state":"BOUND","#,
+                r#""netns":"/x","family":"ipv4","client_id":"00","chaddr":"02:00:00:00:00:01","#,
+                r#""state":"BOUND","#,
                 r#""broadcast":false,"broadcast_reason":"auto","lease":null,"lease6":null,"#,
                 r#""t1_in":1,"t2_in":2,"expires_in":3,"#,
                 r#""renewals":0,"previous_address":"198.18.0.9","last_error":null,"#,

@@ -748,6 +748,113 @@ fn behind_a_mac_keyed_server_offering_the_next_address_nothing_is_taken_over() {
     }
 }
 
+/// With `"chaddr": "derived"`, containers sharing one MAC each send a chaddr of their own
+/// (derived from option 61): a server keying by chaddr then gives each its own binding, all
+/// of them are renewed, a daemon restart (kill -9) resumes them with the same chaddr (a
+/// resumed lease sending the shared MAC would be NAKed by this server), and the DELs leave
+/// nothing. The automatic policy picks `derived` on ipvlan only, which this host lacks; the
+/// VM tests cover it (tests/vm/guest-udhcpd.sh).
+#[test]
+fn with_derived_chaddrs_a_mac_keyed_server_gives_each_container_its_own_lease() {
+    let Some(lab) = fake_lab("derived") else {
+        return;
+    };
+    let server = FakeServer::start(&lab);
+    server.set_keying(Keying::Mac);
+    server.set_lease_time(20);
+    let mut daemon = Daemon::start(lab.dir(), &[]);
+    const MAC: &str = "02:5a:00:00:00:02";
+    let ids = ["c1", "c2", "c3"];
+    let mut nss = Vec::new();
+    let mut addresses = Vec::new();
+    for id in ids {
+        let ns = lab.container(id);
+        lab.add_shared_mac_container(&ns, "eth0", MAC);
+        let (ok, out) = add(&lab, &daemon, id, &ns, json!({"chaddr": "derived"}));
+        assert!(ok, "{id}: {out}");
+        addresses.push(out["ips"][0]["address"].as_str().unwrap().to_string());
+        nss.push(ns);
+    }
+    let mut distinct = addresses.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "addresses: {addresses:?}");
+    // What the server saw and bound: each container's derived chaddr, never the shared MAC.
+    let bindings = server.bindings();
+    assert_eq!(bindings.len(), 3, "{bindings:?}");
+    for (id, address) in ids.iter().zip(&addresses) {
+        let chaddr = cni_dhcp::dhcp::message::derived_chaddr(&cid(id));
+        let ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
+        let key = [b"mac:".as_slice(), &chaddr].concat();
+        assert_eq!(bindings.get(&key), Some(&ip), "{id}: {bindings:?}");
+        let record = record_of(&daemon, id);
+        assert_eq!(
+            record["chaddr"],
+            cni_dhcp::lease_file::mac::to_string(&chaddr).as_str(),
+            "{record}"
+        );
+    }
+    let shared = mac_bytes(MAC);
+    assert!(
+        server.received().iter().all(|s| s.chaddr != shared),
+        "a message carried the shared MAC as chaddr"
+    );
+    // A restart: every lease is resumed and renewed with its derived chaddr.
+    drop(daemon);
+    daemon = Daemon::start(lab.dir(), &[]);
+    let before = server.received().len();
+    assert!(
+        eventually(Duration::from_secs(40), || ids.iter().all(|id| record_of(
+            &daemon, id
+        )["renewals"]
+            .as_u64()
+            >= Some(1))),
+        "not every lease renewed after the restart: {}",
+        lease_records(&daemon.socket)
+    );
+    for (id, address) in ids.iter().zip(&addresses) {
+        let r = record_of(&daemon, id);
+        assert_eq!(r["state"], "BOUND", "{r}");
+        assert_eq!(
+            r["lease"]["address"],
+            address.split('/').next().unwrap(),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        server.count_sent(MessageType::Nak),
+        0,
+        "a renewal was NAKed"
+    );
+    let renewed: Vec<Vec<u8>> = server.received()[before..]
+        .iter()
+        .map(|s| s.chaddr.clone())
+        .collect();
+    assert!(
+        !renewed.is_empty() && renewed.iter().all(|c| *c != shared),
+        "after the restart: {renewed:?}"
+    );
+    for (id, ns) in ids.iter().zip(&nss) {
+        let (ok, out) = cni(
+            DHCP,
+            "DEL",
+            id,
+            ns,
+            "eth0",
+            &conf(&daemon.socket, json!({"chaddr": "derived"})),
+        );
+        assert!(ok, "{out}");
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || server.bindings().is_empty()),
+        "bindings left: {:?}",
+        server.bindings()
+    );
+    println!(
+        "3 containers sharing {MAC} behind a MAC-keyed server with derived chaddrs: {addresses:?}, renewed after a restart without a NAK, 0 bindings left after the DELs"
+    );
+}
+
 #[test]
 fn a_lease_reacquired_in_the_background_is_checked_for_duplicates() {
     let Some(lab) = fake_lab("bgdup") else { return };

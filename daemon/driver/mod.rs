@@ -63,7 +63,7 @@ use std::time::Duration;
 use tracing::{Instrument, warn};
 
 use crate::daemon::shared::Shared;
-use crate::rpc::{Attachment, Family};
+use crate::rpc::{Attachment, ChaddrPolicy, Family};
 
 /// Resumes a lease persisted by an earlier daemon, of either family (`resume.rs`; DHCPv6's
 /// client side in `v6.rs`).
@@ -103,6 +103,40 @@ pub(crate) fn broadcast_policy(
             };
             (ipvlan, reason)
         }
+    }
+}
+
+/// What a DHCPv4 lease sends as chaddr, and why: the ipam key `chaddr`, else the daemon's
+/// `-chaddr` flag, else by link kind: [`ChaddrPolicy::Derived`] on ipvlan slaves (they all
+/// carry the master's MAC), [`ChaddrPolicy::Link`] on anything else (docs/design.md, *A chaddr
+/// per container*).
+pub(crate) fn chaddr_policy(
+    ipam: Option<ChaddrPolicy>,
+    daemon: Option<ChaddrPolicy>,
+    link_kind: Option<&str>,
+) -> (ChaddrPolicy, String) {
+    match (ipam, daemon) {
+        (Some(p), _) => (p, "ipam config".into()),
+        (None, Some(p)) => (p, "daemon -chaddr flag".into()),
+        (None, None) if link_kind == Some("ipvlan") => {
+            (ChaddrPolicy::Derived, "auto: link kind ipvlan".into())
+        }
+        (None, None) => (
+            ChaddrPolicy::Link,
+            match link_kind {
+                Some(k) => format!("auto: link kind {k}"),
+                None => "auto: link kind unknown".into(),
+            },
+        ),
+    }
+}
+
+/// The chaddr `policy` gives for a link with MAC `mac` and a lease with client identifier
+/// `client_id` (option 61 data).
+pub(crate) fn chaddr_of(policy: ChaddrPolicy, mac: [u8; 6], client_id: &[u8]) -> [u8; 6] {
+    match policy {
+        ChaddrPolicy::Link => mac,
+        ChaddrPolicy::Derived => crate::dhcp::message::derived_chaddr(client_id),
     }
 }
 
@@ -169,5 +203,35 @@ mod tests {
         assert!(broadcast_policy(None, None, Some("ipvlan")).0);
         assert!(!broadcast_policy(None, None, Some("macvlan")).0);
         assert!(!broadcast_policy(None, None, None).0);
+    }
+
+    #[test]
+    fn chaddr_is_derived_on_ipvlan_unless_configured() {
+        use ChaddrPolicy::{Derived, Link};
+        assert_eq!(chaddr_policy(None, None, Some("ipvlan")).0, Derived);
+        assert_eq!(chaddr_policy(None, None, Some("macvlan")).0, Link);
+        assert_eq!(chaddr_policy(None, None, None).0, Link);
+        assert_eq!(chaddr_policy(None, Some(Link), Some("ipvlan")).0, Link);
+        assert_eq!(chaddr_policy(None, Some(Derived), Some("veth")).0, Derived);
+        assert_eq!(
+            chaddr_policy(Some(Link), Some(Derived), Some("ipvlan")).0,
+            Link
+        );
+        assert_eq!(
+            chaddr_policy(Some(Derived), Some(Link), Some("veth")).0,
+            Derived
+        );
+        assert_eq!(
+            chaddr_policy(None, None, Some("ipvlan")).1,
+            "auto: link kind ipvlan"
+        );
+        let mac = [2, 0, 0, 0, 0, 1];
+        let id = crate::dhcp::client_id("c", "n", "eth0");
+        assert_eq!(chaddr_of(Link, mac, &id), mac);
+        assert_eq!(
+            chaddr_of(Derived, mac, &id),
+            crate::dhcp::message::derived_chaddr(&id)
+        );
+        assert_ne!(chaddr_of(Derived, mac, &id), mac);
     }
 }

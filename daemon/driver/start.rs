@@ -11,7 +11,7 @@ use super::error::AcquireError;
 use super::event_loop::drive;
 use super::protocol::LeaseClient;
 use super::v4::Dhcpv4;
-use super::{broadcast_policy, spawn_driver};
+use super::{broadcast_policy, chaddr_of, chaddr_policy, spawn_driver};
 use crate::daemon::clock;
 use crate::daemon::identity::{self};
 use crate::daemon::packet::{self, PacketSocket};
@@ -86,8 +86,8 @@ impl Asks {
     }
 }
 
-/// The client configuration for a lease: what it asks ([`Asks`]), the interface's MAC as
-/// chaddr, the broadcast flag, and the daemon's `-timeout` and `-resendmax`.
+/// The client configuration for a lease: what it asks ([`Asks`]), the chaddr to send (the
+/// interface's MAC or one derived, [`super::chaddr_of`]), the broadcast flag, and the daemon's `-timeout` and `-resendmax`.
 pub(super) fn client_config(
     config: &crate::daemon::Config,
     asks: &Asks,
@@ -300,17 +300,35 @@ pub(crate) async fn start(
         entered.link_kind.as_deref(),
     );
     let mac = entered.identity.mac;
+    let (chaddr_policy, chaddr_reason) =
+        chaddr_policy(options.chaddr, config.chaddr, entered.link_kind.as_deref());
+    let chaddr = chaddr_of(chaddr_policy, mac, &asks.client_id);
+    // A reply unicast to a derived chaddr reaches no interface: with a derived chaddr the
+    // server must broadcast (the plugin refuses `"broadcast": false` with `"chaddr":
+    // "derived"`; a daemon `-broadcast=false` gives way here).
+    let (broadcast, broadcast_reason) = if chaddr != mac && !broadcast {
+        (true, format!("chaddr derived ({chaddr_reason})"))
+    } else {
+        (broadcast, broadcast_reason)
+    };
+    if chaddr != mac {
+        tracing::info!(
+            chaddr = %crate::lease_file::mac::to_string(&chaddr),
+            reason = %chaddr_reason,
+            "chaddr derived from the client identifier (the link's MAC is shared)"
+        );
+    }
     *slot.status() = Status {
         netns: options.netns.clone(),
         identity: Some(entered.identity.clone()),
         client_id: asks.client_id.clone(),
-        chaddr: mac,
+        chaddr,
         state: State::Init.into(),
         broadcast,
         broadcast_reason,
         ..Status::default()
     };
-    let client_config = client_config(config, &asks, mac, broadcast);
+    let client_config = client_config(config, &asks, chaddr, broadcast);
     let client = Client::new(client_config, clock::now(), rand::random());
     let (bound_tx, bound_rx) = oneshot::channel();
     let link = packet::LinkAddr {

@@ -35,6 +35,11 @@ struct DaemonArgs {
     /// (`-broadcast=false`) when the ipam config does not say; absent: on for ipvlan slaves only.
     #[arg(long = "broadcast", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     broadcast: Option<bool>,
+    /// What DHCPv4 puts in chaddr when the ipam config does not say: `link` (the interface's
+    /// MAC) or `derived` (one per lease, from its client identifier); absent: `derived` on
+    /// ipvlan slaves only.
+    #[arg(long = "chaddr", value_enum)]
+    chaddr: Option<cni_dhcp::rpc::ChaddrPolicy>,
     /// Budget for one lease acquisition (Go duration: 10s, 1m30s, 500ms).
     #[arg(long = "timeout", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
@@ -113,6 +118,7 @@ fn main() -> ExitCode {
             pid_file: parsed.pid_file,
             host_prefix: parsed.host_prefix.unwrap_or_default(),
             broadcast: parsed.broadcast,
+            chaddr: parsed.chaddr,
             timeout: parsed.timeout,
             ra_wait: parsed.ra_wait,
             resend_max: parsed.resend_max,

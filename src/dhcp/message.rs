@@ -44,6 +44,28 @@ pub fn client_id(container_id: &str, network: &str, ifname: &str) -> Vec<u8> {
     id
 }
 
+/// Name space of [`derived_chaddr`]'s UUIDv5 (RFC 9562 §5.5): a fixed random UUID, so the
+/// derivation never changes between releases.
+pub const CHADDR_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x1160eb7f_652e_4f61_a6d1_6e05b119a70e);
+
+/// A chaddr of this client's own for a link whose MAC it shares with others (ipvlan slaves
+/// all carry the master's MAC): the first six bytes of the UUIDv5 of `client_id` (the option 61
+/// data) in [`CHADDR_NAMESPACE`], with the locally administered bit set and the group bit clear
+/// (IEEE 802 §8.4: a unicast address no vendor assigns). The Ethernet source of every frame
+/// stays the link's real MAC; only the BOOTP `chaddr` field (RFC 2131 §2) carries this.
+///
+/// Why: servers pick the address they offer from a hash of chaddr (dnsmasq) or key leases by
+/// it (udhcpd), so clients sharing a chaddr are all offered the same address at once and all
+/// but one are NAKed (docs/design.md, *A chaddr per container*). Deterministic: the same
+/// client identifier gives the same chaddr after a daemon restart, so the server's binding
+/// stays the same.
+pub fn derived_chaddr(client_id: &[u8]) -> [u8; 6] {
+    let uuid = uuid::Uuid::new_v5(&CHADDR_NAMESPACE, client_id);
+    let b = uuid.as_bytes();
+    [(b[0] | 0x02) & !0x01, b[1], b[2], b[3], b[4], b[5]]
+}
+
 /// Which of the client's messages to build, with what only that kind needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -234,6 +256,26 @@ mod tests {
         let id = client_id(&"x".repeat(250), "net", "eth0");
         assert_eq!(id.len(), 255);
         assert_eq!(&id[251..], b"/net");
+    }
+
+    #[test]
+    fn derived_chaddrs_are_stable_local_unicast_and_distinct() {
+        let a = derived_chaddr(&client_id("cid-1", "net", "eth0"));
+        // Part of what servers see: a release that changed it would make every server see
+        // new hardware after an upgrade. Pinned; the same value as SHA-1 over the name space's
+        // bytes and the client identifier, computed apart (Python's hashlib), with RFC 9562's
+        // version and variant bits, then bit 1 set and bit 0 cleared in the first byte.
+        assert_eq!(a, derived_chaddr(&client_id("cid-1", "net", "eth0")));
+        assert_eq!(crate::lease_file::mac::to_string(&a), "32:ec:79:7a:58:2d");
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000 {
+            let c = derived_chaddr(&client_id(&format!("cid-{i}"), "net", "eth0"));
+            assert_eq!(c[0] & 0x03, 0x02, "{c:02x?}: locally administered unicast");
+            assert!(seen.insert(c), "collision at {i}");
+        }
+        // Network and ifname are part of the client identifier, so of the chaddr.
+        assert_ne!(a, derived_chaddr(&client_id("cid-1", "net2", "eth0")));
+        assert_ne!(a, derived_chaddr(&client_id("cid-1", "net", "eth1")));
     }
 
     #[test]
