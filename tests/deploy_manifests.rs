@@ -11,6 +11,8 @@
 //! come from scripts/deps.sh. Outside CI a missing tool skips with a message; under CI=true it
 //! fails.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,30 +51,9 @@ fn path(name: &str) -> PathBuf {
     Path::new(DIR).join(name)
 }
 
-/// The YAML documents of `file` as JSON values, read with Python's PyYAML (safe_load_all);
-/// `None` when python3 or PyYAML is missing.
-fn yaml_docs(file: &Path) -> Option<Vec<Value>> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json, yaml\n\
-             docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]\n\
-             json.dump(docs, sys.stdout)",
-        ])
-        .arg(file)
-        .output()
-        .ok()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && err.contains("No module named 'yaml'") {
-        return None;
-    }
-    assert!(out.status.success(), "{}: {err}", file.display());
-    Some(serde_json::from_slice(&out.stdout).expect("PyYAML's JSON"))
-}
-
 /// The single document of `file`, or `None` after a skip message.
 fn one_doc(test: &str, file: &str) -> Option<Value> {
-    let Some(mut docs) = yaml_docs(&path(file)) else {
+    let Some(mut docs) = common::yaml::docs(&path(file)) else {
         skip(test, "python3 with PyYAML not found");
         return None;
     };

@@ -34,6 +34,7 @@ pub mod fake_server;
 pub mod fake_server6;
 pub mod plugin;
 pub mod sniffer;
+pub mod yaml;
 
 use std::ffi::OsStr;
 use std::fs;
