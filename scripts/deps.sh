@@ -4,7 +4,10 @@
 # tests/vm/kernel.sh), the reference Go plugins for interop tests, systemd's tools for the unit
 # tests of deploy/systemd (systemd-analyze, systemd-socket-activate; no running systemd needed),
 # containerd and runc for the test with a real runtime (tests/containerd.rs; started by the test),
-# and from PyPI kubernetes-validate for the manifests in deploy/kubernetes. Always runs apt-get
+# buildah and podman to build the DaemonSet's image and run its pod as a kubelet would
+# (deploy/build-image.sh, tests/deploy_image.rs; with runc and containernetworking-plugins their
+# Depends are all they need, no recommends), and from PyPI kubernetes-validate for the manifests
+# in deploy/kubernetes (it brings PyYAML, with which the tests read them). Always runs apt-get
 # update, apt-get install and pip install (no-ops for what is already there), so a fresh machine
 # and CI get exactly the same set. Run as root.
 #   scripts/deps.sh            install
@@ -25,6 +28,8 @@ need=(
     systemd-socket-activate:systemd
     containerd:containerd
     runc:runc
+    podman:podman
+    buildah:buildah
 )
 # PyPI, pinned: its bundled Kubernetes schemas change with its version.
 pip_need=(kubernetes-validate:kubernetes-validate==1.37.0)
