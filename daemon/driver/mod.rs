@@ -131,6 +131,34 @@ pub(crate) fn chaddr_policy(
     }
 }
 
+/// The broadcast flag and the chaddr policy of a DHCPv4 lease together, each with its reason.
+/// A derived chaddr needs the broadcast flag (a reply unicast to it reaches no interface), so
+/// when the two disagree the one set more explicitly wins (the ipam config over the daemon's
+/// flags over the automatic choice; on a tie the broadcast flag): an explicit `"broadcast":
+/// false` on ipvlan turns the automatic derived chaddr back to `link`, and an ipam `"chaddr":
+/// "derived"` overrides a daemon `-broadcast=false`.
+pub(crate) fn v4_policies(
+    broadcast: (Option<bool>, Option<bool>),
+    chaddr: (Option<ChaddrPolicy>, Option<ChaddrPolicy>),
+    link_kind: Option<&str>,
+) -> ((bool, String), (ChaddrPolicy, String)) {
+    let level = |ipam: bool, daemon: bool| if ipam { 2 } else { u8::from(daemon) };
+    let (flag, flag_reason) = broadcast_policy(broadcast.0, broadcast.1, link_kind);
+    let (policy, policy_reason) = chaddr_policy(chaddr.0, chaddr.1, link_kind);
+    if policy == ChaddrPolicy::Link || flag {
+        return ((flag, flag_reason), (policy, policy_reason));
+    }
+    let flag_level = level(broadcast.0.is_some(), broadcast.1.is_some());
+    let policy_level = level(chaddr.0.is_some(), chaddr.1.is_some());
+    if policy_level > flag_level {
+        let why = format!("needed by the derived chaddr ({policy_reason})");
+        ((true, why), (policy, policy_reason))
+    } else {
+        let why = format!("the broadcast flag is off ({flag_reason})");
+        ((flag, flag_reason), (ChaddrPolicy::Link, why))
+    }
+}
+
 /// The chaddr `policy` gives for a link with MAC `mac` and a lease with client identifier
 /// `client_id` (option 61 data).
 pub(crate) fn chaddr_of(policy: ChaddrPolicy, mac: [u8; 6], client_id: &[u8]) -> [u8; 6] {
@@ -233,5 +261,37 @@ mod tests {
             crate::dhcp::message::derived_chaddr(&id)
         );
         assert_ne!(chaddr_of(Derived, mac, &id), mac);
+    }
+
+    #[test]
+    fn a_derived_chaddr_and_the_broadcast_flag_agree() {
+        use ChaddrPolicy::{Derived, Link};
+        let (d, l, no) = (Some(Derived), Some(Link), Some(false));
+        // ((ipam broadcast, daemon -broadcast), (ipam chaddr, daemon -chaddr), link kind) ->
+        // (broadcast flag, chaddr policy).
+        let cases = [
+            ((None, None), (None, None), "ipvlan", (true, Derived)),
+            ((None, None), (None, None), "macvlan", (false, Link)),
+            ((None, None), (l, None), "ipvlan", (true, Link)),
+            // An explicit "broadcast": false on ipvlan beats the automatic chaddr.
+            ((no, None), (None, None), "ipvlan", (false, Link)),
+            ((None, no), (None, None), "ipvlan", (false, Link)),
+            // An ipam "chaddr": "derived" beats the daemon's -broadcast=false and the auto flag.
+            ((None, no), (d, None), "ipvlan", (true, Derived)),
+            ((None, None), (d, None), "veth", (true, Derived)),
+            ((None, None), (None, d), "veth", (true, Derived)),
+            // The ipam broadcast key beats the daemon's -chaddr; on a tie the flag wins.
+            ((no, None), (None, d), "ipvlan", (false, Link)),
+            ((no, None), (d, None), "ipvlan", (false, Link)),
+            ((None, no), (None, d), "ipvlan", (false, Link)),
+        ];
+        for (broadcast, chaddr, kind, want) in cases {
+            let ((flag, _), (policy, _)) = v4_policies(broadcast, chaddr, Some(kind));
+            assert_eq!((flag, policy), want, "{broadcast:?} {chaddr:?} {kind}");
+        }
+        let (_, (_, why)) = v4_policies((no, None), (None, None), Some("ipvlan"));
+        assert!(why.contains("broadcast flag is off"), "{why}");
+        let ((_, why), _) = v4_policies((None, no), (d, None), Some("ipvlan"));
+        assert!(why.contains("needed by the derived chaddr"), "{why}");
     }
 }

@@ -11,7 +11,7 @@ use super::error::AcquireError;
 use super::event_loop::drive;
 use super::protocol::LeaseClient;
 use super::v4::Dhcpv4;
-use super::{broadcast_policy, chaddr_of, chaddr_policy, spawn_driver};
+use super::{chaddr_of, spawn_driver, v4_policies};
 use crate::daemon::clock;
 use crate::daemon::identity::{self};
 use crate::daemon::packet::{self, PacketSocket};
@@ -294,23 +294,13 @@ pub(crate) async fn start(
         },
     )
     .await?;
-    let (broadcast, broadcast_reason) = broadcast_policy(
-        options.broadcast,
-        config.broadcast,
+    let ((broadcast, broadcast_reason), (chaddr_policy, chaddr_reason)) = v4_policies(
+        (options.broadcast, config.broadcast),
+        (options.chaddr, config.chaddr),
         entered.link_kind.as_deref(),
     );
     let mac = entered.identity.mac;
-    let (chaddr_policy, chaddr_reason) =
-        chaddr_policy(options.chaddr, config.chaddr, entered.link_kind.as_deref());
     let chaddr = chaddr_of(chaddr_policy, mac, &asks.client_id);
-    // A reply unicast to a derived chaddr reaches no interface: with a derived chaddr the
-    // server must broadcast (the plugin refuses `"broadcast": false` with `"chaddr":
-    // "derived"`; a daemon `-broadcast=false` gives way here).
-    let (broadcast, broadcast_reason) = if chaddr != mac && !broadcast {
-        (true, format!("chaddr derived ({chaddr_reason})"))
-    } else {
-        (broadcast, broadcast_reason)
-    };
     if chaddr != mac {
         tracing::info!(
             chaddr = %crate::lease_file::mac::to_string(&chaddr),
