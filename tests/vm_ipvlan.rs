@@ -64,7 +64,7 @@ fn run_guest(guest: &str, min_passed: u32) {
 
 #[test]
 fn ipvlan_l2_three_containers_in_vm() {
-    run_guest("guest-ipvlan.sh", 20);
+    run_guest("guest-ipvlan.sh", 21);
 }
 
 /// Dual stack on ipvlan L2 (issue 12): three slaves sharing the master's MAC get three DHCPv6
@@ -79,12 +79,13 @@ fn ipvlan_l2_dual_stack_three_containers_in_vm() {
     run_guest("guest-ipvlan6.sh", 39);
 }
 
-/// busybox udhcpd keys leases by MAC and ignores option 61: behind ipvlan, where every slave
-/// carries the master's MAC, only the first container may get a lease, and it must keep it
-/// (issue 10 §5, found with udhcpd). tests/vm/guest-udhcpd.sh.
+/// busybox udhcpd keys leases by MAC and ignores option 61. Behind ipvlan, where every slave
+/// carries the master's MAC: with the default derived chaddrs each container gets a lease of
+/// its own (issue 13 §3); with `"chaddr": "link"` only the first container may get a lease,
+/// and it must keep it (issue 10 §5, found with udhcpd). tests/vm/guest-udhcpd.sh.
 #[test]
 fn ipvlan_behind_a_server_keying_by_mac_in_vm() {
-    run_guest("guest-udhcpd.sh", 9);
+    run_guest("guest-udhcpd.sh", 19);
 }
 
 /// 802.1q trunk parents (issue 13 §1): VLAN links made on demand on the trunk m0, five slaves on

@@ -53,6 +53,12 @@ if [ "$ids" -eq 3 ]; then pass "dnsmasq keyed three distinct client IDs"; else f
 if grep -q ' 00:63:69:64:2d:63:31:2f:6c:61:62:6e:65:74:2f:65:74:68:30$' "$LAB_DIR/dnsmasq.leases"; then
     pass "client ID of c1 is 0x00 + cid-c1/labnet/eth0"
 else fail "client ID of c1 not found"; fi
+# The automatic chaddr policy on ipvlan: each lease's own chaddr, so dnsmasq's hash of it gives
+# each container its own offer (docs/design.md, *A chaddr per container*).
+hw=$(awk '{print $2}' "$LAB_DIR/dnsmasq.leases" | sort -u)
+if [ "$(echo "$hw" | grep -c .)" -eq 3 ] && ! echo "$hw" | grep -qi "^$MASTER_MAC$"; then
+    pass "dnsmasq saw three chaddrs, none the master's MAC: $(echo $hw)"
+else fail "chaddrs at dnsmasq: $(echo $hw)"; fi
 if $BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -q '"broadcast":true,"broadcast_reason":"auto:linkkindipvlan"'; then
     pass "automatic policy set the broadcast flag on ipvlan slaves"
 else fail "broadcast policy: $($BIN/dhcp-leases --socket $SOCK --json)"; fi

@@ -1,10 +1,17 @@
 # Guest script: a DHCP server that keys leases by MAC (busybox udhcpd, which ignores option 61)
 # behind real ipvlan L2 slaves, which all carry the master's MAC. Our `ipvlan` + `dhcp`
-# plugins and `dhcp daemon`: the first ADD gets a lease; the second and third fail with code 7
-# and the same explanation, without a DHCPDECLINE (which would make udhcpd blank the first
-# container's binding) and without a DHCPREQUEST (which would move the MAC's only binding); the
-# first lease is renewed twice; after the DELs udhcpd holds no live lease. Run by
-# tests/vm_ipvlan.rs through tests/vm/run.sh. Prints PASS/FAIL lines and "N passed, M failed".
+# plugins and `dhcp daemon`.
+# 1. Default policy: on ipvlan each lease sends a chaddr of its own derived from its client
+#    identifier (docs/design.md, *A chaddr per container*), so udhcpd binds c1, c2, c3 apart:
+#    three leases, three bindings under three derived chaddrs (none the master's MAC), the
+#    containers reach each other, the DELs leave no binding.
+# 2. `"chaddr": "link"` (the reference's chaddr, the master's MAC): the first ADD gets a lease;
+#    the second and third fail with code 7 and the same explanation, without a DHCPDECLINE
+#    (which would make udhcpd blank the first container's binding) and without a DHCPREQUEST
+#    (which would move the MAC's only binding); the first lease is renewed twice; after the
+#    DELs udhcpd holds no live lease.
+# Run by tests/vm_ipvlan.rs through tests/vm/run.sh. Prints PASS/FAIL lines and "N passed, M
+# failed".
 . /lab.sh
 
 BIN=/opt/cni/bin
@@ -42,8 +49,10 @@ ip link set lo up
 $BIN/dhcp daemon -socketpath $SOCK -metrics-listen 127.0.0.1:9153 >/tmp/daemon.log 2>&1 &
 i=0; while [ ! -S $SOCK ]; do i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.1; done
 
-CONF='{"cniVersion":"1.1.0","name":"labnet","type":"ipvlan","master":"m0","mode":"l2","ipam":{"type":"dhcp"}}'
-cni() { # cni COMMAND CONTAINER -> stdout of our ipvlan plugin
+AUTO='{"cniVersion":"1.1.0","name":"labnet","type":"ipvlan","master":"m0","mode":"l2","ipam":{"type":"dhcp"}}'
+LINK='{"cniVersion":"1.1.0","name":"labnet","type":"ipvlan","master":"m0","mode":"l2","ipam":{"type":"dhcp","chaddr":"link"}}'
+CONF=$AUTO
+cni() { # cni COMMAND CONTAINER -> stdout of our ipvlan plugin with $CONF
     echo "$CONF" | CNI_COMMAND=$1 CNI_CONTAINERID=cid-$2 CNI_NETNS=/var/run/netns/$2 CNI_IFNAME=eth0 $BIN/ipvlan
 }
 field() { # field JSON KEY -> first string value of "KEY"
@@ -56,7 +65,46 @@ live_leases() {
     busybox dumpleases -f $DIR/leases 2>/dev/null | awk 'NR > 1 && $0 !~ /expired/ {print $1, $2}'
 }
 MASTER_MAC=$(cat /sys/class/net/m0/address)
+# What the daemon sent, from its own counters.
+sent() {
+    v=$(busybox wget -q -O - http://127.0.0.1:9153/metrics | sed -n "s/^cni_dhcp_messages_sent_total{type=\"$1\"} \([0-9]*\).*/\1/p")
+    echo "${v:-0}"
+}
 
+# 1. The default policy: a derived chaddr per container.
+for c in d1 d2 d3; do lab_container $c >/dev/null; done
+ADDRS=""
+for c in d1 d2 d3; do
+    if out=$(cni ADD $c); then
+        a=$(field "$out" address); ADDRS="$ADDRS ${a%/*}"; pass "ADD $c (derived chaddr): $a"
+    else
+        fail "ADD $c behind udhcpd with derived chaddrs: $out"
+    fi
+done
+n=$(echo $ADDRS | tr ' ' '\n' | sort -u | grep -c .)
+if [ "$n" = 3 ]; then pass "three distinct addresses:$ADDRS"; else fail "addresses:$ADDRS"; fi
+leases=$(live_leases)
+echo "--- udhcpd live leases: $(echo $leases)"
+macs=$(echo "$leases" | awk 'NF { print $1 }' | sort -u)
+if [ "$(echo "$macs" | grep -c .)" = 3 ] && ! echo "$macs" | grep -qi "^$MASTER_MAC$"; then
+    pass "udhcpd bound three chaddrs, none of them the master's MAC"
+else
+    fail "udhcpd bindings: $(echo $leases)"
+fi
+chaddr=$($BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -o '"container_id":"cid-d1".*' | grep -o '"chaddr":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+if [ -n "$chaddr" ] && echo "$leases" | grep -qi "^$chaddr "; then pass "d1's binding is under the chaddr dhcp-leases shows ($chaddr)"; else fail "d1's chaddr ${chaddr:-none} not in udhcpd's bindings"; fi
+set -- $ADDRS
+if ip netns exec d1 ping -c 1 -W 2 "$3" >/dev/null 2>&1; then pass "d1 reaches d3 at $3"; else fail "d1 cannot reach d3 at $3"; fi
+for c in d3 d2 d1; do
+    if out=$(cni DEL $c); then :; else fail "DEL $c: $out"; fi
+done
+sleep 1
+leases=$(live_leases)
+if [ -z "$leases" ]; then pass "no live binding left at udhcpd after the DELs (derived)"; else fail "bindings left: $leases"; fi
+declines0=$(sent DECLINE); requests0=$(sent REQUEST)
+
+# 2. "chaddr": "link": every lease sends the master's MAC, as the reference does.
+CONF=$LINK
 for c in c1 c2 c3; do lab_container $c >/dev/null; done
 if out=$(cni ADD c1); then
     A=$(field "$out" address); pass "ADD c1: $A"
@@ -79,11 +127,9 @@ for c in c2 c3; do
         if [ -z "$MSG" ]; then MSG=$norm; elif [ "$MSG" = "$norm" ]; then pass "the same explanation for c2 and c3"; else fail "explanations differ: $MSG / $norm"; fi
     fi
 done
-# What the daemon sent, from its own counters.
-sent() { busybox wget -q -O - http://127.0.0.1:9153/metrics | sed -n "s/^cni_dhcp_messages_sent_total{type=\"$1\"} \([0-9]*\).*/\1/p"; }
-declines=$(sent DECLINE); requests=$(sent REQUEST)
-if [ "$declines" = 0 ]; then pass "no DHCPDECLINE sent"; else fail "DHCPDECLINEs sent: ${declines:-unknown}"; fi
-if [ "$requests" = 1 ]; then pass "one DHCPREQUEST in all (c1's): c2 and c3 requested nothing"; else fail "DHCPREQUESTs sent: ${requests:-unknown}"; fi
+declines=$(( $(sent DECLINE) - declines0 )); requests=$(( $(sent REQUEST) - requests0 ))
+if [ "$declines" = 0 ]; then pass "no DHCPDECLINE sent"; else fail "DHCPDECLINEs sent: $declines"; fi
+if [ "$requests" = 1 ]; then pass "one DHCPREQUEST in all (c1's): c2 and c3 requested nothing"; else fail "DHCPREQUESTs sent: $requests"; fi
 leases=$(live_leases)
 echo "--- udhcpd live leases: $leases"
 if [ "$leases" = "$MASTER_MAC ${A%/*}" ]; then pass "udhcpd's only binding for $MASTER_MAC is still c1's ${A%/*}"; else fail "udhcpd bindings: $leases"; fi
