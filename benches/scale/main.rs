@@ -50,6 +50,8 @@ mod common;
 mod cni;
 mod procstat;
 mod report;
+#[path = "../common/sections.rs"]
+mod sections;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -339,7 +341,21 @@ fn main() {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("report dir");
     }
-    std::fs::write(&out, report.markdown()).expect("write report");
+    // Keep the ipvlan rows benches/vm_scale.rs wrote into the same file.
+    let mut markdown = report.markdown();
+    if let Some(ipvlan) = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| sections::section(&old, sections::IPVLAN_VM).map(str::to_string))
+    {
+        markdown = format!(
+            "{}
+
+{ipvlan}
+",
+            markdown.trim_end()
+        );
+    }
+    std::fs::write(&out, markdown).expect("write report");
     report::chart(&all, &chart).expect("draw chart");
     eprintln!("wrote {} and {}", out.display(), chart.display());
 

@@ -165,7 +165,9 @@ lab_cleanup() {
     # Runs from an EXIT trap under sh -e: nothing here may fail, and the script's status is kept.
     _lab_rc=$?
     if [ -s "$LAB_DIR/dnsmasq.pid" ]; then kill "$(cat "$LAB_DIR/dnsmasq.pid")" 2>/dev/null || true; fi
-    rm -f "$LAB_DIR/dnsmasq.pid"
+    # dnsmasq removes its pid file as it exits: busybox rm -f fails when the file goes between
+    # its lstat and its unlink.
+    rm -f "$LAB_DIR/dnsmasq.pid" 2>/dev/null || true
     for _ns in $LAB_NETNS; do ip netns del "$_ns" 2>/dev/null || true; done
     LAB_NETNS=""
     ip link del "$LAB_MASTER" 2>/dev/null || true
