@@ -336,10 +336,32 @@ fn no_server_fails_within_timeout_with_a_cause() {
     assert_eq!(out["code"], 11, "{out}");
     let msg = out["msg"].as_str().unwrap();
     assert!(msg.contains("no DHCP lease within 2s"), "{msg}");
-    assert!(out["details"].as_str().unwrap().contains("sent"), "{out}");
+    let details = out["details"].as_str().unwrap();
+    assert!(details.contains("sent"), "{out}");
+    assert!(!details.contains("snooping"), "the MAC was chaddr: {out}");
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(4),
         "took {took:?}"
+    );
+    // With a derived chaddr the details name what a snooping switch would do, and the cure.
+    let (ok, out) = cni(
+        DHCP,
+        "ADD",
+        "lonely",
+        &ns,
+        "eth0",
+        &conf(&daemon.socket, json!({"chaddr": "derived"})),
+    );
+    assert!(!ok && out["code"] == 11, "{out}");
+    let details = out["details"].as_str().unwrap();
+    let chaddr = cni_dhcp::lease_file::mac::to_string(&cni_dhcp::dhcp::message::derived_chaddr(
+        &cni_dhcp::dhcp::client_id("lonely", "labnet", "eth0"),
+    ));
+    assert!(
+        details.contains(&chaddr)
+            && details.contains("snooping")
+            && details.contains("\"chaddr\": \"link\""),
+        "{out}"
     );
     // The failed attachment leaves nothing behind.
     let list = lease_records(&daemon.socket);

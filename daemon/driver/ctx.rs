@@ -199,6 +199,13 @@ impl Ctx {
         if let Some(e) = &trace.last_send_error {
             details.push_str(&format!("; {} send error(s), last: {e}", trace.send_errors));
         }
+        let chaddr = self.slot.status().chaddr;
+        if broadcast.is_some() && chaddr != self.identity.mac {
+            details.push_str(&format!(
+                "; chaddr {} was derived from the client identifier, not the link's MAC: a switch whose DHCP snooping checks chaddr against the frame's source MAC drops such requests; on such a network set \"chaddr\": \"link\" in ipam (or -chaddr link on the daemon)",
+                crate::lease_file::mac::to_string(&chaddr)
+            ));
+        }
         AcquireError::Timeout {
             secs: self.timeout.as_secs_f64(),
             ifname: self.ifname.clone(),
