@@ -139,6 +139,21 @@ fn reference_macvlan_plugin_works_with_our_dhcp() {
     assert!(lab.wait_for_log(&format!("DHCPRELEASE(s0) {ip}"), Duration::from_secs(5)));
 }
 
+/// ADDs `PREFIX-i` in `containers[i]` (ifname eth0), all at once, one thread each: each
+/// plugin's (ok, result or error), in the order of `containers`.
+fn parallel_adds(containers: &[PathBuf], prefix: &str, config: &Value) -> Vec<(bool, Value)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                s.spawn(move || cni(DHCP, "ADD", &format!("{prefix}-{i}"), ns, "eth0", config))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn parallel_adds_get_distinct_leases_and_threads_stay_flat() {
     if common::skip_unless_available("parallel_adds_get_distinct_leases_and_threads_stay_flat") {
@@ -158,17 +173,7 @@ fn parallel_adds_get_distinct_leases_and_threads_stay_flat() {
     let threads_before = daemon.threads();
     let fds_before = daemon.fds();
     let started = Instant::now();
-    let results: Vec<(bool, Value)> = std::thread::scope(|s| {
-        let handles: Vec<_> = containers
-            .iter()
-            .enumerate()
-            .map(|(i, ns)| {
-                let config = &config;
-                s.spawn(move || cni(DHCP, "ADD", &format!("par-{i}"), ns, "eth0", config))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = parallel_adds(&containers, "par", &config);
     println!(
         "{N} parallel ADDs: {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
@@ -260,17 +265,7 @@ fn shared_mac_containers_adding_at_once_get_distinct_offers_with_derived_chaddrs
         })
         .collect();
     let started = Instant::now();
-    let results: Vec<(bool, Value)> = std::thread::scope(|s| {
-        let handles: Vec<_> = containers
-            .iter()
-            .enumerate()
-            .map(|(i, ns)| {
-                let config = &config;
-                s.spawn(move || cni(DHCP, "ADD", &format!("dch-{i}"), ns, "eth0", config))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = parallel_adds(&containers, "dch", &config);
     let wall = started.elapsed();
     let mut addresses = Vec::new();
     for (i, (ok, r)) in results.iter().enumerate() {

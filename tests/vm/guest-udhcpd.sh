@@ -71,6 +71,16 @@ sent() {
     echo "${v:-0}"
 }
 
+del_all() { # del_all LABEL CONTAINER...: DEL each, then udhcpd must hold no live binding
+    _label=$1; shift
+    for _c in "$@"; do
+        if out=$(cni DEL $_c); then :; else fail "DEL $_c: $out"; fi
+    done
+    sleep 1
+    leases=$(live_leases)
+    if [ -z "$leases" ]; then pass "no live binding left at udhcpd after the DELs $_label"; else fail "bindings left $_label: $leases"; fi
+}
+
 # 1. The default policy: a derived chaddr per container.
 for c in d1 d2 d3; do lab_container $c >/dev/null; done
 ADDRS=""
@@ -95,12 +105,7 @@ chaddr=$($BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -o '"contai
 if [ -n "$chaddr" ] && echo "$leases" | grep -qi "^$chaddr "; then pass "d1's binding is under the chaddr dhcp-leases shows ($chaddr)"; else fail "d1's chaddr ${chaddr:-none} not in udhcpd's bindings"; fi
 set -- $ADDRS
 if ip netns exec d1 ping -c 1 -W 2 "$3" >/dev/null 2>&1; then pass "d1 reaches d3 at $3"; else fail "d1 cannot reach d3 at $3"; fi
-for c in d3 d2 d1; do
-    if out=$(cni DEL $c); then :; else fail "DEL $c: $out"; fi
-done
-sleep 1
-leases=$(live_leases)
-if [ -z "$leases" ]; then pass "no live binding left at udhcpd after the DELs (derived)"; else fail "bindings left: $leases"; fi
+del_all "(derived chaddrs)" d3 d2 d1
 declines0=$(sent DECLINE); requests0=$(sent REQUEST)
 
 # 2. "chaddr": "link": every lease sends the master's MAC, as the reference does.
@@ -145,12 +150,7 @@ if [ "${r:-0}" -ge 2 ]; then pass "c1 renewed $r times"; else fail "c1 renewals:
 if ip -n c1 -4 -o addr show dev eth0 | grep -q "${A%/*}/"; then pass "c1 still has ${A%/*}"; else fail "c1 lost its address"; fi
 if $BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -q '"state":"BOUND"'; then pass "c1 BOUND"; else fail "c1 not BOUND"; fi
 
-for c in c3 c2 c1; do
-    if out=$(cni DEL $c); then :; else fail "DEL $c: $out"; fi
-done
-sleep 1
-leases=$(live_leases)
-if [ -z "$leases" ]; then pass "no live binding left at udhcpd after the DELs"; else fail "bindings left: $leases"; fi
+del_all "(the master's MAC)" c3 c2 c1
 
 kill $UDHCPD 2>/dev/null || true
 echo "--- daemon log"; grep -E "refused|MAC|released|WARN" /tmp/daemon.log | tail -n 10
