@@ -530,6 +530,7 @@ mod tests {
         assert_eq!(v["attachment"]["container_id"], "c1");
         assert_eq!(v["client_id"], "0063312f6c61626e65742f65746830");
         assert_eq!(v["chaddr"], "02:00:00:00:00:01");
+        assert_eq!(v["derived_chaddr"], "0a:11:22:33:44:55");
         assert_eq!(v["server_mac"], "02:00:00:00:00:fe");
         assert_eq!(v["granted"]["boot_id"], "b1");
         assert_eq!(v["granted"]["boottime_ms"], 5000);

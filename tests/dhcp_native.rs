@@ -428,6 +428,18 @@ fn bad_input_gets_cni_error_codes() {
     );
     assert!(!ok && out["code"] == 7, "{out}");
     assert!(out["msg"].as_str().unwrap().contains("broadcast"), "{out}");
+    // The daemon refuses the same contradiction in its flags, before it binds anything.
+    let out = Command::new(DHCP)
+        .args(["daemon", "-broadcast=false", "-chaddr", "derived"])
+        .args([
+            "-socketpath",
+            &dir.path().join("never.sock").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs the broadcast flag"));
+    assert!(!dir.path().join("never.sock").exists());
     // No daemon: the error names the socket and how to start the daemon.
     let (ok, out) = cni(DHCP, "ADD", "c1", netns, "eth0", &conf(&socket, json!({})));
     assert!(!ok && out["code"] == 11, "{out}");

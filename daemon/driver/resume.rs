@@ -187,7 +187,12 @@ pub(super) async fn resume_v4(shared: &Arc<Shared>, record: Record) -> Resumed {
     let config = &shared.config;
     let expired = record.is_expired();
     let asks = Asks::from_record(&record);
-    let client_config = client_config(config, &asks, record.sent_chaddr(), record.broadcast);
+    let client_config = client_config(
+        config,
+        &asks,
+        (record.sent_chaddr(), record.chaddr),
+        record.broadcast,
+    );
     let seed = rand::random();
     let mut client = if expired {
         Client::reboot(client_config, record.lease.clone(), clock::now(), seed)

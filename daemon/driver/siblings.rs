@@ -141,8 +141,12 @@ pub(super) enum Duplicate {
 pub(super) fn refuse_duplicate(ctx: &mut Ctx, client: &mut Client, lease: &Lease) -> Duplicate {
     let chaddr = client.config().chaddr;
     let (address, server) = (lease.address, lease.server_id);
+    // On the same master: the same interface MAC (every ipvlan slave has the master's),
+    // whatever chaddr each sends. Keying by MAC is told by the chaddr sent.
+    let link_mac = ctx.identity.mac;
     let holder = other_lease(ctx, |st, held| {
-        (held.address == address && (held.server_id == server || st.chaddr == chaddr))
+        let same_master = st.identity.as_ref().is_some_and(|i| i.mac == link_mac);
+        (held.address == address && (held.server_id == server || same_master))
             .then_some(st.chaddr == chaddr && held.server_id == server)
     });
     let Some((holder, mac_keyed)) = holder else {

@@ -87,17 +87,20 @@ impl Asks {
 }
 
 /// The client configuration for a lease: what it asks ([`Asks`]), the chaddr to send (the
-/// interface's MAC or one derived, [`super::chaddr_of`]), the broadcast flag, and the daemon's `-timeout` and `-resendmax`.
+/// interface's MAC or one derived, [`super::chaddr_of`]) and the interface's MAC, the
+/// broadcast flag (on renewals too when the chaddr is derived), and the daemon's `-timeout` and `-resendmax`.
 pub(super) fn client_config(
     config: &crate::daemon::Config,
     asks: &Asks,
-    chaddr: [u8; 6],
+    (chaddr, link_mac): ([u8; 6], [u8; 6]),
     broadcast: bool,
 ) -> ClientConfig {
     ClientConfig {
         client_id: asks.client_id.clone(),
         chaddr,
         broadcast,
+        // A reply to a derived chaddr's Ethernet address reaches no interface.
+        broadcast_renewals: broadcast && chaddr != link_mac,
         parameter_request_list: asks
             .parameter_request_list
             .clone()
@@ -318,7 +321,7 @@ pub(crate) async fn start(
         broadcast_reason,
         ..Status::default()
     };
-    let client_config = client_config(config, &asks, chaddr, broadcast);
+    let client_config = client_config(config, &asks, (chaddr, mac), broadcast);
     let client = Client::new(client_config, clock::now(), rand::random());
     let (bound_tx, bound_rx) = oneshot::channel();
     let link = packet::LinkAddr {
@@ -361,9 +364,10 @@ mod tests {
         let config = client_config(
             &crate::daemon::Config::default(),
             &asks,
-            [2, 0, 0, 0, 0, 1],
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 1]),
             true,
         );
+        assert!(!config.broadcast_renewals, "the link's MAC as chaddr");
         assert_eq!(config.client_id, b"reserved-1");
         assert_eq!(config.min_lease, crate::dhcp::config::MIN_LEASE_SECS);
         for bad in [Vec::new(), vec![b'x'; 256]] {

@@ -112,6 +112,14 @@ fn main() -> ExitCode {
             Ok(p) => p,
             Err(e) => e.exit(),
         };
+        if parsed.broadcast == Some(false)
+            && parsed.chaddr == Some(cni_dhcp::rpc::ChaddrPolicy::Derived)
+        {
+            eprintln!(
+                "{argv0} daemon: -chaddr derived needs the broadcast flag, but -broadcast=false: a server unicasts its replies to chaddr when the flag is clear, and a derived chaddr is no interface's address"
+            );
+            return ExitCode::from(2);
+        }
         init_logging(parsed.log_format);
         let config = daemon::Config {
             socket_path: parsed.socket_path,

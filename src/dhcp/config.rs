@@ -23,11 +23,18 @@ pub struct ClientConfig {
     /// Option 61 data (RFC 2132 §9.14), e.g. from [`client_id`](super::message::client_id); sent in every message
     /// (omitted when empty) and required to match in replies that echo it (RFC 6842).
     pub client_id: Vec<u8>,
-    /// chaddr: the interface's MAC (on ipvlan, the master's).
+    /// chaddr (RFC 2131 §2): the interface's MAC (on ipvlan, the master's), or one derived from
+    /// the client identifier ([`crate::dhcp::message::derived_chaddr`]). Replies must carry it.
     pub chaddr: [u8; 6],
     /// Set the BOOTP broadcast flag on DHCPDISCOVER and SELECTING DHCPREQUEST (RFC 2131 §4.1) so
     /// the server broadcasts its replies: needed on ipvlan (docs/design.md, *ipvlan and DHCP*).
     pub broadcast: bool,
+    /// Also set the broadcast flag on RENEWING and REBINDING DHCPREQUESTs (ciaddr set). For a
+    /// chaddr that is no interface's MAC (docs/design.md, *A chaddr per container*): RFC 2131
+    /// §4.1 has the server answer such a request at ciaddr, and dnsmasq does, but busybox
+    /// udhcpd sends a flag-clear reply to chaddr's Ethernet address, and a relay forwards a
+    /// flag-clear REBINDING reply there, where no NIC accepts it. Off by default.
+    pub broadcast_renewals: bool,
     /// Option 55 codes (RFC 2132 §9.8); omitted when empty.
     pub parameter_request_list: Vec<u8>,
     /// Option 12 host name (RFC 2132 §3.14), sent when set and non-empty.
@@ -58,6 +65,7 @@ impl ClientConfig {
             client_id,
             chaddr,
             broadcast: true,
+            broadcast_renewals: false,
             parameter_request_list: DEFAULT_PARAMETER_REQUEST_LIST.to_vec(),
             hostname: None,
             provided: Vec::new(),

@@ -3,7 +3,8 @@
 //! DHCPRELEASE), encoded with dhcproto.
 //!
 //! Every message carries option 61 (RFC 2132 §9.14) because on ipvlan all slaves share the
-//! master's MAC, so chaddr cannot tell containers apart; and, when configured, the BOOTP broadcast
+//! master's MAC, so the interface's MAC cannot tell containers apart (there chaddr is one
+//! derived from option 61 by default, [`derived_chaddr`]); and, when configured, the BOOTP broadcast
 //! flag (RFC 2131 §4.1) because a unicast reply to a not-yet-configured slave never reaches it
 //! (docs/design.md, *ipvlan and DHCP*). The output is a UDP payload (client port 68 to server
 //! port 67), padded to the 300-byte BOOTP minimum (RFC 1542 §2.1) some relays and servers want.
@@ -153,10 +154,11 @@ pub fn build(config: &ClientConfig, kind: Kind, xid: u32, secs: u16) -> Vec<u8> 
     msg.set_opcode(v4::Opcode::BootRequest);
     msg.set_secs(secs);
     let broadcast = config.broadcast
-        && matches!(
-            kind,
-            Kind::Discover { .. } | Kind::Select { .. } | Kind::Reboot { .. }
-        );
+        && match kind {
+            Kind::Discover { .. } | Kind::Select { .. } | Kind::Reboot { .. } => true,
+            Kind::Renew { .. } => config.broadcast_renewals,
+            Kind::Decline { .. } | Kind::Release { .. } => false,
+        };
     msg.set_flags(if broadcast {
         Flags::default().set_broadcast()
     } else {
@@ -384,6 +386,19 @@ mod tests {
         assert_eq!(r.option(code::REQUESTED_IP), None);
         assert_eq!(r.server_id, None);
         assert!(r.option(code::PARAMETER_REQUEST_LIST).is_some());
+        // With a derived chaddr the reply must not go to chaddr's Ethernet address.
+        let mut derived = config();
+        derived.chaddr = derived_chaddr(&derived.client_id);
+        derived.broadcast_renewals = true;
+        let r = parse_reply(&build(&derived, kind, 7, 0)).unwrap();
+        assert!(
+            r.broadcast(),
+            "broadcast flag on a renewal with a derived chaddr"
+        );
+        assert_eq!(&r.chaddr[..6], &derived.chaddr);
+        derived.broadcast = false;
+        let r = parse_reply(&build(&derived, kind, 7, 0)).unwrap();
+        assert!(!r.broadcast(), "never without the broadcast policy");
     }
 
     #[test]
