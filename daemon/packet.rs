@@ -80,7 +80,8 @@ fn dhcp_client_filter() -> [SockFilter; 9] {
 pub(crate) struct LinkAddr {
     /// ifindex inside the container's namespace.
     pub(crate) ifindex: u32,
-    /// The interface's MAC: chaddr. On an ipvlan slave, the master's MAC.
+    /// The interface's MAC, the Ethernet source of every frame (on an ipvlan slave, the
+    /// master's); the BOOTP chaddr may be another ([`crate::rpc::ChaddrPolicy`]).
     pub(crate) mac: [u8; 6],
 }
 

@@ -72,7 +72,7 @@ pub(crate) enum AcquireError {
     /// The server keys leases by MAC (chaddr) and ignores option 61, and a sibling sharing
     /// our chaddr holds its lease: nothing was requested or declined.
     #[error(
-        "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {attachment} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default)",
+        "DHCP server {server} keys leases by MAC address (chaddr) and ignores the client identifier (option 61): {holder} already holds this server's lease for MAC {}, which every ipvlan slave of the master shares, so {attachment} cannot get a lease of its own; configure the server to identify clients by option 61 (dnsmasq does by default), or let each container send a chaddr of its own (ipam \"chaddr\": \"derived\", the default on ipvlan, unless DHCP snooping on the LAN checks chaddr)",
         crate::lease_file::mac::to_string(chaddr)
     )]
     MacKeyed {
@@ -88,7 +88,7 @@ pub(crate) enum AcquireError {
     /// The server acknowledged an address another live lease holds on the same master: it
     /// was declined (DHCPDECLINE, RFC 2131 §4.4.1).
     #[error(
-        "DHCP server {server} offered {address} to {attachment}, but {holder} already holds it on the same master: the server keys leases by MAC address (chaddr), which all ipvlan slaves share, and ignores the client identifier (option 61); configure it to identify clients by option 61 (dnsmasq does by default)"
+        "DHCP server {server} offered {address} to {attachment}, but {holder} already holds it on the same master: either the server keys leases by MAC address (chaddr), which all ipvlan slaves share, and ignores the client identifier (option 61), so configure it to identify clients by option 61 (dnsmasq does by default); or two servers on this LAN hand out the same addresses"
     )]
     Declined {
         /// The server's identifier.

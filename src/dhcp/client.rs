@@ -9,9 +9,10 @@
 //! the machine directly.
 //!
 //! Acquisition: INIT → DHCPDISCOVER → SELECTING → first acceptable DHCPOFFER → DHCPREQUEST →
-//! REQUESTING → DHCPACK → BOUND ([`Event::Bound`]). A reply is accepted only when its xid is ours
-//! and its echoed option 61, when present (RFC 6842), is ours: on ipvlan every slave sees every
-//! other slave's broadcast replies, all with one chaddr (docs/design.md, *ipvlan and DHCP*). A
+//! REQUESTING → DHCPACK → BOUND ([`Event::Bound`]). A reply is accepted only when its xid and
+//! chaddr are ours and its echoed option 61, when present (RFC 6842), is ours: on ipvlan every
+//! slave sees every other slave's broadcast replies, all with one chaddr unless each sends one
+//! of its own (docs/design.md, *ipvlan and DHCP*). A
 //! DHCPNAK while REQUESTING restarts from INIT with a new xid inside the same time budget; when the
 //! budget ([`ClientConfig::timeout`]) runs out: [`Event::Timeout`], state FAILED.
 //!

@@ -13,9 +13,11 @@
 //!   received payloads and the current time;
 //! - `timing`: the acquisition budget and deadline arithmetic it shares with [`crate::dhcp6`].
 //!
-//! On ipvlan all slaves share the master's MAC, so every message carries option 61 and, when
-//! configured, the BOOTP broadcast flag, and replies are filtered by xid and echoed option 61
-//! (RFC 6842), never by chaddr (docs/design.md, *ipvlan and DHCP*).
+//! On ipvlan all slaves share the master's MAC, so every message carries option 61, a chaddr
+//! derived from it (unless configured otherwise) and, when configured, the BOOTP broadcast
+//! flag; replies are filtered by xid, chaddr and echoed option 61 (RFC 6842), and with the
+//! shared MAC as chaddr only the xid and option 61 tell slaves apart (docs/design.md, *ipvlan
+//! and DHCP*, *A chaddr per container*).
 
 pub mod client;
 pub mod config;

@@ -348,7 +348,8 @@ pub struct Reply {
     pub siaddr: Ipv4Addr,
     /// giaddr: relay agent address.
     pub giaddr: Ipv4Addr,
-    /// chaddr, all 16 bytes (on ipvlan every slave's is the master's MAC: not a filter).
+    /// chaddr, all 16 bytes: the client's (on ipvlan the master's MAC, shared by every slave, or
+    /// one derived per container).
     pub chaddr: [u8; 16],
     /// sname up to its first NUL; empty when overloaded with options (option 52).
     pub sname: Vec<u8>,
