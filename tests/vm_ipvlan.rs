@@ -85,7 +85,7 @@ fn ipvlan_l2_dual_stack_three_containers_in_vm() {
 /// and it must keep it (issue 10 §5, found with udhcpd). tests/vm/guest-udhcpd.sh.
 #[test]
 fn ipvlan_behind_a_server_keying_by_mac_in_vm() {
-    run_guest("guest-udhcpd.sh", 19);
+    run_guest("guest-udhcpd.sh", 20);
 }
 
 /// 802.1q trunk parents (issue 13 §1): VLAN links made on demand on the trunk m0, five slaves on

@@ -58,7 +58,7 @@ in_range6() { # in_range6 ADDR: within fd00:cd::100-::1ff
 
 DUAL=$(conf labnet ',"dhcp6":true')
 MASTER_MAC=$(cat /sys/class/net/m0/address)
-ROUTER6=$(lab_router6)
+ROUTER6=$(lab_router6) || fail "s0 has no IPv6 link-local 10 s after set-up"
 echo "router (s0 link-local): $ROUTER6"
 
 # --- three dual-stack containers on one master

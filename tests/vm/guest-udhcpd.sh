@@ -2,9 +2,11 @@
 # behind real ipvlan L2 slaves, which all carry the master's MAC. Our `ipvlan` + `dhcp`
 # plugins and `dhcp daemon`.
 # 1. Default policy: on ipvlan each lease sends a chaddr of its own derived from its client
-#    identifier (docs/design.md, *A chaddr per container*), so udhcpd binds c1, c2, c3 apart:
+#    identifier (docs/design.md, *A chaddr per container*), so udhcpd binds d1, d2, d3 apart:
 #    three leases, three bindings under three derived chaddrs (none the master's MAC), the
-#    containers reach each other, the DELs leave no binding.
+#    containers reach each other, d1's lease is renewed (its RENEWING requests carry the
+#    broadcast flag: udhcpd sends a flag-clear reply to chaddr's Ethernet address), the DELs
+#    leave no binding.
 # 2. `"chaddr": "link"` (the reference's chaddr, the master's MAC): the first ADD gets a lease;
 #    the second and third fail with code 7 and the same explanation, without a DHCPDECLINE
 #    (which would make udhcpd blank the first container's binding) and without a DHCPREQUEST
@@ -105,6 +107,13 @@ chaddr=$($BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -o '"contai
 if [ -n "$chaddr" ] && echo "$leases" | grep -qi "^$chaddr "; then pass "d1's binding is under the chaddr dhcp-leases shows ($chaddr)"; else fail "d1's chaddr ${chaddr:-none} not in udhcpd's bindings"; fi
 set -- $ADDRS
 if ip netns exec d1 ping -c 1 -W 2 "$3" >/dev/null 2>&1; then pass "d1 reaches d3 at $3"; else fail "d1 cannot reach d3 at $3"; fi
+i=0
+while [ $i -lt 40 ]; do
+    r=$($BIN/dhcp-leases --socket $SOCK --json | tr -d ' \n' | grep -o '"container_id":"cid-d1".*' | grep -o '"renewals":[0-9]*' | head -n 1 | cut -d: -f2)
+    [ "${r:-0}" -ge 1 ] && break
+    i=$((i + 1)); sleep 1
+done
+if [ "${r:-0}" -ge 1 ]; then pass "d1 renewed behind udhcpd with its derived chaddr"; else fail "d1 renewals: ${r:-none}"; $BIN/dhcp-leases --socket $SOCK; fi
 del_all "(derived chaddrs)" d3 d2 d1
 declines0=$(sent DECLINE); requests0=$(sent REQUEST)
 

@@ -147,7 +147,15 @@ lab_udhcpc() {
 }
 
 lab_router6() {
-    ip -n "$LAB_SRV" -6 -o addr show dev s0 scope link | awk '{ sub("/.*", "", $4); print $4; exit }'
+    # s0's link-local appears when the kernel's link watch has seen its carrier come up, which
+    # on a busy emulated CPU can be a second or more after lab_setup: wait up to 10 s for it.
+    _i=0
+    while [ $_i -lt 100 ]; do
+        _ll=$(ip -n "$LAB_SRV" -6 -o addr show dev s0 scope link | awk '{ sub("/.*", "", $4); print $4; exit }')
+        [ -n "$_ll" ] && { echo "$_ll"; return 0; }
+        _i=$((_i + 1)); sleep 0.1
+    done
+    return 1
 }
 
 lab_leases() { cat "$LAB_DIR/dnsmasq.leases"; }
