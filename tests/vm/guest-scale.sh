@@ -7,19 +7,25 @@
 #   ours    our ipvlan and dhcp daemon with their automatic policy (broadcast flag and a derived
 #           chaddr on ipvlan: docs/design.md, *A chaddr per container*);
 #   refstatic (not by default) the reference's ipvlan with its static IPAM: the floor of the
-#           reference's own main plugin.
+#           reference's own main plugin;
+#   oursbcast (not by default) ours with "unicastDiscover": false: every DHCPDISCOVER and
+#           DHCPREQUEST an Ethernet broadcast, which the master copies to every other slave
+#           (docs/design.md, *Ethernet unicast to a known server*), against ours.
 # Both daemons get `-timeout $TIMEOUT` (default 60s): the emulated VM is tens of times slower
 # than hardware, and with the 10 s default the budget measures the emulator, not DHCP. Prints
 # one "SCALE" line per batch:
 #   SCALE impl=static|ref|ours n=N ok=K wall_ms=W p50_ms=P p99_ms=Q discovers=D requests=R
-#         naks=A master_rx_dropped=M srv_rcvbuf_errors=U timeout=T
+#         naks=A master_rx_dropped=M srv_rcvbuf_errors=U timeout=T cpu_user_ms=C
+#         cpu_kernel_ms=K [slave_rx=F]
 # (wall: first start to last end; p50/p99: per-ADD durations; discovers/requests/naks: what
 # dnsmasq logged; master_rx_dropped: m0's rx_dropped, where ipvlan counts its full multicast
-# backlog; srv_rcvbuf_errors: UDP RcvbufErrors in the server's namespace). Software-emulated
+# backlog; srv_rcvbuf_errors: UDP RcvbufErrors in the server's namespace; cpu_*_ms: the guest's
+# CPU time over the batch, user and kernel; slave_rx, with STATS=1: frames the N slaves received,
+# summed, i.e. the master's fan-out). Software-emulated
 # (TCG): only ratios between batches of one boot mean anything. It FAILs when ADDs never return
 # and, with CHECK=1, when ours loses an ADD or needs more than 2 DHCPDISCOVERs per container
 # (with the shared MAC as chaddr dnsmasq needs about N(N+1)/2). /scale.env, when given
-# (CNI_DHCP_VM_FILES=HOST:/scale.env), may set SIZES, IMPLS, TIMEOUT, CHECK, and SHOW=1 (print
+# (CNI_DHCP_VM_FILES=HOST:/scale.env), may set SIZES, IMPLS, TIMEOUT, CHECK, STATS=1, and SHOW=1 (print
 # our first container's history and dnsmasq's first DHCPDISCOVERs after our batches). Run by
 # benches/vm_scale.rs (smoke size under `cargo test`, full size under `cargo bench`).
 . /lab.sh
@@ -28,6 +34,7 @@ IMPLS="static ref ours"
 TIMEOUT=60s
 CHECK=""
 SHOW=""
+STATS=""
 [ -f /scale.env ] && . /scale.env
 LAB_PREFIX=22
 LAB_RANGE=198.18.1.0,198.18.3.250,255.255.252.0,1h
@@ -36,6 +43,9 @@ now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 pct() { # pct FILE P -> the P-th percentile of the numbers in FILE (nearest rank)
     sort -n "$1" | awk -v p="$2" '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i] }'
 }
+# The guest's CPU time so far, milliseconds: "USER KERNEL" (kernel: system, irq and softirq;
+# USER_HZ is 100).
+cpu_ms() { awk '/^cpu / { printf "%d %d\n", ($2 + $3) * 10, ($4 + $7 + $8) * 10; exit }' /proc/stat; }
 rcvbuf() { ip netns exec "$LAB_SRV" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 
 batch() { # batch IMPL N
@@ -46,7 +56,7 @@ batch() { # batch IMPL N
     ref)
         /opt/ref/cni/dhcp daemon -broadcast -timeout "$TIMEOUT" -socketpath /run/cni/dhcp.sock >/tmp/d-$impl.log 2>&1 &
         dpid=$! bin=/opt/ref/cni ;;
-    ours)
+    ours | oursbcast)
         /opt/cni/bin/dhcp daemon -timeout "$TIMEOUT" -socketpath /run/cni/dhcp.sock -state-dir /tmp/state-$n >/tmp/d-$impl.log 2>&1 &
         dpid=$! bin=/opt/cni/bin ;;
     static)
@@ -60,13 +70,15 @@ batch() { # batch IMPL N
     fi
     plugin=${bin%%:*}/ipvlan
     k=1; while [ $k -le $n ]; do lab_container s$k >/dev/null; k=$((k + 1)); done
-    drop0=$(cat /sys/class/net/m0/statistics/rx_dropped); rb0=$(rcvbuf)
+    drop0=$(cat /sys/class/net/m0/statistics/rx_dropped); rb0=$(rcvbuf); cpu0=$(cpu_ms)
     : >/tmp/res
     k=1
     while [ $k -le $n ]; do
         (
             if [ "$impl" = static ] || [ "$impl" = refstatic ]; then
                 ipam="{\"type\":\"static\",\"addresses\":[{\"address\":\"198.18.$((1 + k / 250)).$((k % 250 + 1))/22\"}]}"
+            elif [ "$impl" = oursbcast ]; then
+                ipam='{"type":"dhcp","unicastDiscover":false}'
             else
                 ipam='{"type":"dhcp"}'
             fi
@@ -87,7 +99,13 @@ batch() { # batch IMPL N
     reqs=$(grep -c 'DHCPREQUEST(' "$LAB_DIR/dnsmasq.log" || true)
     naks=$(grep -c 'DHCPNAK(' "$LAB_DIR/dnsmasq.log" || true)
     drop=$(( $(cat /sys/class/net/m0/statistics/rx_dropped) - drop0 )); rb=$(( $(rcvbuf) - rb0 ))
-    echo "SCALE impl=$impl n=$n ok=$ok wall_ms=$wall p50_ms=$(pct /tmp/dur 50) p99_ms=$(pct /tmp/dur 99) discovers=$disc requests=$reqs naks=$naks master_rx_dropped=$drop srv_rcvbuf_errors=$rb timeout=$TIMEOUT"
+    cpu=$(cpu_ms); cpu_user=$(( ${cpu% *} - ${cpu0% *} )); cpu_kernel=$(( ${cpu#* } - ${cpu0#* } ))
+    slave_rx=""
+    if [ -n "$STATS" ]; then
+        # Frames delivered to the slaves: the master's fan-out of broadcasts, summed.
+        slave_rx=$(k=1; while [ $k -le $n ]; do ip netns exec s$k cat /sys/class/net/eth0/statistics/rx_packets 2>/dev/null || echo 0; k=$((k + 1)); done | awk '{ s += $1 } END { print s + 0 }')
+    fi
+    echo "SCALE impl=$impl n=$n ok=$ok wall_ms=$wall p50_ms=$(pct /tmp/dur 50) p99_ms=$(pct /tmp/dur 99) discovers=$disc requests=$reqs naks=$naks master_rx_dropped=$drop srv_rcvbuf_errors=$rb timeout=$TIMEOUT cpu_user_ms=$cpu_user cpu_kernel_ms=$cpu_kernel${slave_rx:+ slave_rx=$slave_rx}"
     f=$(awk '$1 == "fail" { print $4; exit }' /tmp/res)
     [ -n "$f" ] && echo "first failure (s$f): $(tr -d '\n' </tmp/out-s$f | cut -c1-300)"
     if [ "$impl" = ours ] && [ -n "$CHECK" ]; then
