@@ -21,13 +21,16 @@
 //! load: only ratios between batches of one run mean anything. Both daemons get the guest
 //! script's `-timeout` (60 s), so that the budget does not measure the emulator.
 
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
 #[path = "common/sections.rs"]
 mod sections;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use clap::Parser;
@@ -77,40 +80,25 @@ impl Batch {
     }
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
 /// Boots the guest with `env` as its /scale.env; returns the console and whether the guest
 /// reported no FAIL and exited 0.
-fn run_vm(root: &Path, env: &str, timeout_secs: u64) -> (String, bool) {
-    let k = Command::new(root.join("tests/vm/kernel.sh"))
-        .stdin(Stdio::null())
-        .status()
-        .expect("tests/vm/kernel.sh");
-    assert!(k.success(), "kernel.sh failed");
+fn run_vm(env: &str, timeout_secs: u64) -> (String, bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let env_file = dir.path().join("scale.env");
     std::fs::write(&env_file, env).expect("write scale.env");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_dhcp")).parent().unwrap();
-    let out = Command::new(root.join("tests/vm/run.sh"))
-        .arg(root.join("tests/vm/guest-scale.sh"))
-        .arg(bin_dir)
-        .env(
-            "CNI_DHCP_VM_FILES",
-            format!("{}:/scale.env", env_file.display()),
-        )
-        .env("CNI_DHCP_VM_TIMEOUT", timeout_secs.to_string())
-        .env("CNI_DHCP_VM_MEM", "3072")
-        .stdin(Stdio::null())
-        .output()
-        .expect("tests/vm/run.sh");
+    let out = common::vm::boot(
+        "guest-scale.sh",
+        bin_dir,
+        [
+            (
+                "CNI_DHCP_VM_FILES",
+                format!("{}:/scale.env", env_file.display()),
+            ),
+            ("CNI_DHCP_VM_TIMEOUT", timeout_secs.to_string()),
+            ("CNI_DHCP_VM_MEM", "3072".to_string()),
+        ],
+    );
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let clean = out.status.success()
@@ -177,10 +165,9 @@ fn table(batches: &[Batch]) -> String {
 
 fn main() {
     let args = Args::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !which("qemu-system-x86_64") || !which("dnsmasq") {
+    if common::which("qemu-system-x86_64").is_none() || common::which("dnsmasq").is_none() {
         assert!(
-            !in_ci(),
+            !common::in_ci(),
             "qemu-system-x86_64 or dnsmasq missing under CI: scripts/deps.sh"
         );
         eprintln!("SKIP vm_scale: qemu-system-x86_64 or dnsmasq not found (scripts/deps.sh)");
@@ -201,7 +188,7 @@ fn main() {
     // a minute plus N s (the reference, which loses most of its ADDs to duplicate offers).
     let timeout = 300 + sizes.iter().map(|&n| 3 * u64::from(n) + 180).sum::<u64>();
     let started = Instant::now();
-    let (console, clean) = run_vm(root, &env, timeout);
+    let (console, clean) = run_vm(&env, timeout);
     let took = started.elapsed();
     let batches: Vec<Batch> = console.lines().filter_map(Batch::parse).collect();
     for l in console.lines().filter(|l| {

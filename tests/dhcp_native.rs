@@ -317,15 +317,18 @@ fn no_server_fails_within_timeout_with_a_cause() {
     let ns = lab.container("c1");
     // A veth whose host end goes nowhere: no server can answer.
     lab.add_veth_container(&ns, "eth0", "dead0");
+    let add = |ipam| {
+        cni(
+            DHCP,
+            "ADD",
+            "lonely",
+            &ns,
+            "eth0",
+            &conf(&daemon.socket, ipam),
+        )
+    };
     let started = Instant::now();
-    let (ok, out) = cni(
-        DHCP,
-        "ADD",
-        "lonely",
-        &ns,
-        "eth0",
-        &conf(&daemon.socket, json!({})),
-    );
+    let (ok, out) = add(json!({}));
     let took = started.elapsed();
     assert!(!ok);
     assert_eq!(out["code"], 11, "{out}");
@@ -339,14 +342,7 @@ fn no_server_fails_within_timeout_with_a_cause() {
         "took {took:?}"
     );
     // With a derived chaddr the details name what a snooping switch would do, and the cure.
-    let (ok, out) = cni(
-        DHCP,
-        "ADD",
-        "lonely",
-        &ns,
-        "eth0",
-        &conf(&daemon.socket, json!({"chaddr": "derived"})),
-    );
+    let (ok, out) = add(json!({"chaddr": "derived"}));
     assert!(!ok && out["code"] == 11, "{out}");
     let details = out["details"].as_str().unwrap();
     let chaddr = cni_dhcp::lease_file::mac::to_string(&cni_dhcp::dhcp::message::derived_chaddr(

@@ -13,7 +13,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Boots the VM with `guest` (under tests/vm) and our binaries; asserts no FAIL line, a clean
@@ -29,20 +28,9 @@ fn run_guest(guest: &str, min_passed: u32) {
             return;
         }
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_dhcp")).parent().unwrap();
-    let k = Command::new(root.join("tests/vm/kernel.sh"))
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(k.success(), "kernel.sh failed");
     let started = Instant::now();
-    let out = Command::new(root.join("tests/vm/run.sh"))
-        .arg(root.join("tests/vm").join(guest))
-        .arg(bin_dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = common::vm::boot(guest, bin_dir, std::iter::empty::<(&str, &str)>());
     let console = String::from_utf8_lossy(&out.stdout);
     println!("{console}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));

@@ -34,6 +34,7 @@ pub mod fake_server;
 pub mod fake_server6;
 pub mod plugin;
 pub mod sniffer;
+pub mod vm;
 pub mod yaml;
 
 use std::ffi::OsStr;
@@ -193,6 +194,12 @@ pub fn fake_lab6(name: &str) -> Option<Lab> {
     )
 }
 
+/// Whether this runs under CI (`CI=true`), where a missing tool fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `tool`'s path in PATH, or in /usr/sbin and /sbin; `None` when it is in none of them.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
