@@ -46,6 +46,7 @@ pub(crate) mod known_servers;
 pub(crate) mod metrics;
 pub(crate) mod pacer;
 pub(crate) mod packet;
+pub(crate) mod peer;
 pub(crate) mod ra_listen;
 pub(crate) mod server;
 pub(crate) mod shared;

@@ -10,7 +10,7 @@
 //! (`LISTEN_PID`/`LISTEN_FDS`, sd_listen_fds(3)) the passed fd 3 is used instead.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::Config;
 use super::command;
 use super::metrics;
+use super::peer::{peer_allowed, peer_groups};
 use super::shared::Shared;
 use super::store::Store;
 use crate::cni::code;
@@ -270,43 +271,28 @@ fn activated_fd() -> Option<i32> {
     (pid == std::process::id() && fds >= 1).then_some(3)
 }
 
-/// Whether the peer (from SO_PEERCRED, unix(7)) may use the daemon: root, the daemon's own
-/// user, or, with `-socket-group`, a member of that group. The socket's file mode already keeps
-/// others out; this check also covers a socket passed by systemd with looser permissions.
-fn peer_allowed(uid: u32, gid: u32, group: Option<u32>) -> bool {
-    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
-        return true;
-    }
-    let Some(group) = group else {
-        return false;
-    };
-    if gid == group {
-        return true;
-    }
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten();
-    let members = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(group))
-        .ok()
-        .flatten()
-        .map(|g| g.mem)
-        .unwrap_or_default();
-    user.is_some_and(|u| members.contains(&u.name))
-}
-
 async fn connection(shared: Arc<Shared>, stream: UnixStream) {
+    let group = shared.config.socket_group;
     let denied = match stream.peer_cred() {
-        Ok(cred) if peer_allowed(cred.uid(), cred.gid(), shared.config.socket_group) => None,
-        Ok(cred) => Some(format!(
-            "uid {} gid {} may not use the DHCP daemon (allowed: root, the daemon's user{})",
-            cred.uid(),
-            cred.gid(),
-            if shared.config.socket_group.is_some() {
-                ", its -socket-group"
-            } else {
-                ""
-            }
-        )),
+        Ok(cred) => match peer_allowed(cred.uid(), cred.gid(), group, || {
+            peer_groups(stream.as_fd())
+        }) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "uid {} gid {} may not use the DHCP daemon (allowed: root, the daemon's user{})",
+                cred.uid(),
+                cred.gid(),
+                if group.is_some() {
+                    ", its -socket-group"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => Some(format!(
+                "cannot read the supplementary groups of uid {} (SO_PEERGROUPS): {e}",
+                cred.uid()
+            )),
+        },
         Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
     };
     if let Some(why) = denied {
@@ -390,17 +376,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reader.await.unwrap().unwrap(), frame.len());
-    }
-
-    #[test]
-    fn peer_check_allows_root_own_user_and_group_only() {
-        let me = nix::unistd::geteuid().as_raw();
-        assert!(peer_allowed(0, 0, None));
-        assert!(peer_allowed(me, 12345, None));
-        // Some other unprivileged uid (not ours, not root).
-        let other = if me == 4242 { 4243 } else { 4242 };
-        assert!(!peer_allowed(other, 4242, None));
-        assert!(peer_allowed(other, 777, Some(777)), "primary group matches");
-        assert!(!peer_allowed(other, 4242, Some(777)), "not in the group");
     }
 }

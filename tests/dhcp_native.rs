@@ -680,12 +680,56 @@ fn socket_is_private_and_checks_peer_credentials() {
         "{stderr}"
     );
     drop(daemon);
-    // With -socket-group the socket is 0660 and owned by that group.
+    // With -socket-group the socket is 0660 and owned by that group. The group need not be
+    // named in /etc/group: the daemon asks the kernel for the peer's groups (SO_PEERGROUPS).
+    const GROUP: u32 = 4242;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["-socket-group", "65534"]);
+    let daemon = Daemon::start(dir.path(), &["-socket-group", &GROUP.to_string()]);
     let meta = std::fs::metadata(&daemon.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
-    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), GROUP);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Runs the inspector as uid/gid 65534 with these supplementary groups.
+    let as_nobody = |groups: &'static [u32]| {
+        let mut command = Command::new(LEASES);
+        command.arg("--socket").arg(&daemon.socket);
+        // SAFETY: the closure runs in the forked child before exec and only makes three
+        // async-signal-safe system calls (setgroups, setgid, setuid).
+        unsafe {
+            command.pre_exec(move || {
+                let groups: Vec<nix::unistd::Gid> = groups
+                    .iter()
+                    .map(|g| nix::unistd::Gid::from_raw(*g))
+                    .collect();
+                nix::unistd::setgroups(&groups)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+                Ok(())
+            });
+        }
+        command.output().unwrap()
+    };
+    // A member only by a supplementary group is let in.
+    let member = as_nobody(&[100, GROUP]);
+    assert!(
+        member.status.success(),
+        "{}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    // Not a member: the file mode refuses; with the mode loosened, the daemon does.
+    let outsider = as_nobody(&[100]);
+    assert!(!outsider.status.success());
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let outsider = as_nobody(&[100]);
+    assert!(!outsider.status.success());
+    let stderr = String::from_utf8_lossy(&outsider.stderr);
+    assert!(stderr.contains("uid 65534"), "{stderr}");
+    let member = as_nobody(&[GROUP]);
+    assert!(
+        member.status.success(),
+        "{}",
+        String::from_utf8_lossy(&member.stderr)
+    );
 }
 
 #[test]
